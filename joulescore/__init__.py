@@ -1,0 +1,3 @@
+"""joulescore: measure and rate the energy of AI inference."""
+
+__version__ = "0.1.0"

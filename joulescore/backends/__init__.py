@@ -1,0 +1,29 @@
+"""Inference engines behind one interface.  Engines are imported only when chosen."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from joulescore.backends.base import Backend, Generation, GenerationConfig, ModelInfo
+from joulescore.errors import BadInput
+
+__all__ = ["Backend", "Generation", "GenerationConfig", "ModelInfo", "BACKENDS", "load_backend"]
+
+#: backend name -> (module, class, the PyPI package that provides the engine)
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "llama.cpp": ("joulescore.backends.llamacpp", "LlamaCppBackend", "llama-cpp-python"),
+}
+
+
+def load_backend(name: str, model: str, **options: Any) -> Backend:
+    """Load ``model`` with the named engine; a missing engine is a one-line error."""
+    if name not in BACKENDS:
+        raise BadInput(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    module_name, class_name, package = BACKENDS[name]
+    try:
+        module = import_module(module_name)
+    except ImportError as exc:
+        raise BadInput(f"backend {name!r} needs {package}: pip install {package} ({exc})") from None
+    backend_cls = getattr(module, class_name)
+    return backend_cls(model, **options)

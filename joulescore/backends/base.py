@@ -1,0 +1,84 @@
+"""The interface every inference engine implements, so the runner never knows vendors.
+
+A backend turns chat messages into a completion and reports the moments the
+runner needs to split energy by phase: when the first token came (end of
+prefill) and when the last one did.  The runner reads the meter at those
+moments through the ``on_first_token`` callback, so backends need not know
+meters either.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How to decode.  ``min_new_tokens == max_new_tokens`` forces a fixed length."""
+
+    max_new_tokens: int
+    min_new_tokens: int = 0
+    temperature: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    """One finished (or failed) completion and its timing."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    prefill_s: float
+    decode_s: float
+    finish_reason: str  # "stop", "length" or "error"
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was run: recorded in every result."""
+
+    name: str
+    path: str | None
+    backend: str
+    quantization: str | None
+    parameters: int | None = None
+    architecture: str | None = None
+    context_length: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+FirstTokenHook = Callable[[], None]
+
+
+class Backend(ABC):
+    """An inference engine with one model loaded."""
+
+    name: str = "backend"
+
+    @abstractmethod
+    def info(self) -> ModelInfo:
+        """The loaded model, as recorded with each run."""
+
+    @abstractmethod
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        config: GenerationConfig,
+        on_first_token: FirstTokenHook | None = None,
+    ) -> Generation:
+        """Answer one chat prompt.  Calls ``on_first_token`` the moment prefill ends."""
+
+    def close(self) -> None:
+        """Free the model."""

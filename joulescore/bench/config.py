@@ -1,0 +1,47 @@
+"""What a run is asked to do: the settings that define a comparable rating."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from joulescore.backends.base import GenerationConfig
+
+Protocol = Literal["energy-score", "natural"]
+
+#: The AI Energy Score protocol: batch 1, greedy, exactly 10 new tokens
+#: (optimum-benchmark's energy_star scenario sets min_new_tokens = max_new_tokens)
+#: and 10 warm-up prompts that are not counted.
+ENERGY_SCORE_NEW_TOKENS = 10
+ENERGY_SCORE_WARMUP = 10
+
+
+class RunConfig(BaseModel):
+    """The settings of one run, stored with it so that ``--resume`` repeats them exactly."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str
+    task: str
+    dataset: str | None = None
+    backend: str = "llama.cpp"
+    meter: str = "auto"
+    protocol: Protocol = "energy-score"
+    max_new_tokens: int = Field(ENERGY_SCORE_NEW_TOKENS, ge=1)
+    limit: int | None = Field(None, ge=1)
+    warmup: int = Field(ENERGY_SCORE_WARMUP, ge=0)
+    batch_size: int = Field(1, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+    n_ctx: int = Field(4096, ge=128)
+
+    def generation(self) -> GenerationConfig:
+        """Decoding settings: a fixed length under energy-score, free until EOS otherwise."""
+        fixed = self.protocol == "energy-score"
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            min_new_tokens=self.max_new_tokens if fixed else 0,
+            temperature=self.temperature,
+            seed=self.seed,
+        )

@@ -1,0 +1,114 @@
+"""The run record: every figure of a run, computed from its stored rows.
+
+The record is always rebuilt from the database, never accumulated in memory,
+so a resumed run reports exactly what a single uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from joulescore.store.sqlite import ResultRow, RunRow
+from joulescore.tasks.metrics import Quality, Response, score
+
+J_PER_WH = 3600.0
+
+
+def _r(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def pick(pct: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, -(-len(ordered) * pct // 100) - 1))]
+
+    return {"p50": pick(50), "p90": pick(90), "p99": pick(99), "max": ordered[-1]}
+
+
+def run_status(run: RunRow, results: list[ResultRow]) -> str:
+    """complete: every prompt answered; failed: none succeeded; partial: some left to do."""
+    if len(results) < run.num_prompts:
+        return "partial"
+    return "complete" if any(r.ok for r in results) else "failed"
+
+
+def quality_of(metric: str, results: list[ResultRow]) -> Quality:
+    responses = [Response(r.text, r.output_tokens, r.extra.get("reference"), r.extra.get("row", {}))
+                 for r in results if r.ok]
+    return score(metric, responses)
+
+
+def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> dict[str, Any]:
+    """The run record printed by ``run --json`` and written to run.json."""
+    spec = run.spec
+    ok = [r for r in results if r.ok]
+    domains: dict[str, float] = {}
+    for r in results:
+        for name, value in r.domains.items():
+            domains[name] = domains.get(name, 0.0) + value
+    covered = set(spec["meter"].get("domains", domains.keys()))
+
+    def domain_j(name: str) -> float | None:
+        return _r(domains.get(name, 0.0)) if name in covered else None
+
+    total_j = sum(r.energy_j for r in results)
+    prefill_j = sum(r.prefill_j for r in results)
+    decode_j = sum(r.decode_j for r in results)
+    output_tokens = sum(r.output_tokens for r in ok)
+    duration_s = sum(r.duration_s for r in results)
+    per_query = total_j / len(ok) if ok else None
+    quality = quality_of(spec["task"]["metric"], results)
+    ttft = [r.prefill_s for r in ok]
+    return {
+        "run_id": run.run_id,
+        "status": run_status(run, results),
+        "tool": {"name": "joulescore", "version": tool_version},
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "model": spec["model"],
+        "task": spec["task"],
+        "config": spec["config"],
+        "hardware": spec["hardware"],
+        "meter": {k: v for k, v in spec["meter"].items() if k != "domains"},
+        "counts": {
+            "prompts": run.num_prompts,
+            "done": len(results),
+            "succeeded": len(ok),
+            "failed": len(results) - len(ok),
+            "input_tokens": sum(r.input_tokens for r in ok),
+            "output_tokens": output_tokens,
+            "truncated": sum(1 for r in ok if r.finish_reason == "length"),
+        },
+        "energy": {
+            "total_j": _r(total_j),
+            "cpu_j": domain_j("cpu"),
+            "ram_j": domain_j("dram"),
+            "gpu_j": domain_j("gpu"),
+            "system_j": domain_j("system"),
+            "prefill_j": _r(prefill_j),
+            "decode_j": _r(decode_j),
+            "low_j": _r(sum(r.low_j for r in results)),
+            "high_j": _r(sum(r.high_j for r in results)),
+            "per_query_j": {k: _r(v) for k, v in _percentiles([r.energy_j for r in ok]).items()},
+        },
+        "phase_split": {
+            "prefill_pct": _r(100 * prefill_j / total_j, 2) if total_j else None,
+            "decode_pct": _r(100 * decode_j / total_j, 2) if total_j else None,
+        },
+        "wh_per_1000_queries": _r(per_query * 1000 / J_PER_WH) if per_query is not None else None,
+        "j_per_query": _r(per_query),
+        "j_per_output_token": _r(total_j / output_tokens) if output_tokens else None,
+        "duration_s": _r(duration_s, 3),
+        "tokens_per_s": _r(output_tokens / duration_s, 3) if duration_s else None,
+        "latency": {
+            "ttft_s": {k: _r(v) for k, v in _percentiles(ttft).items()},
+            "mean_s": _r(statistics.fmean(r.duration_s for r in ok)) if ok else None,
+        },
+        "quality": quality.as_dict(),
+        "errors": sorted({r.error for r in results if r.error})[:10],
+    }

@@ -1,0 +1,155 @@
+"""A rating from start to finish: resolve everything, check it, run, store, report.
+
+Every input is checked before the run is created, so bad input never leaves
+a run behind.  ``resume`` rebuilds the same run from its stored settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from joulescore import __version__
+from joulescore.backends import load_backend
+from joulescore.backends.base import Backend
+from joulescore.bench.config import RunConfig
+from joulescore.bench.record import build_record, run_status
+from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
+from joulescore.errors import BadInput, StoreError
+from joulescore.hardware import hardware_info
+from joulescore.meters import select_meter
+from joulescore.meters.base import Meter
+from joulescore.store.sqlite import Store
+from joulescore.tasks.spec import Prompt, TaskSpec, load_prompts, load_spec
+
+ProgressFactory = Callable[[int, int], ProgressSink]
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, checked, before anything is stored."""
+
+    config: RunConfig
+    spec: TaskSpec
+    prompts: list[Prompt]
+    dataset_path: Path
+    backend: Backend
+    meter: Meter
+
+
+def new_run_id() -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load the task, its prompts, the model and the meter; any problem is a one-line error."""
+    spec = load_spec(config.task)
+    dataset = Path(config.dataset).expanduser() if config.dataset else None
+    prompts, dataset_path = load_prompts(spec, dataset)
+    if config.limit is not None:
+        prompts = prompts[: config.limit]
+    meter = select_meter(config.meter)
+    backend = load_backend(config.backend, config.model, threads=config.threads, n_ctx=config.n_ctx,
+                           seed=config.seed)
+    return Prepared(config, spec, prompts, dataset_path, backend, meter)
+
+
+def run_spec(p: Prepared) -> dict[str, Any]:
+    """What is stored with the run: settings, model, task, hardware and meter."""
+    provenance = p.meter.provenance().as_dict()
+    provenance["domains"] = [d.value for d in p.meter.read().energy_j]
+    return {
+        "config": p.config.model_dump(),
+        "model": p.backend.info().as_dict(),
+        "task": {
+            "name": p.spec.name,
+            "dataset": str(p.dataset_path) if p.config.dataset else p.spec.dataset,
+            "num_prompts": len(p.prompts),
+            "metric": p.spec.metric,
+        },
+        "hardware": hardware_info().as_dict(),
+        "meter": provenance,
+        "tool_version": __version__,
+    }
+
+
+def finish(store: Store, run_id: str, out_dir: Path | None) -> dict[str, Any]:
+    """Rebuild the record from the stored rows, store it, and write run.json."""
+    run = store.get_run(run_id)
+    results = store.results(run_id)
+    record = build_record(run, results, __version__)
+    store.set_status(run_id, run_status(run, results), record)
+    if out_dir is not None:
+        target = out_dir / run_id
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"cannot write run.json to {target}: {exc.strerror}") from None
+        record["run_json"] = str(target / "run.json")
+    return record
+
+
+def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory | None,
+             warmup: int) -> RunOutcome:
+    generation = p.config.generation()
+    done = store.done_indices(run_id)
+    sink = progress(len(p.prompts), len(done)) if progress else None
+    try:
+        warm_up(p.backend, p.prompts, generation, warmup)
+    except KeyboardInterrupt:
+        return RunOutcome(run_id, 0, interrupted=True)
+    return run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink)
+
+
+def start(config: RunConfig, store: Store, out_dir: Path | None,
+          progress: ProgressFactory | None = None) -> tuple[dict[str, Any], RunOutcome]:
+    """A new run: prepare, store its settings, answer every prompt, report."""
+    p = prepare(config)
+    run_id = new_run_id()
+    store.create_run(run_id, len(p.prompts), run_spec(p))
+    try:
+        outcome = _execute(store, run_id, p, progress, config.warmup)
+    finally:
+        p.backend.close()
+    return finish(store, run_id, out_dir), outcome
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resume(run_id: str, store: Store, out_dir: Path | None,
+           progress: ProgressFactory | None = None) -> tuple[dict[str, Any], RunOutcome]:
+    """Finish a stored run with the settings it was started with; each prompt counts once."""
+    run = store.get_run(run_id)
+    if run.status == "running" and run.host == os.uname().nodename and _pid_alive(run.pid):
+        raise StoreError(f"run {run_id} is still running in process {run.pid}")
+    config = RunConfig.model_validate(run.spec["config"])
+    p = prepare(config)
+    if len(p.prompts) != run.num_prompts:
+        raise StoreError(
+            f"run {run_id} had {run.num_prompts} prompts but its dataset now gives {len(p.prompts)}"
+        )
+    store.claim_run(run_id)
+    try:
+        # Warm up again: this is a fresh process whose caches are cold.
+        outcome = _execute(store, run_id, p, progress, config.warmup)
+    finally:
+        p.backend.close()
+    return finish(store, run_id, out_dir), outcome

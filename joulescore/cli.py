@@ -1,0 +1,210 @@
+"""The command line.  Every user error is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from joulescore import __version__
+from joulescore.bench.config import ENERGY_SCORE_NEW_TOKENS, ENERGY_SCORE_WARMUP, RunConfig
+from joulescore.errors import BadInput, JoulescoreError
+from joulescore.store.sqlite import Store, default_db_path
+
+app = typer.Typer(
+    name="joulescore",
+    help="Measure how much energy AI inference really costs, and rate it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DbOption = Annotated[Optional[Path], typer.Option("--db", help="results database (default: $JOULESCORE_DB or the XDG data dir)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the record as JSON")]
+
+
+def _store(db: Path | None) -> Store:
+    return Store(db)
+
+
+def _default_out(db: Path | None) -> Path:
+    return (db or default_db_path()).expanduser().parent / "runs"
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option(help="GGUF path or alias (smollm2-135m, gemma3-270m)")] = "smollm2-135m",
+    task: Annotated[str, typer.Option(help="task name (see `joulescore tasks`)")] = "chat",
+    dataset: Annotated[Optional[Path], typer.Option(help="your own JSONL prompt set instead of the task's")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="only the first N prompts")] = None,
+    protocol: Annotated[str, typer.Option(help="energy-score (fixed 10 new tokens) or natural (until EOS)")] = "energy-score",
+    max_new_tokens: Annotated[Optional[int], typer.Option(help="new tokens (energy-score) or the cap (natural)")] = None,
+    warmup: Annotated[int, typer.Option(help="uncounted warm-up prompts")] = ENERGY_SCORE_WARMUP,
+    backend: Annotated[str, typer.Option(help="inference engine")] = "llama.cpp",
+    meter: Annotated[str, typer.Option(help="energy source: auto picks the best one here")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for the engine (default: all allowed)")] = None,
+    n_ctx: Annotated[int, typer.Option(help="context window in tokens")] = 4096,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    resume: Annotated[Optional[str], typer.Option(help="finish an interrupted run by its id")] = None,
+    db: DbOption = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="where run.json goes (default: beside the database)")] = None,
+    as_json: JsonOption = False,
+    progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
+) -> None:
+    """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
+    from joulescore.bench import session
+    from joulescore.report.console import RichProgress, print_summary
+
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit must be at least 1, got {limit}")
+    if protocol not in ("energy-score", "natural"):
+        raise BadInput(f"unknown protocol {protocol!r}; choose energy-score or natural")
+    store = _store(db)
+    bars: list[RichProgress] = []
+
+    def make_progress(total: int, done: int) -> RichProgress:
+        kind = "estimated" if meter in ("auto", "estimator") else "measured"
+        bars.append(RichProgress(err, total, done, kind))
+        return bars[-1]
+
+    target = out_dir or _default_out(db)
+    try:
+        if resume:
+            record, outcome = session.resume(resume, store, target, make_progress if progress else None)
+        else:
+            if max_new_tokens is None:
+                from joulescore.tasks.spec import load_spec
+                new_tokens = ENERGY_SCORE_NEW_TOKENS if protocol == "energy-score" else load_spec(task).natural_max_new_tokens
+            else:
+                new_tokens = max_new_tokens
+            if new_tokens < 1:
+                raise BadInput(f"--max-new-tokens must be at least 1, got {new_tokens}")
+            config = RunConfig(
+                model=model, task=task, dataset=str(dataset) if dataset else None, backend=backend,
+                meter=meter, protocol=protocol, max_new_tokens=new_tokens, limit=limit, warmup=warmup,
+                threads=threads, n_ctx=n_ctx, seed=seed,
+            )
+            record, outcome = session.start(config, store, target, make_progress if progress else None)
+    finally:
+        for bar in bars:
+            bar.close()
+    if as_json:
+        out.print_json(json.dumps(record))
+    else:
+        print_summary(out, record)
+    if outcome.interrupted:
+        err.print(f"interrupted: {record['counts']['done']} of {record['counts']['prompts']} prompts stored; "
+                  f"continue with: joulescore run --resume {record['run_id']}")
+        raise typer.Exit(130)
+
+
+def _summary_row(r: Any) -> dict[str, Any]:
+    rec = r.record or {}
+    spec = r.spec
+    return {
+        "run_id": r.run_id,
+        "status": r.status,
+        "model": spec["model"]["name"],
+        "task": spec["task"]["name"],
+        "prompts": f"{(rec.get('counts') or {}).get('done', '?')}/{r.num_prompts}",
+        "wh": rec.get("wh_per_1000_queries", "n/a"),
+        "jpt": rec.get("j_per_output_token", "n/a"),
+        "kind": spec["meter"]["kind"],
+    }
+
+
+@app.command()
+def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List stored runs."""
+    from joulescore.report.console import runs_table
+
+    rows = [_summary_row(r) for r in _store(db).list_runs()]
+    if as_json:
+        out.print_json(json.dumps(rows))
+    elif not rows:
+        out.print("no stored runs yet: try `joulescore run`")
+    else:
+        out.print(runs_table(rows))
+
+
+@app.command()
+def show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """One stored run in full."""
+    from joulescore.bench.record import build_record
+    from joulescore.report.console import print_summary
+
+    store = _store(db)
+    record = build_record(store.get_run(run_id), store.results(run_id), __version__)
+    if as_json:
+        out.print_json(json.dumps(record))
+    else:
+        print_summary(out, record)
+
+
+@app.command()
+def tasks(as_json: JsonOption = False) -> None:
+    """The tasks available, with their prompt sets and metrics."""
+    from joulescore.tasks.spec import data_path, load_spec, task_names
+
+    rows = []
+    for name in task_names():
+        spec = load_spec(name)
+        path = data_path(spec.dataset)
+        count = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.exists() else 0
+        rows.append({"task": name, "dataset": spec.dataset, "prompts": count, "metric": spec.metric,
+                     "description": spec.description})
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="tasks")
+    for col in ("task", "dataset", "prompts", "metric", "description"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in ("task", "dataset", "prompts", "metric", "description")))
+    out.print(table)
+
+
+@app.command()
+def meters(as_json: JsonOption = False) -> None:
+    """Every energy source: available here or not, why, what it covers and its resolution."""
+    from joulescore.meters import meter_statuses
+
+    statuses = meter_statuses()
+    if as_json:
+        out.print_json(json.dumps([s.__dict__ | {"covers": list(s.covers)} for s in statuses]))
+        return
+    table = Table(title="energy sources")
+    for col in ("source", "available", "kind", "covers", "resolution", "why"):
+        table.add_column(col)
+    for s in statuses:
+        table.add_row(s.name, "yes" if s.available else "no", s.kind, ", ".join(s.covers), s.resolution, s.reason)
+    out.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"joulescore {__version__}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line and exit status 2, never a traceback."""
+    try:
+        app()
+    except JoulescoreError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Carbon, water, cost, fleet scale and the physical floor."""

@@ -1,0 +1,1 @@
+"""What results turn into: the board, the energy label, the HTML report."""

@@ -1,0 +1,101 @@
+"""Terminal output: the run summary, the progress bar and the tables of the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from joulescore.store.sqlite import ResultRow
+
+
+class RichProgress:
+    """Prompts done, tokens/s and joules so far, on stderr so ``--json`` stays clean."""
+
+    def __init__(self, console: Console, total: int, done: int, kind: str) -> None:
+        self.tokens = 0
+        self.busy_s = 0.0
+        self.energy_j = 0.0
+        self._unit = "J (est.)" if kind == "estimated" else "J"
+        self._progress = Progress(
+            TextColumn("[bold]rating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[energy]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            refresh_per_second=2,
+            transient=False,
+        )
+        self._task = self._progress.add_task("run", total=total, completed=done, rate="", energy="")
+        self._progress.start()
+
+    def advance(self, result: ResultRow) -> None:
+        self.tokens += result.output_tokens
+        self.busy_s += result.duration_s
+        self.energy_j += result.energy_j
+        rate = f"{self.tokens / self.busy_s:.1f} tok/s" if self.busy_s else ""
+        self._progress.update(self._task, advance=1, rate=rate, energy=f"{self.energy_j:.1f} {self._unit}")
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def _fmt(value: float | None, spec: str = ".4g", unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:{spec}}{unit}"
+
+
+def print_summary(console: Console, record: dict[str, Any]) -> None:
+    """The human summary of a run record."""
+    meter = record["meter"]
+    energy = record["energy"]
+    counts = record["counts"]
+    estimated = meter["kind"] == "estimated"
+    mark = "[bold yellow]ESTIMATED[/]" if estimated else "[bold green]MEASURED[/]"
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    model = record["model"]
+    table.add_row("run", f"{record['run_id']}  ({record['status']})")
+    table.add_row("model", f"{model['name']}  [{model['backend']}, {model.get('quantization') or 'n/a'}]")
+    task = record["task"]
+    cfg = record["config"]
+    table.add_row("task", f"{task['name']}: {counts['succeeded']}/{counts['prompts']} prompts"
+                  f" ({counts['failed']} failed), protocol {cfg['protocol']}, batch {cfg['batch_size']}")
+    table.add_row("hardware", f"{record['hardware']['cpu']}, {record['hardware']['logical_cpus']} logical CPUs")
+    table.add_row("energy", f"{mark}  {_fmt(record['wh_per_1000_queries'], '.4g')} Wh per 1,000 queries")
+    band = f"band {_fmt(energy['low_j'], '.4g')}-{_fmt(energy['high_j'], '.4g')} J total" if estimated else ""
+    table.add_row("", f"{_fmt(record['j_per_query'], '.4g')} J/query, "
+                  f"{_fmt(record['j_per_output_token'], '.4g')} J/output token  {band}")
+    split = record["phase_split"]
+    table.add_row("phases", f"prefill {_fmt(split['prefill_pct'], '.1f', '%')}, "
+                  f"decode {_fmt(split['decode_pct'], '.1f', '%')}")
+    parts = [f"{name} {_fmt(energy[key], '.4g', ' J')}" for name, key in
+             (("CPU", "cpu_j"), ("DRAM", "ram_j"), ("GPU", "gpu_j"), ("system", "system_j"))
+             if energy[key] is not None]
+    table.add_row("covers", ", ".join(parts) + " (domains this meter does not cover are not counted)")
+    table.add_row("speed", f"{_fmt(record['tokens_per_s'], '.1f')} output tok/s, "
+                  f"{_fmt(record['duration_s'], '.1f', ' s')} measured")
+    q = record["quality"]
+    table.add_row("quality", f"{q['metric']} = {_fmt(q['value'], '.4g')}" + (f"  ({q['note']})" if q["note"] else ""))
+    table.add_row("meter", f"{meter['kind']}, +/-{meter['uncertainty_pct']:.0f}%: {'; '.join(meter['includes'])}")
+    for note in meter.get("notes", []):
+        table.add_row("", f"[dim]{note}[/]")
+    if record.get("run_json"):
+        table.add_row("saved", record["run_json"])
+    console.print(table)
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="stored runs")
+    for col in ("run", "status", "model", "task", "prompts", "Wh/1k q", "J/token", "kind"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[str(r[k]) for k in ("run_id", "status", "model", "task", "prompts", "wh", "jpt", "kind")])
+    return table

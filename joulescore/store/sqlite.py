@@ -1,0 +1,229 @@
+"""SQLite storage: one row per run, one row per answered prompt, committed as it lands.
+
+Each prompt's result is its own transaction, so a crash or Ctrl-C loses at
+most the prompt in flight; the (run_id, prompt_index) primary key makes a
+result count exactly once however often a run is resumed.  WAL with
+``synchronous=NORMAL`` survives a killed process, which is the failure that
+matters here, without an fsync per prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from joulescore.errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id       TEXT PRIMARY KEY,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    num_prompts  INTEGER NOT NULL,
+    pid          INTEGER,
+    host         TEXT,
+    spec_json    TEXT NOT NULL,
+    record_json  TEXT
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id        TEXT NOT NULL REFERENCES runs(run_id),
+    prompt_index  INTEGER NOT NULL,
+    prompt_id     TEXT NOT NULL,
+    ok            INTEGER NOT NULL,
+    error         TEXT,
+    finish_reason TEXT,
+    input_tokens  INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    prefill_s     REAL NOT NULL,
+    decode_s      REAL NOT NULL,
+    prefill_j     REAL NOT NULL,
+    decode_j      REAL NOT NULL,
+    low_j         REAL NOT NULL,
+    high_j        REAL NOT NULL,
+    domains_json  TEXT NOT NULL,
+    text          TEXT NOT NULL,
+    extra_json    TEXT NOT NULL DEFAULT '{}',
+    created_at    TEXT NOT NULL,
+    PRIMARY KEY (run_id, prompt_index)
+);
+"""
+
+RESULT_COLUMNS = (
+    "prompt_index", "prompt_id", "ok", "error", "finish_reason", "input_tokens", "output_tokens",
+    "prefill_s", "decode_s", "prefill_j", "decode_j", "low_j", "high_j", "domains_json", "text",
+    "extra_json",
+)
+
+
+def default_db_path() -> Path:
+    """``$JOULESCORE_DB``, else the XDG data directory."""
+    env = os.environ.get("JOULESCORE_DB")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "joulescore" / "joulescore.db"
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunRow:
+    run_id: str
+    created_at: str
+    updated_at: str
+    status: str
+    num_prompts: int
+    pid: int | None
+    host: str | None
+    spec: dict[str, Any]
+    record: dict[str, Any] | None
+
+
+@dataclass
+class ResultRow:
+    prompt_index: int
+    prompt_id: str
+    ok: bool
+    error: str | None
+    finish_reason: str | None
+    input_tokens: int
+    output_tokens: int
+    prefill_s: float
+    decode_s: float
+    prefill_j: float
+    decode_j: float
+    low_j: float
+    high_j: float
+    domains: dict[str, float]
+    text: str
+    extra: dict[str, Any]
+
+    @property
+    def energy_j(self) -> float:
+        return self.prefill_j + self.decode_j
+
+    @property
+    def duration_s(self) -> float:
+        return self.prefill_s + self.decode_s
+
+
+class Store:
+    """The results database."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path).expanduser() if path else default_db_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open results database {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        try:
+            return self._conn.execute(sql, params).rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to results database {self.path}: {exc}") from None
+
+    # runs -----------------------------------------------------------------
+    def create_run(self, run_id: str, num_prompts: int, spec: dict[str, Any]) -> None:
+        now = utc_now()
+        self._write(
+            "INSERT INTO runs (run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json)"
+            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+            (run_id, now, now, num_prompts, os.getpid(), os.uname().nodename, json.dumps(spec)),
+        )
+
+    def claim_run(self, run_id: str) -> None:
+        """Mark a run as being worked on by this process (for ``--resume``)."""
+        self._write(
+            "UPDATE runs SET status='running', pid=?, host=?, updated_at=? WHERE run_id=?",
+            (os.getpid(), os.uname().nodename, utc_now(), run_id),
+        )
+
+    def set_status(self, run_id: str, status: str, record: dict[str, Any] | None = None) -> None:
+        if record is None:
+            self._write("UPDATE runs SET status=?, updated_at=? WHERE run_id=?", (status, utc_now(), run_id))
+        else:
+            self._write(
+                "UPDATE runs SET status=?, updated_at=?, record_json=? WHERE run_id=?",
+                (status, utc_now(), json.dumps(record), run_id),
+            )
+
+    def get_run(self, run_id: str) -> RunRow:
+        row = self._conn.execute(
+            "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
+            " FROM runs WHERE run_id=?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id!r} in {self.path}")
+        return self._run_row(row)
+
+    @staticmethod
+    def _run_row(row: tuple[Any, ...]) -> RunRow:
+        return RunRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                      json.loads(row[7]), json.loads(row[8]) if row[8] else None)
+
+    def list_runs(self) -> list[RunRow]:
+        rows = self._conn.execute(
+            "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
+            " FROM runs ORDER BY created_at, run_id"
+        ).fetchall()
+        return [self._run_row(r) for r in rows]
+
+    # results --------------------------------------------------------------
+    def add_result(self, run_id: str, result: ResultRow) -> bool:
+        """Store one prompt's result in its own transaction.  False if it was already there."""
+        values = (
+            result.prompt_index, result.prompt_id, int(result.ok), result.error, result.finish_reason,
+            result.input_tokens, result.output_tokens, result.prefill_s, result.decode_s,
+            result.prefill_j, result.decode_j, result.low_j, result.high_j,
+            json.dumps(result.domains), result.text, json.dumps(result.extra),
+        )
+        cols = ", ".join(("run_id", *RESULT_COLUMNS, "created_at"))
+        marks = ", ".join("?" * (len(RESULT_COLUMNS) + 2))
+        added = self._write(
+            f"INSERT OR IGNORE INTO results ({cols}) VALUES ({marks})", (run_id, *values, utc_now())
+        )
+        return added == 1
+
+    def done_indices(self, run_id: str) -> set[int]:
+        rows = self._conn.execute("SELECT prompt_index FROM results WHERE run_id=?", (run_id,))
+        return {r[0] for r in rows}
+
+    def results(self, run_id: str) -> list[ResultRow]:
+        return list(self.iter_results(run_id))
+
+    def iter_results(self, run_id: str) -> Iterator[ResultRow]:
+        cur = self._conn.execute(
+            f"SELECT {', '.join(RESULT_COLUMNS)} FROM results WHERE run_id=? ORDER BY prompt_index",
+            (run_id,),
+        )
+        for r in cur:
+            yield ResultRow(
+                prompt_index=r[0], prompt_id=r[1], ok=bool(r[2]), error=r[3], finish_reason=r[4],
+                input_tokens=r[5], output_tokens=r[6], prefill_s=r[7], decode_s=r[8],
+                prefill_j=r[9], decode_j=r[10], low_j=r[11], high_j=r[12],
+                domains=json.loads(r[13]), text=r[14], extra=json.loads(r[15]),
+            )
