@@ -101,7 +101,7 @@ def run(
         print_summary(out, record)
     if outcome.interrupted:
         err.print(f"interrupted: {record['counts']['done']} of {record['counts']['prompts']} prompts stored; "
-                  f"continue with: joulescore run --resume {record['run_id']}")
+                  f"continue with: joulescore run --resume {record['run_id']}", soft_wrap=True)
         raise typer.Exit(130)
 
 
@@ -202,7 +202,7 @@ def main() -> None:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("interrupted", markup=False)
+        err.print("interrupted", markup=False, soft_wrap=True)
         sys.exit(130)
 
 

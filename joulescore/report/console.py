@@ -63,7 +63,7 @@ def print_summary(console: Console, record: dict[str, Any]) -> None:
     table.add_column()
     model = record["model"]
     table.add_row("run", f"{record['run_id']}  ({record['status']})")
-    table.add_row("model", f"{model['name']}  [{model['backend']}, {model.get('quantization') or 'n/a'}]")
+    table.add_row("model", f"{model['name']}  ({model['backend']}, {model.get('quantization') or 'n/a'})")
     task = record["task"]
     cfg = record["config"]
     table.add_row("task", f"{task['name']}: {counts['succeeded']}/{counts['prompts']} prompts"
