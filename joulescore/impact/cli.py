@@ -87,7 +87,7 @@ def impact_data(record: dict[str, Any], *, region: str, pue: float | None, wue: 
         first = comparison[0]["t_co2e_per_year"]
         for c in comparison:
             c["ratio_to_first"] = c["t_co2e_per_year"] / first if first else None
-    covers = "+".join(it["covers"]) or "unstated"
+    covers = it["covers_short"]
     return {
         "run_id": record.get("run_id"),
         "model": (record.get("model") or {}).get("name"),
@@ -117,7 +117,7 @@ def _print_impact(d: dict[str, Any]) -> None:
     lo, hi = d["per_query_band"]["low"], d["per_query_band"]["high"]
     out.print(f"[bold]impact[/] of run {d['run_id']} ({d['model']}, task {d['task']})")
     out.print(f"IT energy: {_fmt(it['j_per_query'])} J/query, [bold]{it['meter_kind'].upper()}[/], covers "
-              f"{'+'.join(it['covers']) or 'unstated'} (band {_fmt(it['low_j_per_query'])}-{_fmt(it['high_j_per_query'])} J)")
+              f"{it['covers_short']} only (band {_fmt(it['low_j_per_query'])}-{_fmt(it['high_j_per_query'])} J)")
     out.print(f"region {a['region']} ({a['region_name']}): {a['g_per_kwh']:g} gCO2e/kWh "
               f"{('(' + a['grid_year'] + ')') if a['grid_year'] else ''}; PUE {a['pue']:g} [{a['pue_source']}]; "
               f"WUE {a['wue_l_per_kwh']:g} L/kWh IT [{a['wue_source']}]; renewable share {a['renewable_share']:g}",

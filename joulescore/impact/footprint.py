@@ -35,7 +35,7 @@ def _datacenter_row(operator: str, year: str, column: str) -> tuple[float, str]:
         if row["operator"] == operator and row["year"] == year:
             value = as_float(row[column])
             if value is not None:
-                return value, f"{row['operator']}, {row['scope']} {row['year']} ({row['source'].split(' ;')[0]})"
+                return value, f"{row['operator']}, {row['scope']} {row['year']}".strip()
     raise KeyError((operator, year, column))  # pragma: no cover - shipped data
 
 
@@ -173,5 +173,6 @@ def it_energy(record: dict[str, Any]) -> dict[str, Any]:
         "queries": queries,
         "meter_kind": meter.get("kind", "unknown"),
         "covers": list(meter.get("includes") or []),
+        "covers_short": "+".join(str(c).split(":")[0].strip().upper() for c in meter.get("includes") or []) or "unstated",
         "uncertainty_pct": meter.get("uncertainty_pct"),
     }
