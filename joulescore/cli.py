@@ -194,6 +194,9 @@ def version() -> None:
     out.print(f"joulescore {__version__}")
 
 
+__import__("joulescore.impact.cli", fromlist=["register"]).register(app)  # impact, project
+
+
 def main() -> None:
     """Entry point: user errors become one line and exit status 2, never a traceback."""
     try:

@@ -1,0 +1,203 @@
+"""The physical floor: the least energy the hardware could spend on a run's tokens.
+
+A roofline at the chip's power limit (see docs/impact.md):
+
+    prefill_floor = max(2 * N * input_tokens / (peak_FLOP/s / TDP),
+                        queries * W / batch / (bandwidth / TDP))
+    decode_floor  = max(2 * N * steps / (peak_FLOP/s / TDP),
+                        steps * (W / batch + KV_bytes_per_step) / (bandwidth / TDP))
+
+N = parameters (active), W = bytes of weights, steps = output tokens after the
+first (the first comes out of prefill), KV_bytes_per_step = bytes per context
+token x the mean context length during decode.  Each term is a lower bound on
+its own, so the larger of the two is too.  Efficiency = floor / measured.
+
+Where the chip is not in the table (our cloud CPUs have a TDP but no peak
+FLOP/s) the floor says so instead of guessing.  A floor above the measured
+figure means the hardware figures or the measurement's boundary do not match
+this run; it is then reported as inconsistent, never as >100 % efficiency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from joulescore.impact.gguf import KvShape, kv_shape
+from joulescore.impact.hardware_specs import ChipSpec, cpu_spec, find_accelerator
+from joulescore.errors import BadInput
+
+# Bytes per weight for GGUF/llama.cpp quantization names, used only when the
+# file size is unknown (block scales included, e.g. Q4_0 = 18 bytes / 32 weights).
+_BYTES_PER_WEIGHT = {"F32": 4.0, "F16": 2.0, "BF16": 2.0, "Q8_0": 34 / 32, "Q4_0": 18 / 32,
+                     "Q4_1": 20 / 32, "Q5_0": 22 / 32, "Q5_1": 24 / 32}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The token counts and model figures of a run that the floor depends on."""
+
+    parameters: float
+    weight_bytes: float
+    queries: int
+    input_tokens: int
+    output_tokens: int
+    batch_size: int
+    kv: KvShape | None
+
+    @property
+    def decode_steps(self) -> int:
+        return max(0, self.output_tokens - self.queries)
+
+    @property
+    def kv_bytes_per_step(self) -> float:
+        """KV bytes read per decode step: mean context length during decode x bytes per token."""
+        if self.kv is None or not self.queries:
+            return 0.0
+        mean_out = self.output_tokens / self.queries
+        mean_context = self.input_tokens / self.queries + mean_out / 2
+        return self.kv.bytes_per_token * mean_context
+
+
+def workload(record: dict[str, Any], active_params: float | None = None) -> Workload:
+    model = record.get("model") or {}
+    counts = record.get("counts") or {}
+    params = active_params or model.get("parameters")
+    if not params:
+        raise BadInput(f"run {record.get('run_id')} does not record the model's parameter count; "
+                       "give --active-params")
+    extra = model.get("extra") or {}
+    weight_bytes = extra.get("size_bytes")
+    if not weight_bytes:
+        quant = (str(model.get("quantization") or "").upper().split() or [""])[0]
+        per = _BYTES_PER_WEIGHT.get(quant)
+        weight_bytes = params * per if per else params * 2.0
+    batch = int((record.get("config") or {}).get("batch_size") or 1)
+    return Workload(
+        parameters=float(params),
+        weight_bytes=float(weight_bytes),
+        queries=int(counts.get("succeeded") or 0),
+        input_tokens=int(counts.get("input_tokens") or 0),
+        output_tokens=int(counts.get("output_tokens") or 0),
+        batch_size=max(1, batch),
+        kv=kv_shape(model.get("path"), model.get("architecture")),
+    )
+
+
+@dataclass(frozen=True)
+class PhaseFloor:
+    compute_j: float
+    memory_j: float
+
+    @property
+    def floor_j(self) -> float:
+        return max(self.compute_j, self.memory_j)
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.compute_j >= self.memory_j else "memory"
+
+
+def phase_floors(w: Workload, chip: ChipSpec) -> dict[str, PhaseFloor] | None:
+    """Floor energy of each phase on ``chip``, or None where the chip lacks a figure."""
+    fpj, bpj = chip.flop_per_j, chip.bytes_per_j
+    if fpj is None or bpj is None:
+        return None
+    weights_per_query = w.weight_bytes / w.batch_size
+    return {
+        "prefill": PhaseFloor(2 * w.parameters * w.input_tokens / fpj, w.queries * weights_per_query / bpj),
+        "decode": PhaseFloor(2 * w.parameters * w.decode_steps / fpj,
+                             w.decode_steps * (weights_per_query + w.kv_bytes_per_step) / bpj),
+    }
+
+
+def run_chip(record: dict[str, Any]) -> tuple[ChipSpec | None, str]:
+    """The chip that did the work in this run, as the tables know it, and what it is."""
+    hw = record.get("hardware") or {}
+    meter = record.get("meter") or {}
+    gpus = hw.get("gpus") or []
+    if gpus and "gpu" in " ".join(meter.get("includes") or []).lower():
+        name = str(gpus[0].get("name", "")) if isinstance(gpus[0], dict) else str(gpus[0])
+        # nvidia-smi says e.g. "NVIDIA H100 80GB HBM3": try the whole name, then each model-like word
+        words = [name.replace("NVIDIA", "").strip()] + [t for t in name.split() if any(ch.isdigit() for ch in t)]
+        for query in words:
+            try:
+                return find_accelerator(query), name
+            except BadInput:
+                continue
+        return None, name
+    return cpu_spec(hw.get("cpu"), hw.get("cpu_microarchitecture")), str(hw.get("cpu") or "unknown CPU")
+
+
+def floor_report(record: dict[str, Any], chip: ChipSpec | None = None, *, hardware_name: str | None = None,
+                 active_params: float | None = None) -> dict[str, Any]:
+    """The floor section of a run: per phase floor, measured, efficiency; or why there is none."""
+    if chip is None:
+        chip, found_name = run_chip(record)
+        hardware_name = hardware_name or found_name
+    name = hardware_name or (chip.name if chip else "unknown")
+    energy = record.get("energy") or {}
+    measured = {"prefill": energy.get("prefill_j"), "decode": energy.get("decode_j")}
+    out: dict[str, Any] = {
+        "hardware": name,
+        "table_row": chip.name if chip else None,
+        "meter_kind": (record.get("meter") or {}).get("kind"),
+        "available": False,
+        "phases": {},
+        "notes": [],
+    }
+    if chip is None:
+        out["reason"] = f"{name} is not in the reference tables (accelerators.csv, cpus.csv)"
+        return out
+    missing = chip.missing()
+    if missing:
+        have = f"TDP {chip.tdp_w:g} W" if chip.tdp_w else "no TDP"
+        out["reason"] = (f"{chip.name}: {', '.join(missing)} not in the table ({have}); "
+                         "no floor without a published figure (give --peak-tflops/--mem-bw-gbs/--tdp-w to supply one)")
+        return out
+    try:
+        w = workload(record, active_params)
+    except BadInput as exc:
+        out["reason"] = str(exc)
+        return out
+    floors = phase_floors(w, chip)
+    assert floors is not None
+    out.update({
+        "available": True,
+        "chip": {"tdp_w": chip.tdp_w, "peak_tflops": chip.peak_flops / 1e12 if chip.peak_flops else None,
+                 "peak_basis": chip.peak_basis,
+                 "mem_bw_gbs": chip.mem_bw_bps / 1e9 if chip.mem_bw_bps else None, "source": chip.source},
+        "workload": {"parameters": w.parameters, "weight_bytes": w.weight_bytes, "batch_size": w.batch_size,
+                     "input_tokens": w.input_tokens, "decode_steps": w.decode_steps,
+                     "kv_bytes_per_token": w.kv.bytes_per_token if w.kv else None},
+    })
+    if w.kv is None:
+        out["notes"].append("KV-cache reads left out (model shape unknown): the decode floor is lower than it could be")
+    total_floor = total_measured = 0.0
+    consistent = True
+    for phase, f in floors.items():
+        m = measured[phase]
+        entry: dict[str, Any] = {"floor_j": f.floor_j, "bound": f.bound, "compute_j": f.compute_j,
+                                 "memory_j": f.memory_j, "measured_j": m, "efficiency": None}
+        if m is not None and m > 0:
+            if f.floor_j > m:
+                consistent = False
+                entry["status"] = "inconsistent"
+                entry["computed_floor_j"] = entry.pop("floor_j")
+                entry["floor_j"] = None
+            else:
+                entry["efficiency"] = f.floor_j / m
+                entry["status"] = "ok"
+            total_measured += m
+        else:
+            entry["status"] = "no measurement"
+        if entry.get("floor_j") is not None:
+            total_floor += entry["floor_j"]
+        out["phases"][phase] = entry
+    if not consistent:
+        out["notes"].append("the computed floor is above the measured energy: the chip figures or the measurement's "
+                            "boundary do not match this run, so no efficiency is reported for that phase")
+    tokens = w.output_tokens
+    out["floor_j_per_output_token"] = total_floor / tokens if tokens and consistent else None
+    out["efficiency"] = total_floor / total_measured if consistent and total_measured else None
+    return out
