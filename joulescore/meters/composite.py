@@ -63,7 +63,9 @@ class CompositeMeter(Meter):
                 if d in r.energy_j:
                     energy[d], low[d], high[d] = r.energy_j[d], r.low_j[d], r.high_j[d]
             detail.update({k: v for k, v in r.detail_j.items() if k.split(":")[0] in {d.value for d in domains}})
-        return Reading(now_s(), energy, low, high, detail)
+        order = [d for d in Domain if d in energy]  # a stable cpu, dram, gpu, system order
+        return Reading(now_s(), {d: energy[d] for d in order}, {d: low[d] for d in order},
+                       {d: high[d] for d in order}, detail)
 
     def provenance(self) -> Provenance:
         per: dict[str, dict[str, str]] = {}
