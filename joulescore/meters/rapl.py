@@ -187,8 +187,6 @@ class RaplMeter(Meter):
         return Reading(t, energy, dict(energy), dict(energy), detail)
 
     def provenance(self) -> Provenance:
-        if self._poller.error is not None:
-            raise RaplUnavailable(f"RAPL poller failed: {self._poller.error}")
         skipped = [z for z in self.zones if z.domain is None]
         notes = ["package counters cover the whole socket (every process), not only the measured one"]
         if any(z.name == "psys" for z in skipped):
@@ -196,6 +194,8 @@ class RaplMeter(Meter):
         if any(z.name in ("core", "uncore") for z in skipped):
             notes.append("core/uncore sub-zones are inside their package and not added")
         notes.append(f"wrap-safe polling every {self.interval_s:.3g} s; {self.wraps} wrap(s) corrected")
+        if self._poller.error is not None:
+            notes.append(f"wrap poller stopped early ({self._poller.error}): a wrap after that may be missed")
         domains = {d.value: {"kind": "measured", "source": f"RAPL powercap ({self.root})"}
                    for d in {z.domain for z in self.counted if z.domain is not None}}
         return Provenance(
