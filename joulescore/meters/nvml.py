@@ -72,7 +72,7 @@ def tdp_w_for(gpu_name: str) -> tuple[float | None, str]:
         if tdp is None or not words or row["vendor"] != "NVIDIA":
             continue
         key = " ".join(words[:2]) if words[0] == "RTX" else words[0]
-        if re.search(rf"(?<![\w-]){re.escape(key)}(?![\w-])", gpu_name):
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", gpu_name):
             form = [w for w in words[1:] if w in ("PCIe", "SXM", "SXM4", "SXM5", "NVL")]
             candidates.append((any(f[:3] in gpu_name for f in form), tdp, row["name"]))
     if not candidates:
