@@ -57,6 +57,7 @@ def run(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="where run.json goes (default: beside the database)")] = None,
     as_json: JsonOption = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
+    idle_baseline: Annotated[float, typer.Option("--idle-baseline", help="measure idle power for SECONDS first; report net energy too")] = 0.0,
 ) -> None:
     """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
     from joulescore.bench import session
@@ -70,7 +71,7 @@ def run(
     bars: list[RichProgress] = []
 
     def make_progress(total: int, done: int) -> RichProgress:
-        kind = "estimated" if meter in ("auto", "estimator") else "measured"
+        kind = "estimated" if meter in ("auto", "estimator") else "measured"  # auto may be mixed: say est.
         bars.append(RichProgress(err, total, done, kind))
         return bars[-1]
 
@@ -89,7 +90,7 @@ def run(
             config = RunConfig(
                 model=model, task=task, dataset=str(dataset) if dataset else None, backend=backend,
                 meter=meter, protocol=protocol, max_new_tokens=new_tokens, limit=limit, warmup=warmup,
-                threads=threads, n_ctx=n_ctx, seed=seed,
+                threads=threads, n_ctx=n_ctx, seed=seed, idle_baseline_s=idle_baseline,
             )
             record, outcome = session.start(config, store, target, make_progress if progress else None)
     finally:
@@ -186,6 +187,11 @@ def meters(as_json: JsonOption = False) -> None:
     for s in statuses:
         table.add_row(s.name, "yes" if s.available else "no", s.kind, ", ".join(s.covers), s.resolution, s.reason)
     out.print(table)
+
+
+from joulescore.meters.cli import register as _register_meters  # noqa: E402
+
+_register_meters(app)
 
 
 @app.command()

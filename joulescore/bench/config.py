@@ -35,6 +35,8 @@ class RunConfig(BaseModel):
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     n_ctx: int = Field(4096, ge=128)
+    #: seconds of idle power measured before the run; 0: none, nothing subtracted
+    idle_baseline_s: float = Field(0.0, ge=0.0)
 
     def generation(self) -> GenerationConfig:
         """Decoding settings: a fixed length under energy-score, free until EOS otherwise."""

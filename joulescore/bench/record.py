@@ -43,6 +43,22 @@ def quality_of(metric: str, results: list[ResultRow]) -> Quality:
     return score(metric, responses)
 
 
+def _net(meter: dict[str, Any], gross_j: float, duration_s: float) -> dict[str, Any]:
+    """Net energy (gross minus idle power x measured time), only when an idle baseline was asked for."""
+    idle = meter.get("idle_power_w")
+    if idle is None:
+        return {}
+    idle_w = sum(idle.values())
+    return {
+        "gross_total_j": _r(gross_j),
+        "idle_power_w": _r(idle_w),
+        "idle_j": _r(idle_w * duration_s),
+        "net_total_j": _r(gross_j - idle_w * duration_s),
+        "net_note": f"total_j is gross; net_total_j subtracts idle power ({meter['kind']}, "
+                    f"{meter.get('idle_baseline_s')} s baseline) x {duration_s:.3f} s measured",
+    }
+
+
 def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> dict[str, Any]:
     """The run record printed by ``run --json`` and written to run.json."""
     spec = run.spec
@@ -95,6 +111,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
             "low_j": _r(sum(r.low_j for r in results)),
             "high_j": _r(sum(r.high_j for r in results)),
             "per_query_j": {k: _r(v) for k, v in _percentiles([r.energy_j for r in ok]).items()},
+            **_net(spec["meter"], total_j, duration_s),
         },
         "phase_split": {
             "prefill_pct": _r(100 * prefill_j / total_j, 2) if total_j else None,

@@ -24,7 +24,8 @@ from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_
 from joulescore.errors import BadInput, StoreError
 from joulescore.hardware import hardware_info
 from joulescore.meters import select_meter
-from joulescore.meters.base import Meter
+from joulescore.meters.base import Domain, Meter
+from joulescore.meters.monitor import idle_power_w
 from joulescore.store.sqlite import Store
 from joulescore.tasks.spec import Prompt, TaskSpec, load_prompts, load_spec
 
@@ -61,10 +62,13 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(config, spec, prompts, dataset_path, backend, meter)
 
 
-def run_spec(p: Prepared) -> dict[str, Any]:
-    """What is stored with the run: settings, model, task, hardware and meter."""
+def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None) -> dict[str, Any]:
+    """What is stored with the run: settings, model, task, hardware and meter (with idle power)."""
     provenance = p.meter.provenance().as_dict()
     provenance["domains"] = [d.value for d in p.meter.read().energy_j]
+    if idle_w is not None:
+        provenance["idle_baseline_s"] = p.config.idle_baseline_s
+        provenance["idle_power_w"] = {d.value: round(w, 6) for d, w in idle_w.items()}
     return {
         "config": p.config.model_dump(),
         "model": p.backend.info().as_dict(),
@@ -113,8 +117,9 @@ def start(config: RunConfig, store: Store, out_dir: Path | None,
           progress: ProgressFactory | None = None) -> tuple[dict[str, Any], RunOutcome]:
     """A new run: prepare, store its settings, answer every prompt, report."""
     p = prepare(config)
+    idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
     run_id = new_run_id()
-    store.create_run(run_id, len(p.prompts), run_spec(p))
+    store.create_run(run_id, len(p.prompts), run_spec(p, idle_w))
     try:
         outcome = _execute(store, run_id, p, progress, config.warmup)
     finally:

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
-MeterKind = Literal["measured", "estimated"]
+#: "mixed": some domains measured, some estimated; the per-domain detail is in
+#: ``Provenance.domains``.  Only an all-measured meter may say "measured".
+MeterKind = Literal["measured", "estimated", "mixed"]
 
 
 class Domain(str, Enum):
@@ -32,13 +34,16 @@ class Reading:
     """One snapshot of a meter's cumulative counters.
 
     ``energy_j`` is the best value; ``low_j``/``high_j`` bound it (equal to
-    ``energy_j`` for a measured counter, a band for an estimate).
+    ``energy_j`` for a measured counter, a band for an estimate).  ``detail_j``
+    holds cumulative counters below a domain (one per GPU or CPU package, e.g.
+    ``"gpu0"``); they are already inside ``energy_j`` and never added to it.
     """
 
     timestamp_s: float
     energy_j: dict[Domain, float]
     low_j: dict[Domain, float]
     high_j: dict[Domain, float]
+    detail_j: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -50,15 +55,26 @@ class Provenance:
     includes: tuple[str, ...]
     uncertainty_pct: float
     notes: tuple[str, ...] = ()
+    #: per domain: {"kind": "measured"|"estimated", "source": "..."}
+    domains: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "kind": self.kind,
             "sources": list(self.sources),
             "includes": list(self.includes),
             "uncertainty_pct": round(self.uncertainty_pct, 2),
             "notes": list(self.notes),
         }
+        if self.domains:
+            out["per_domain"] = {d: dict(v) for d, v in self.domains.items()}
+        return out
+
+    def estimated_domains(self) -> list[str]:
+        """The domains whose figures are a model, not a counter."""
+        if self.domains:
+            return [d for d, v in self.domains.items() if v.get("kind") != "measured"]
+        return [] if self.kind == "measured" else ["all"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +87,7 @@ class Measurement:
     high_j: dict[Domain, float]
     provenance: Provenance
     name: str = ""
+    detail_j: dict[str, float] = field(default_factory=dict)
 
     @property
     def total_j(self) -> float:
@@ -95,6 +112,24 @@ class Measurement:
     def domain_j(self, domain: Domain) -> float | None:
         """Energy for one domain, or None when this meter does not cover it."""
         return self.energy_j.get(domain)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready figures, each domain marked measured or estimated."""
+        prov = self.provenance
+        per = prov.domains
+        return {
+            "name": self.name,
+            "kind": prov.kind,
+            "duration_s": round(self.duration_s, 6),
+            "energy_j": {d.value: round(v, 6) for d, v in self.energy_j.items()},
+            "low_j": {d.value: round(v, 6) for d, v in self.low_j.items()},
+            "high_j": {d.value: round(v, 6) for d, v in self.high_j.items()},
+            "domain_kind": {d.value: per.get(d.value, {}).get("kind", prov.kind) for d in self.energy_j},
+            "detail_j": {k: round(v, 6) for k, v in self.detail_j.items()},
+            "total_j": round(self.total_j, 6),
+            "avg_power_w": round(self.avg_power_w, 6),
+            "provenance": prov.as_dict(),
+        }
 
 
 def _diff(a: dict[Domain, float], b: dict[Domain, float]) -> dict[Domain, float]:
@@ -141,6 +176,7 @@ class Meter(ABC):
             high_j=_diff(begin.high_j, end.high_j),
             provenance=self.provenance(),
             name=name,
+            detail_j={k: v - begin.detail_j.get(k, 0.0) for k, v in end.detail_j.items()},
         )
 
     def __enter__(self) -> Meter:

@@ -230,6 +230,7 @@ class EstimatorMeter(Meter):
             ),
             uncertainty_pct=self.uncertainty_pct(),
             notes=("no energy counter read: figures are a model, not a measurement",),
+            domains={d: {"kind": "estimated", "source": f"estimator: {m.label}"} for d in ("cpu", "dram")},
         )
 
     @staticmethod

@@ -18,7 +18,7 @@ class RichProgress:
         self.tokens = 0
         self.busy_s = 0.0
         self.energy_j = 0.0
-        self._unit = "J (est.)" if kind == "estimated" else "J"
+        self._unit = "J" if kind == "measured" else "J (est.)"
         self._progress = Progress(
             TextColumn("[bold]rating"),
             BarColumn(),
@@ -56,8 +56,13 @@ def print_summary(console: Console, record: dict[str, Any]) -> None:
     meter = record["meter"]
     energy = record["energy"]
     counts = record["counts"]
-    estimated = meter["kind"] == "estimated"
-    mark = "[bold yellow]ESTIMATED[/]" if estimated else "[bold green]MEASURED[/]"
+    estimated = meter["kind"] != "measured"
+    per_domain = meter.get("per_domain") or {}
+    est_domains = [d for d, v in per_domain.items() if v.get("kind") != "measured"]
+    if meter["kind"] == "mixed":
+        mark = f"[bold yellow]MIXED[/] (estimated: {', '.join(est_domains)}; the rest measured)"
+    else:
+        mark = "[bold yellow]ESTIMATED[/]" if estimated else "[bold green]MEASURED[/]"
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -73,6 +78,9 @@ def print_summary(console: Console, record: dict[str, Any]) -> None:
     band = f"band {_fmt(energy['low_j'], '.4g')}-{_fmt(energy['high_j'], '.4g')} J total" if estimated else ""
     table.add_row("", f"{_fmt(record['j_per_query'], '.4g')} J/query, "
                   f"{_fmt(record['j_per_output_token'], '.4g')} J/output token  {band}")
+    if energy.get("net_total_j") is not None:
+        table.add_row("", f"gross {_fmt(energy['total_j'], '.4g', ' J')}, idle {_fmt(energy['idle_power_w'], '.4g', ' W')}"
+                      f" -> net {_fmt(energy['net_total_j'], '.4g', ' J')} (idle subtracted on request)")
     split = record["phase_split"]
     table.add_row("phases", f"prefill {_fmt(split['prefill_pct'], '.1f', '%')}, "
                   f"decode {_fmt(split['decode_pct'], '.1f', '%')}")
