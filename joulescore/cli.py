@@ -70,8 +70,7 @@ def run(
     store = _store(db)
     bars: list[RichProgress] = []
 
-    def make_progress(total: int, done: int) -> RichProgress:
-        kind = "estimated" if meter in ("auto", "estimator") else "measured"  # auto may be mixed: say est.
+    def make_progress(total: int, done: int, kind: str) -> RichProgress:
         bars.append(RichProgress(err, total, done, kind))
         return bars[-1]
 

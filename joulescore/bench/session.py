@@ -29,7 +29,8 @@ from joulescore.meters.monitor import idle_power_w
 from joulescore.store.sqlite import Store
 from joulescore.tasks.spec import Prompt, TaskSpec, load_prompts, load_spec
 
-ProgressFactory = Callable[[int, int], ProgressSink]
+#: (prompts in the run, prompts already stored, the meter's kind) -> a progress sink
+ProgressFactory = Callable[[int, int, str], ProgressSink]
 
 
 @dataclass
@@ -105,7 +106,7 @@ def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory |
              warmup: int) -> RunOutcome:
     generation = p.config.generation()
     done = store.done_indices(run_id)
-    sink = progress(len(p.prompts), len(done)) if progress else None
+    sink = progress(len(p.prompts), len(done), p.meter.provenance().kind) if progress else None
     try:
         warm_up(p.backend, p.prompts, generation, warmup)
     except KeyboardInterrupt:
