@@ -58,6 +58,7 @@ def run(
     as_json: JsonOption = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
     idle_baseline: Annotated[float, typer.Option("--idle-baseline", help="measure idle power for SECONDS first; report net energy too")] = 0.0,
+    repeats: Annotated[int, typer.Option(help="run N times and report the spread of the figures")] = 1,
 ) -> None:
     """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
     from joulescore.bench import session
@@ -67,6 +68,8 @@ def run(
         raise BadInput(f"--limit must be at least 1, got {limit}")
     if protocol not in ("energy-score", "natural"):
         raise BadInput(f"unknown protocol {protocol!r}; choose energy-score or natural")
+    if repeats < 1 or (resume and repeats > 1):
+        raise BadInput("--repeats must be at least 1, and cannot be combined with --resume")
     store = _store(db)
     bars: list[RichProgress] = []
 
@@ -91,14 +94,30 @@ def run(
                 meter=meter, protocol=protocol, max_new_tokens=new_tokens, limit=limit, warmup=warmup,
                 threads=threads, n_ctx=n_ctx, seed=seed, idle_baseline_s=idle_baseline,
             )
-            record, outcome = session.start(config, store, target, make_progress if progress else None)
+            records = []
+            for _ in range(repeats):
+                record, outcome = session.start(config, store, target, make_progress if progress else None)
+                records.append(record)
+                if outcome.interrupted:
+                    break
     finally:
         for bar in bars:
             bar.close()
-    if as_json:
-        out.print_json(json.dumps(record))
+    if resume or repeats == 1:
+        if as_json:
+            out.print_json(json.dumps(record))
+        else:
+            print_summary(out, record)
     else:
-        print_summary(out, record)
+        from joulescore.bench.repeats import repeat_variance
+        from joulescore.report.console import variance_table
+
+        variance = repeat_variance([r for r in records if r["status"] == "complete"])
+        if as_json:
+            out.print_json(json.dumps({"runs": records, "repeat_variance": variance}))
+        else:
+            print_summary(out, record)
+            out.print(variance_table(variance))
     if outcome.interrupted:
         err.print(f"interrupted: {record['counts']['done']} of {record['counts']['prompts']} prompts stored; "
                   f"continue with: joulescore run --resume {record['run_id']}", soft_wrap=True)

@@ -107,3 +107,16 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
     for r in rows:
         table.add_row(*[str(r[k]) for k in ("run_id", "status", "model", "task", "prompts", "wh", "jpt", "kind")])
     return table
+
+
+def variance_table(variance: dict[str, Any]) -> Table:
+    """Repeat variance: how much each headline figure moved across repeated runs."""
+    kinds = "/".join(variance["meter_kind"]) or "n/a"
+    table = Table(title=f"repeat variance over {len(variance['run_ids'])} complete runs ({kinds})")
+    for col in ("figure", "mean", "stdev", "CV", "min", "max"):
+        table.add_column(col, justify="right" if col != "figure" else "left")
+    for name in ("wh_per_1000_queries", "j_per_query", "j_per_output_token", "tokens_per_s"):
+        s = variance[name]
+        table.add_row(name, _fmt(s["mean"]), _fmt(s["stdev"]), _fmt(s["cv_pct"], ".2f", "%"),
+                      _fmt(s["min"]), _fmt(s["max"]))
+    return table
