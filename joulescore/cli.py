@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -221,8 +222,14 @@ def version() -> None:
 __import__("joulescore.impact.cli", fromlist=["register"]).register(app)  # impact, project
 
 
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM stops a run like Ctrl-C: what finished is stored, the run is marked partial."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: user errors become one line and exit status 2, never a traceback."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except JoulescoreError as exc:

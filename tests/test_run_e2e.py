@@ -39,7 +39,7 @@ def _results(db: Path, run_id: str) -> list[tuple[int, str]]:
         ).fetchall()
 
 
-def _wait_for_results(db: Path, count: int, proc: subprocess.Popen[str], timeout_s: float = 120) -> str:
+def _wait_for_results(db: Path, count: int, proc: subprocess.Popen[str], timeout_s: float = 300) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
@@ -119,10 +119,11 @@ def test_resume_after_kill_counts_every_prompt_once(db: Path) -> None:
     assert record["counts"]["output_tokens"] == total * 10
 
 
-def test_ctrl_c_stores_a_partial_run_that_resumes(db: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_stores_a_partial_run_that_resumes(db: Path, signum: int) -> None:
     proc = _start(db, "--limit", "20", "--warmup", "0")
     run_id = _wait_for_results(db, 3, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert f"joulescore run --resume {run_id}" in stderr
