@@ -87,9 +87,12 @@ def last_number(text: str) -> float | None:
     return _to_float(found[-1]) if found else None
 
 
+_LIST_MARKER = re.compile(r"^\s*\d+[.)]\s+(?=[^\d\s])")
+
+
 def first_number(text: str) -> float | None:
-    """STS: the score is the first number (a model may go on to explain it)."""
-    found = _NUMBER.findall(text)
+    """STS: the score is the first number (a model may go on to explain it); "1. The..." is a list marker."""
+    found = _NUMBER.findall(_LIST_MARKER.sub("", text, count=1))
     return _to_float(found[0]) if found else None
 
 
