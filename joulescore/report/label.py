@@ -86,7 +86,7 @@ def render_label(record: dict[str, Any], stars_line: str, output: Path) -> Path:
             ax.text(0.07, y, label_text.upper(), fontsize=6.5, color="#666666", va="top")
             ax.text(0.07, y - 0.022, body, fontsize=9 if label_text != "hardware" else 7.5, va="top",
                     fontweight="bold" if label_text == "model" else "normal", linespacing=1.2)
-            y -= 0.05 + 0.028 * body.count("\n") + (0.006 if label_text == "hardware" else 0)
+            y -= 0.06 + 0.026 * body.count("\n")
         y -= 0.01
         ax.text(0.5, y, _fmt(record.get("wh_per_1000_queries")), ha="center", va="top", fontsize=26,
                 fontweight="bold", color=colour)
@@ -109,9 +109,9 @@ def render_label(record: dict[str, Any], stars_line: str, output: Path) -> Path:
         ax.add_patch(FancyBboxPatch((0.07, y - 0.06), 0.86, 0.06, boxstyle="round,pad=0,rounding_size=0.01",
                                     facecolor=colour, edgecolor=colour))
         ax.text(0.5, y - 0.03, mark, color="white", ha="center", va="center", fontsize=12, fontweight="bold")
-        source = "; ".join(meter.get("sources") or []) or meter.get("kind", "")
-        ax.text(0.5, y - 0.07, wrap(f"energy source: {source}, +/-{meter.get('uncertainty_pct', 0):.0f}%", 56),
-                ha="center", va="top", fontsize=6)
+        source = ((meter.get("sources") or [kind])[0]).split(":")[0][:48]
+        ax.text(0.5, y - 0.07, safe(f"energy source: {source}, +/-{meter.get('uncertainty_pct', 0):.0f}%"),
+                ha="center", va="top", fontsize=6.5)
         cfg = record["config"]
         footer = (f"protocol {cfg['protocol']} (batch {cfg['batch_size']}, {cfg['max_new_tokens']} new tokens)"
                   f"  |  joulescore {record['tool']['version']}  |  run {record['run_id']}")

@@ -216,7 +216,8 @@ def spearman(responses: Sequence[Response]) -> Quality:
     note = f"Spearman over {len(parsed)} of {len(pairs)} answers that held a number"
     if len(parsed) < 2:
         return Quality("spearman", None, len(pairs), True, note=note + "; too few to rank")
-    rho = spearmanr([p for p, _ in parsed], [g for _, g in parsed]).statistic
+    preds, golds = [p for p, _ in parsed], [g for _, g in parsed]
+    rho = math.nan if len(set(preds)) < 2 or len(set(golds)) < 2 else spearmanr(preds, golds).statistic
     if math.isnan(rho):
         return Quality("spearman", None, len(pairs), True, note=note + "; constant predictions")
     return Quality("spearman", float(rho), len(pairs), True,
