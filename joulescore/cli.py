@@ -44,11 +44,14 @@ def run(
     model: Annotated[str, typer.Option(help="GGUF path or alias (smollm2-135m, gemma3-270m)")] = "smollm2-135m",
     task: Annotated[str, typer.Option(help="task name (see `joulescore tasks`)")] = "chat",
     dataset: Annotated[Optional[Path], typer.Option(help="your own JSONL prompt set instead of the task's")] = None,
+    template: Annotated[Optional[str], typer.Option(help='custom task: the user message, with {field}s from each --dataset row')] = None,
+    metric: Annotated[Optional[str], typer.Option(help="custom task: how to score it (default: length)")] = None,
+    reference_field: Annotated[Optional[str], typer.Option(help="custom task: the row field holding the answer")] = None,
     limit: Annotated[Optional[int], typer.Option(help="only the first N prompts")] = None,
     protocol: Annotated[str, typer.Option(help="energy-score (fixed 10 new tokens) or natural (until EOS)")] = "energy-score",
     max_new_tokens: Annotated[Optional[int], typer.Option(help="new tokens (energy-score) or the cap (natural)")] = None,
     warmup: Annotated[int, typer.Option(help="uncounted warm-up prompts")] = ENERGY_SCORE_WARMUP,
-    backend: Annotated[str, typer.Option(help="inference engine")] = "llama.cpp",
+    backend: Annotated[str, typer.Option(help="inference engine (encoder: embedding/classifier models)")] = "llama.cpp",
     meter: Annotated[str, typer.Option(help="energy source: auto picks the best one here")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for the engine (default: all allowed)")] = None,
     n_ctx: Annotated[int, typer.Option(help="context window in tokens")] = 4096,
@@ -91,7 +94,8 @@ def run(
             if new_tokens < 1:
                 raise BadInput(f"--max-new-tokens must be at least 1, got {new_tokens}")
             config = RunConfig(
-                model=model, task=task, dataset=str(dataset) if dataset else None, backend=backend,
+                model=model, task=task, dataset=str(dataset) if dataset else None, template=template,
+                metric=metric, reference_field=reference_field, backend=backend,
                 meter=meter, protocol=protocol, max_new_tokens=new_tokens, limit=limit, warmup=warmup,
                 threads=threads, n_ctx=n_ctx, seed=seed, idle_baseline_s=idle_baseline,
             )
@@ -104,11 +108,16 @@ def run(
     finally:
         for bar in bars:
             bar.close()
+    from joulescore.report.cli import run_stars
+
+    for rec in records if not resume else [record]:
+        rec["stars"] = run_stars(store, rec)
     if resume or repeats == 1:
         if as_json:
             out.print_json(json.dumps(record))
         else:
             print_summary(out, record)
+            out.print(f"[bold]stars[/]    {record['stars']}", soft_wrap=True)
     else:
         from joulescore.bench.repeats import repeat_variance
         from joulescore.report.console import variance_table
@@ -118,6 +127,7 @@ def run(
             out.print_json(json.dumps({"runs": records, "repeat_variance": variance}))
         else:
             print_summary(out, record)
+            out.print(f"[bold]stars[/]    {record['stars']}", soft_wrap=True)
             out.print(variance_table(variance))
     if outcome.interrupted:
         err.print(f"interrupted: {record['counts']['done']} of {record['counts']['prompts']} prompts stored; "
@@ -160,12 +170,16 @@ def show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     from joulescore.bench.record import build_record
     from joulescore.report.console import print_summary
 
+    from joulescore.report.cli import run_stars
+
     store = _store(db)
     record = build_record(store.get_run(run_id), store.results(run_id), __version__)
+    record["stars"] = run_stars(store, record)
     if as_json:
         out.print_json(json.dumps(record))
     else:
         print_summary(out, record)
+        out.print(f"[bold]stars[/]    {record['stars']}", soft_wrap=True)
 
 
 @app.command()
@@ -178,17 +192,24 @@ def tasks(as_json: JsonOption = False) -> None:
         spec = load_spec(name)
         path = data_path(spec.dataset)
         count = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.exists() else 0
+        fits = "generative (llama.cpp)"
+        if spec.encoder is not None:
+            fits += ", encoder: " + ("embedding model, e.g. minilm-l6" if spec.encoder.mode == "similarity"
+                                     else "sequence classifier folder (none ships offline)")
         rows.append({"task": name, "dataset": spec.dataset, "prompts": count, "metric": spec.metric,
-                     "description": spec.description})
+                     "models": fits, "description": spec.description})
     if as_json:
         out.print_json(json.dumps(rows))
         return
+    cols = ("task", "dataset", "prompts", "metric", "models", "description")
     table = Table(title="tasks")
-    for col in ("task", "dataset", "prompts", "metric", "description"):
+    for col in cols:
         table.add_column(col)
     for r in rows:
-        table.add_row(*(str(r[c]) for c in ("task", "dataset", "prompts", "metric", "description")))
+        table.add_row(*(str(r[c]) for c in cols))
     out.print(table)
+    out.print("custom: joulescore run --dataset FILE.jsonl --template '...{field}...' "
+              "[--metric NAME --reference-field F]", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -220,6 +241,7 @@ def version() -> None:
 
 
 __import__("joulescore.impact.cli", fromlist=["register"]).register(app)  # impact, project
+__import__("joulescore.report.cli", fromlist=["register"]).register(app)  # board, label
 
 
 def _terminate(signum: int, _frame: object) -> None:

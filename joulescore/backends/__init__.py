@@ -8,12 +8,15 @@ from typing import Any
 from joulescore.backends.base import Backend, Generation, GenerationConfig, ModelInfo
 from joulescore.errors import BadInput
 
-__all__ = ["Backend", "Generation", "GenerationConfig", "ModelInfo", "BACKENDS", "load_backend"]
+__all__ = ["Backend", "Generation", "GenerationConfig", "ModelInfo", "BACKENDS", "ENCODER_BACKENDS", "load_backend"]
 
 #: backend name -> (module, class, the PyPI package that provides the engine)
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "llama.cpp": ("joulescore.backends.llamacpp", "LlamaCppBackend", "llama-cpp-python"),
+    "encoder": ("joulescore.backends.encoder", "EncoderBackend", "transformers"),
 }
+#: backends whose models encode rather than generate: they run only tasks with an ``encoder`` section
+ENCODER_BACKENDS = frozenset({"encoder"})
 
 
 def load_backend(name: str, model: str, **options: Any) -> Backend:

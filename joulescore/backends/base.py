@@ -66,6 +66,8 @@ class Backend(ABC):
     """An inference engine with one model loaded."""
 
     name: str = "backend"
+    #: "generative" backends write text; "encoder" backends run only tasks with an encoder section
+    kind: str = "generative"
 
     @abstractmethod
     def info(self) -> ModelInfo:
@@ -79,6 +81,9 @@ class Backend(ABC):
         on_first_token: FirstTokenHook | None = None,
     ) -> Generation:
         """Answer one chat prompt.  Calls ``on_first_token`` the moment prefill ends."""
+
+    def check_task(self, spec: Any) -> None:
+        """Raise BadInput when the loaded model cannot run this task (``spec`` is a TaskSpec)."""
 
     def close(self) -> None:
         """Free the model."""

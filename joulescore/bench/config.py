@@ -24,6 +24,10 @@ class RunConfig(BaseModel):
     model: str
     task: str
     dataset: str | None = None
+    #: a custom task: the user message template (with --dataset), its metric and reference field
+    template: str | None = None
+    metric: str | None = None
+    reference_field: str | None = None
     backend: str = "llama.cpp"
     meter: str = "auto"
     protocol: Protocol = "energy-score"

@@ -121,7 +121,8 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
         "j_per_query": _r(per_query),
         "j_per_output_token": _r(total_j / output_tokens) if output_tokens else None,
         "duration_s": _r(duration_s, 3),
-        "tokens_per_s": _r(output_tokens / duration_s, 3) if duration_s else None,
+        "tokens_per_s": _r(output_tokens / duration_s, 3) if duration_s and output_tokens else None,
+        "queries_per_s": _r(len(ok) / duration_s, 3) if duration_s else None,
         "latency": {
             "ttft_s": {k: _r(v) for k, v in _percentiles(ttft).items()},
             "mean_s": _r(statistics.fmean(r.duration_s for r in ok)) if ok else None,

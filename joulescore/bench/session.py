@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from joulescore import __version__
-from joulescore.backends import load_backend
+from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
 from joulescore.bench.config import RunConfig
 from joulescore.bench.record import build_record, run_status
@@ -27,7 +27,7 @@ from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter
 from joulescore.meters.monitor import idle_power_w
 from joulescore.store.sqlite import Store
-from joulescore.tasks.spec import Prompt, TaskSpec, load_prompts, load_spec
+from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, load_spec, task_names
 
 #: (prompts in the run, prompts already stored, the meter's kind) -> a progress sink
 ProgressFactory = Callable[[int, int, str], ProgressSink]
@@ -50,16 +50,39 @@ def new_run_id() -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+def task_spec(config: RunConfig) -> TaskSpec:
+    """The shipped task, or a custom one built from ``--template`` over ``--dataset``."""
+    spec = load_spec(config.task)
+    if config.template is None:
+        if config.metric or config.reference_field:
+            raise BadInput("--metric and --reference-field apply to a custom task: give --template too")
+        return spec
+    if not config.dataset:
+        raise BadInput("--template needs --dataset: the JSONL file whose rows fill it")
+    return custom_spec(spec, config.template, Path(config.dataset).expanduser(), config.metric,
+                       config.reference_field)
+
+
 def prepare(config: RunConfig) -> Prepared:
     """Load the task, its prompts, the model and the meter; any problem is a one-line error."""
-    spec = load_spec(config.task)
+    spec = task_spec(config)
+    encoder = config.backend in ENCODER_BACKENDS
+    if encoder and spec.encoder is None:
+        fits = [t for t in task_names() if load_spec(t).encoder is not None]
+        raise BadInput(f"task {spec.name!r} needs a generative model; the {config.backend} backend "
+                       f"runs only: {', '.join(fits)}")
     dataset = Path(config.dataset).expanduser() if config.dataset else None
-    prompts, dataset_path = load_prompts(spec, dataset)
+    prompts, dataset_path = load_prompts(spec, dataset, for_encoder=encoder)
     if config.limit is not None:
         prompts = prompts[: config.limit]
     meter = select_meter(config.meter)
     backend = load_backend(config.backend, config.model, threads=config.threads, n_ctx=config.n_ctx,
                            seed=config.seed)
+    try:
+        backend.check_task(spec)
+    except BadInput:
+        backend.close()
+        raise
     return Prepared(config, spec, prompts, dataset_path, backend, meter)
 
 
@@ -78,6 +101,8 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None) -> dict[str
             "dataset": str(p.dataset_path) if p.config.dataset else p.spec.dataset,
             "num_prompts": len(p.prompts),
             "metric": p.spec.metric,
+            "reference_field": p.spec.reference_field,
+            "template": p.config.template,
         },
         "hardware": hardware_info().as_dict(),
         "meter": provenance,

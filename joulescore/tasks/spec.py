@@ -28,6 +28,18 @@ class Message(BaseModel):
     content: str
 
 
+class EncoderSpec(BaseModel):
+    """How an encoder model (no text generation) runs the task, where it fits one.
+
+    ``inputs`` are templates for the texts the encoder reads, one message each:
+    two for ``similarity`` (cosine of their embeddings), one for ``classification``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["similarity", "classification"]
+    inputs: list[str]
+
+
 class TaskSpec(BaseModel):
     """One task, as declared in ``specs/NAME.yaml``."""
 
@@ -40,19 +52,58 @@ class TaskSpec(BaseModel):
     reference_field: str | None = None
     natural_max_new_tokens: int = 512
     metric: str = "length"
+    encoder: EncoderSpec | None = None
 
-    def template_fields(self) -> list[str]:
-        """Every ``{field}`` the message templates read from a row."""
+    def templates(self, for_encoder: bool = False) -> list[str]:
+        if for_encoder:
+            if self.encoder is None:
+                raise BadInput(f"task {self.name!r} does not fit an encoder model")
+            return list(self.encoder.inputs)
+        return [m.content for m in self.messages]
+
+    def template_fields(self, for_encoder: bool = False) -> list[str]:
+        """Every ``{field}`` the templates read from a row."""
         names: list[str] = []
-        for msg in self.messages:
-            for _, name, _, _ in string.Formatter().parse(msg.content):
+        for text in self.templates(for_encoder):
+            try:
+                parsed = list(string.Formatter().parse(text))
+            except ValueError as exc:
+                raise BadInput(f"template is not valid ({exc}); write fields as {{name}}, braces as {{{{ }}}}") from None
+            for _, name, _, _ in parsed:
+                if name is not None and not name.isidentifier():
+                    raise BadInput(f"template field {{{name}}} is not a plain field name")
                 if name and name not in names:
                     names.append(name)
         return names
 
-    def required_fields(self) -> list[str]:
+    def required_fields(self, for_encoder: bool = False) -> list[str]:
+        own = self.template_fields(for_encoder)
         extra = [self.reference_field] if self.reference_field else []
-        return self.template_fields() + [f for f in extra if f not in self.template_fields()]
+        return own + [f for f in extra if f not in own]
+
+    def render(self, row: dict[str, Any], for_encoder: bool = False) -> list[dict[str, str]]:
+        """One row as chat messages; for an encoder, one user message per text it reads."""
+        if for_encoder:
+            return [{"role": "user", "content": t.format_map(row)} for t in self.templates(True)]
+        return [{"role": m.role, "content": m.content.format_map(row)} for m in self.messages]
+
+
+def custom_spec(base: TaskSpec, template: str, dataset: Path, metric: str | None = None,
+                reference_field: str | None = None) -> TaskSpec:
+    """A user's own task: one user message rendered from ``template``, scored by ``metric``."""
+    from joulescore.tasks.metrics import METRICS
+
+    chosen = metric or "length"
+    if chosen not in METRICS:
+        raise BadInput(f"unknown metric {chosen!r}; known metrics: {', '.join(METRICS)}")
+    if chosen != "length" and not reference_field:
+        raise BadInput(f"metric {chosen!r} needs --reference-field (the row field holding the answer)")
+    spec = TaskSpec(name=f"custom:{dataset.name}", description=f"custom prompt set {dataset}",
+                    dataset=str(dataset), messages=[Message(role="user", content=template)],
+                    reference_field=reference_field, natural_max_new_tokens=base.natural_max_new_tokens,
+                    metric=chosen)
+    spec.template_fields()  # a malformed template is a one-line error before anything loads
+    return spec
 
 
 @dataclass(frozen=True)
@@ -86,9 +137,14 @@ def load_spec(name: str) -> TaskSpec:
         raise BadInput(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
     text = _specs_dir().joinpath(f"{name}.yaml").read_text(encoding="utf-8")
     try:
-        return TaskSpec.model_validate(yaml.safe_load(text))
+        spec = TaskSpec.model_validate(yaml.safe_load(text))
     except ValidationError as exc:  # a shipped spec is broken: still one line
         raise BadInput(f"task spec {name}.yaml is invalid: {exc.errors()[0]['msg']}") from None
+    from joulescore.tasks.metrics import METRICS
+
+    if spec.metric not in METRICS:
+        raise BadInput(f"task spec {name}.yaml names unknown metric {spec.metric!r}")
+    return spec
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -112,9 +168,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def render_prompts(spec: TaskSpec, rows: list[dict[str, Any]], source: Path) -> list[Prompt]:
+def render_prompts(spec: TaskSpec, rows: list[dict[str, Any]], source: Path,
+                   for_encoder: bool = False) -> list[Prompt]:
     """Render every row through the spec's templates; check every row first."""
-    required = spec.required_fields()
+    required = spec.required_fields(for_encoder)
     bad = [(i + 1, [f for f in required if f not in row]) for i, row in enumerate(rows)]
     bad = [(n, missing) for n, missing in bad if missing]
     if bad:
@@ -123,13 +180,14 @@ def render_prompts(spec: TaskSpec, rows: list[dict[str, Any]], source: Path) -> 
         raise DatasetError(f"{source}: rows do not match the template's fields: line {lines}{more}")
     prompts = []
     for i, row in enumerate(rows):
-        messages = [{"role": m.role, "content": m.content.format_map(row)} for m in spec.messages]
+        messages = spec.render(row, for_encoder)
         ref = row.get(spec.reference_field) if spec.reference_field else None
         prompts.append(Prompt(i, str(row.get(spec.id_field, i)), messages, ref, row))
     return prompts
 
 
-def load_prompts(spec: TaskSpec, dataset: Path | None = None) -> tuple[list[Prompt], Path]:
+def load_prompts(spec: TaskSpec, dataset: Path | None = None,
+                 for_encoder: bool = False) -> tuple[list[Prompt], Path]:
     """The task's prompts from its shipped set, or from a user's JSONL file."""
     path = dataset if dataset is not None else data_path(spec.dataset)
-    return render_prompts(spec, read_jsonl(path), path), path
+    return render_prompts(spec, read_jsonl(path), path, for_encoder), path

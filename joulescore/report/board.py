@@ -1,0 +1,242 @@
+"""The board: stored runs ranked per task, with stars, peer groups and the Pareto frontier.
+
+Pure functions over :class:`BoardRow` so the rules can be tested on fixed boards.
+
+Rules (documented in docs/board.md):
+
+- A **peer group** is (task, hardware class, protocol, model size class).  Stars
+  only ever compare runs inside one peer group.
+- **Size classes** follow the AI Energy Score: A fits one consumer GPU, B one
+  cloud GPU, C needs several.  From the weights' bytes (else parameters x 2
+  bytes, bf16): A <= 24 GB (a 24 GB consumer card), B <= 80 GB (an 80 GB
+  H100/A100), C above.
+- **equal-bins** (default, the AI Energy Score rule): the group's energy range
+  (Wh/1,000 queries) is cut into five equal bins; the lowest bin gets 5 stars.
+  **quintile**: runs ranked by energy, the lowest fifth gets 5 stars (ties share
+  the better rank).
+- A group with fewer than :data:`MIN_PEERS` runs gets no stars, and says so.
+- Reference rows (published figures) are shown, labelled with their source, and
+  never rated: their protocol is their publisher's, so they share no peer group.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from joulescore.reference import as_float, load_table
+
+Rule = Literal["equal-bins", "quintile"]
+RULES: tuple[str, ...] = ("equal-bins", "quintile")
+MIN_PEERS = 5
+GB = 1e9
+CLASS_A_MAX_BYTES = 24 * GB
+CLASS_B_MAX_BYTES = 80 * GB
+J_PER_WH = 3600.0
+
+#: our task -> words in a published row's task that make it a fair reference for it
+REFERENCE_TASKS: dict[str, tuple[str, ...]] = {
+    "chat": ("lm-arena-chat", "text prompt", "chat query", "average query", "text generation"),
+    "reasoning": ("gpqa", "reasoning"),
+}
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One line of the board: a stored run, or a published reference figure."""
+
+    model: str
+    task: str
+    wh_per_1000: float | None
+    j_per_token: float | None
+    quality: float | None
+    quality_metric: str
+    higher_is_better: bool | None
+    hardware: str
+    hardware_class: str
+    protocol: str
+    size_class: str | None
+    kind: str  # measured, estimated, mixed, or published (reference rows)
+    source: str = "joulescore"
+    run_id: str | None = None
+    date: str = ""
+    stars: int | None = None
+    stars_note: str = ""
+    pareto: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.run_id is None
+
+    def peer_key(self) -> tuple[str, str, str, str]:
+        return (self.task, self.hardware_class, self.protocol, self.size_class or "?")
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
+        d["peer_group"] = " / ".join(self.peer_key())
+        return d
+
+
+def size_class(size_bytes: float | None, parameters: float | None) -> str | None:
+    """AI Energy Score model class from the weights' size (parameters x 2 bytes if unknown)."""
+    size = size_bytes if size_bytes else (parameters * 2 if parameters else None)
+    if size is None:
+        return None
+    return "A" if size <= CLASS_A_MAX_BYTES else "B" if size <= CLASS_B_MAX_BYTES else "C"
+
+
+def hardware_class(hardware: dict[str, Any]) -> str:
+    """The accelerator when there is one (model and count), else the CPU's microarchitecture."""
+    gpus = hardware.get("gpus") or []
+    if gpus:
+        names = sorted({str(g.get("name", "GPU")) for g in gpus})
+        return f"GPU {'+'.join(names)} x{len(gpus)}"
+    return f"CPU {hardware.get('cpu_microarchitecture') or hardware.get('cpu', 'unknown')}"
+
+
+def row_from_record(record: dict[str, Any]) -> BoardRow:
+    """A stored run's record as a board row."""
+    model = record["model"]
+    extra = model.get("extra") or {}
+    q = record.get("quality") or {}
+    hw = record["hardware"]
+    return BoardRow(
+        model=model["name"], task=record["task"]["name"], wh_per_1000=record.get("wh_per_1000_queries"),
+        j_per_token=record.get("j_per_output_token"), quality=q.get("value"),
+        quality_metric=q.get("metric", ""), higher_is_better=q.get("higher_is_better"),
+        hardware=f"{hw.get('cpu')}, {hw.get('logical_cpus')} CPUs"
+                 + (f", {len(hw['gpus'])} GPU(s)" if hw.get("gpus") else ""),
+        hardware_class=hardware_class(hw), protocol=record["config"]["protocol"],
+        size_class=size_class(extra.get("size_bytes"), model.get("parameters")),
+        kind=record["meter"]["kind"], run_id=record["run_id"], date=str(record.get("created_at", ""))[:10],
+        extra={"prompts": record["counts"]["succeeded"], "backend": model.get("backend")},
+    )
+
+
+def _reference_wh_per_1000(row: dict[str, str]) -> float | None:
+    metric, unit = row["metric"].lower(), row["unit"]
+    value = as_float(row["value"])
+    if value is None or "energy per" not in metric or unit not in ("J", "Wh"):
+        return None
+    if "1,000 queries" in metric:
+        return value if unit == "Wh" else value / J_PER_WH
+    if not any(w in metric for w in ("request", "query", "prompt")):
+        return None
+    return value * 1000 / (J_PER_WH if unit == "J" else 1.0)
+
+
+def reference_rows(task: str) -> list[BoardRow]:
+    """Published per-query energy figures that fit a task, each labelled with its source."""
+    words = REFERENCE_TASKS.get(task, ())
+    rows = []
+    for r in load_table("reference_results"):
+        wh = _reference_wh_per_1000(r)
+        if wh is None or not any(w in r["task"].lower() for w in words):
+            continue
+        n = r.get("num_gpus") or ""
+        hw = r["hardware"] + (f" x{n}" if n and n != "1" else "")
+        rows.append(BoardRow(
+            model=r["model"], task=task, wh_per_1000=wh, j_per_token=as_float(r.get("energy_per_token_j")),
+            quality=None, quality_metric="", higher_is_better=None, hardware=hw,
+            hardware_class=f"published: {hw}", protocol=f"{r['source_project']}: {r['metric']}",
+            size_class=None, kind="published", source=r["source_project"],
+            stars_note="reference figure, not rated (other protocol and boundary)",
+            extra={"published_task": r["task"], "citation": r["source"]},
+        ))
+    return rows
+
+
+def equal_bin_stars(energies: Sequence[float]) -> list[int]:
+    """Five equal bins over [min, max]; the lowest-energy bin is 5 stars."""
+    lo, hi = min(energies), max(energies)
+    if hi == lo:
+        return [5] * len(energies)
+    width = (hi - lo) / 5
+    return [5 - min(4, math.floor((e - lo) / width)) for e in energies]
+
+
+def quintile_stars(energies: Sequence[float]) -> list[int]:
+    """Rank by energy; each fifth of the ranking is one star level (ties share the better rank)."""
+    ordered = sorted(energies)
+    n = len(ordered)
+    return [5 - min(4, ordered.index(e) * 5 // n) for e in energies]
+
+
+def rate(rows: Iterable[BoardRow], rule: Rule = "equal-bins") -> list[BoardRow]:
+    """Stars for every run, computed inside its peer group; reference rows pass unrated."""
+    if rule not in RULES:
+        raise ValueError(f"unknown rating rule {rule!r}; choose {' or '.join(RULES)}")
+    stars_of = equal_bin_stars if rule == "equal-bins" else quintile_stars
+    groups: dict[tuple[str, ...], list[BoardRow]] = defaultdict(list)
+    out: list[BoardRow] = []
+    for row in rows:
+        if row.is_reference:
+            out.append(row)
+        elif row.wh_per_1000 is None:
+            out.append(replace(row, stars=None, stars_note="no energy figure (no prompt succeeded)"))
+        else:
+            groups[row.peer_key()].append(row)
+    for key, members in groups.items():
+        if len(members) < MIN_PEERS:
+            note = (f"no stars: peer group has {len(members)} run(s), stars need {MIN_PEERS} "
+                    f"(same task, hardware class, protocol and size class)")
+            out.extend(replace(m, stars=None, stars_note=note) for m in members)
+            continue
+        stars = stars_of([m.wh_per_1000 for m in members])  # type: ignore[misc]
+        note = f"{rule} over {len(members)} runs in peer group"
+        out.extend(replace(m, stars=s, stars_note=note) for m, s in zip(members, stars))
+    return out
+
+
+def pareto(rows: Iterable[BoardRow]) -> list[BoardRow]:
+    """Mark runs no peer beats on both energy (lower) and quality (better), per peer group.
+
+    A run without an energy figure, a quality figure or a quality direction
+    (chat's output length) is not placed: ``pareto`` stays None.
+    """
+    rows = list(rows)
+    placed = [r for r in rows if not r.is_reference and r.wh_per_1000 is not None
+              and r.quality is not None and r.higher_is_better is not None]
+
+    def better_or_equal(a: BoardRow, b: BoardRow) -> bool:  # a's quality at least b's
+        return a.quality >= b.quality if a.higher_is_better else a.quality <= b.quality  # type: ignore[operator]
+
+    def dominates(a: BoardRow, b: BoardRow) -> bool:
+        at_least = a.wh_per_1000 <= b.wh_per_1000 and better_or_equal(a, b)  # type: ignore[operator]
+        strictly = a.wh_per_1000 < b.wh_per_1000 or a.quality != b.quality  # type: ignore[operator]
+        return at_least and strictly
+
+    on_front = {id(r): not any(dominates(o, r) for o in placed if o is not r and o.peer_key() == r.peer_key())
+                for r in placed}
+    return [replace(r, pareto=on_front[id(r)]) if id(r) in on_front else r for r in rows]
+
+
+def build_board(records: Iterable[dict[str, Any]], task: str | None = None, rule: Rule = "equal-bins",
+                with_pareto: bool = False, with_references: bool = True) -> list[BoardRow]:
+    """Ranked rows: per task, runs by energy (stars within peer groups), then the references."""
+    runs = [row_from_record(r) for r in records if r.get("status") == "complete"]
+    if task is not None:
+        runs = [r for r in runs if r.task == task]
+    rows = rate(runs, rule)
+    if with_pareto:
+        rows = pareto(rows)
+    if with_references:
+        for name in sorted({task} if task else {r.task for r in runs}):
+            rows.extend(reference_rows(name))
+    return sorted(rows, key=lambda r: (r.task, r.is_reference, r.peer_key() if not r.is_reference else (),
+                                       r.wh_per_1000 if r.wh_per_1000 is not None else math.inf))
+
+
+def stars_text(stars: int | None) -> str:
+    return "-" if stars is None else "★" * stars + "☆" * (5 - stars)
+
+
+def stars_line(row: BoardRow) -> str:
+    """One line for the run summary: the stars and the rule, or why there are none."""
+    if row.stars is None:
+        return row.stars_note
+    return f"{stars_text(row.stars)} {row.stars}/5 ({row.stars_note}: {' / '.join(row.peer_key())})"

@@ -1,0 +1,124 @@
+"""The energy label: one card per run, drawn with matplotlib as SVG or PNG.
+
+matplotlib draws both formats from the same figure, so the PNG is a real
+rendering, not a converted SVG.  Text is kept as text in the SVG
+(``svg.fonttype = none``), where matplotlib XML-escapes it; ``$`` is escaped so
+a model name never turns into mathtext.  Long names wrap.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from joulescore.errors import BadInput
+
+FORMATS = (".svg", ".png")
+CARD_W_IN, CARD_H_IN = 4.0, 6.0
+PNG_DPI = 150
+MEASURED_GREEN = "#1b7f3b"
+ESTIMATED_ORANGE = "#c25e00"
+STAR_GOLD = "#f2b705"
+STAR_GREY = "#d0d0d0"
+
+
+def safe(text: Any) -> str:
+    """Plain text for matplotlib: no mathtext (``$``), no control characters."""
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
+    return cleaned.replace("$", r"\$")
+
+
+def wrap(text: Any, width: int) -> str:
+    return "\n".join(textwrap.wrap(safe(text), width=width, break_long_words=True)) or "-"
+
+
+def _fmt(value: float | None, spec: str = ".4g") -> str:
+    return "n/a" if value is None else f"{value:{spec}}"
+
+
+def _stars_from_line(line: str) -> int | None:
+    """The star count from the run's stars line ("★★★☆☆ 3/5 ..."), None when unrated."""
+    head = line.split(" ", 2)
+    if len(head) >= 2 and head[1].endswith("/5") and head[1][:-2].isdigit():
+        return int(head[1][:-2])
+    return None
+
+
+def render_label(record: dict[str, Any], stars_line: str, output: Path) -> Path:
+    """Draw the label of ``record`` to ``output`` (.svg or .png) and return its path."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import FancyBboxPatch
+
+    suffix = output.suffix.lower()
+    if suffix not in FORMATS:
+        raise BadInput(f"label format must be .svg or .png, got {output.name!r}")
+    model, task, meter = record["model"], record["task"], record["meter"]
+    kind = meter["kind"]
+    measured = kind == "measured"
+    mark = "MEASURED" if measured else ("MIXED: PART ESTIMATED" if kind == "mixed" else "ESTIMATED")
+    colour = MEASURED_GREEN if measured else ESTIMATED_ORANGE
+    hw = record["hardware"]
+    hardware = f"{hw.get('cpu')}, {hw.get('logical_cpus')} CPUs" + (
+        f", {', '.join(str(g.get('name')) for g in hw['gpus'])}" if hw.get("gpus") else "")
+    quality = record.get("quality") or {}
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.family": "DejaVu Sans", "text.usetex": False}):
+        fig = Figure(figsize=(CARD_W_IN, CARD_H_IN))
+        FigureCanvasAgg(fig)
+        ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.axis("off")
+        ax.add_patch(FancyBboxPatch((0.03, 0.02), 0.94, 0.96, boxstyle="round,pad=0,rounding_size=0.03",
+                                    facecolor="white", edgecolor="#222222", linewidth=2))
+        ax.add_patch(FancyBboxPatch((0.03, 0.89), 0.94, 0.09, boxstyle="square,pad=0",
+                                    facecolor="#222222", edgecolor="#222222"))
+        ax.text(0.5, 0.935, "AI ENERGY LABEL", color="white", ha="center", va="center", fontsize=14,
+                fontweight="bold")
+        y = 0.865
+        for label_text, value, width in (("model", model["name"], 34), ("task", task["name"], 34),
+                                         ("hardware", hardware, 40),
+                                         ("date", str(record.get("created_at", ""))[:10], 34)):
+            body = wrap(value, width)
+            ax.text(0.07, y, label_text.upper(), fontsize=6.5, color="#666666", va="top")
+            ax.text(0.07, y - 0.022, body, fontsize=9 if label_text != "hardware" else 7.5, va="top",
+                    fontweight="bold" if label_text == "model" else "normal", linespacing=1.2)
+            y -= 0.06 + 0.026 * body.count("\n")
+        y -= 0.01
+        ax.text(0.5, y, _fmt(record.get("wh_per_1000_queries")), ha="center", va="top", fontsize=26,
+                fontweight="bold", color=colour)
+        ax.text(0.5, y - 0.075, "Wh per 1,000 queries", ha="center", va="top", fontsize=9)
+        ax.text(0.5, y - 0.105, f"{_fmt(record.get('j_per_output_token'))} J per output token   "
+                f"{_fmt(record.get('j_per_query'))} J per query", ha="center", va="top", fontsize=7.5)
+        y -= 0.17
+        stars = _stars_from_line(stars_line)
+        for i in range(5):
+            filled = stars is not None and i < stars
+            ax.plot(0.3 + i * 0.1, y, marker="*", markersize=22, color=STAR_GOLD if filled else STAR_GREY,
+                    markeredgecolor="#555555", markeredgewidth=0.6)
+        note = f"{stars} of 5 stars" if stars is not None else wrap(stars_line, 52)
+        ax.text(0.5, y - 0.045, note, ha="center", va="top", fontsize=7 if stars is None else 8.5)
+        y -= 0.14 if stars is None else 0.1
+        ax.text(0.07, y, "QUALITY", fontsize=6.5, color="#666666", va="top")
+        ax.text(0.07, y - 0.022, wrap(f"{quality.get('metric', 'n/a')} = {_fmt(quality.get('value'))}"
+                                      f" over {quality.get('n', 0)} prompts", 44), fontsize=8.5, va="top")
+        y -= 0.075
+        ax.add_patch(FancyBboxPatch((0.07, y - 0.06), 0.86, 0.06, boxstyle="round,pad=0,rounding_size=0.01",
+                                    facecolor=colour, edgecolor=colour))
+        ax.text(0.5, y - 0.03, mark, color="white", ha="center", va="center", fontsize=12, fontweight="bold")
+        source = ((meter.get("sources") or [kind])[0]).split(":")[0][:48]
+        ax.text(0.5, y - 0.07, safe(f"energy source: {source}, +/-{meter.get('uncertainty_pct', 0):.0f}%"),
+                ha="center", va="top", fontsize=6.5)
+        cfg = record["config"]
+        footer = (f"protocol {cfg['protocol']} (batch {cfg['batch_size']}, {cfg['max_new_tokens']} new tokens)"
+                  f"  |  joulescore {record['tool']['version']}  |  run {record['run_id']}")
+        ax.text(0.5, 0.045, wrap(footer, 70), ha="center", va="bottom", fontsize=5.5, color="#444444")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(output, format=suffix[1:], dpi=PNG_DPI, facecolor="white")
+        except OSError as exc:
+            raise BadInput(f"cannot write label to {output}: {exc.strerror}") from None
+    return output
