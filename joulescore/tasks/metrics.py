@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,8 +61,38 @@ def length_stats(responses: Sequence[Response]) -> Quality:
     )
 
 
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+
+
+def last_number(text: str) -> float | None:
+    """The last number written in ``text``, thousands commas dropped; None if there is none."""
+    found = [m.group().replace(",", "") for m in _NUMBER.finditer(text)]
+    found = [f for f in found if f.strip("-.")]
+    return float(found[-1]) if found else None
+
+
+def exact_number(responses: Sequence[Response]) -> Quality:
+    """GSM8K-style exact match: the answer's last number equals the reference number.
+
+    The text scored is the answer section only; a response whose reasoning
+    never closed reaches the metric as an empty answer and counts as wrong.
+    """
+    if not responses:
+        return Quality("exact_number", None, 0, True, note="no responses")
+    hits = []
+    for r in responses:
+        got = last_number(r.text)
+        want = last_number(str(r.reference)) if r.reference is not None else None
+        hits.append(got is not None and want is not None and abs(got - want) < 1e-9)
+    empty = sum(1 for r in responses if not r.text.strip())
+    return Quality("exact_number", sum(hits) / len(hits), len(hits), True,
+                   details={"correct": float(sum(hits)), "empty_answers": float(empty)},
+                   note="last number of the answer vs the reference")
+
+
 METRICS: dict[str, Callable[[Sequence[Response]], Quality]] = {
     "length": length_stats,
+    "exact_number": exact_number,
 }
 
 
