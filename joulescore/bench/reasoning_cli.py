@@ -115,18 +115,19 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 
 def table(result: dict[str, Any]) -> Table:
+    """Side by side: ratios are to the baseline mode, "cut" counts responses the budget ended."""
     t = Table(title=f"reasoning modes vs {result['baseline']}: {result['model']} on {result['task']}")
-    cols = ("mode", "method", "budget", "J/query", "energy", "out tok/q", "tokens", "reason tok/q",
-            "cut off", "accuracy", "change", "J/correct", "latency s")
+    cols = ("mode", "budget", "J/query", "energy", "tok/q", "tokens", "think/q", "cut", "acc", "change",
+            "J/correct", "s/query")
     for c in cols:
-        t.add_column(c, justify="left" if c in ("mode", "method") else "right")
+        t.add_column(c, justify="left" if c == "mode" else "right", no_wrap=True)
     for r in result["modes"]:
-        t.add_row(r["mode"], r["method"], str(r["budget"]), _fmt(r["j_per_query"], ".4g"),
+        t.add_row(f"{r['mode']} ({r['method']})", str(r["budget"]), _fmt(r["j_per_query"], ".4g"),
                   _fmt(r["energy_ratio"], ".3g", "x"), _fmt(r["output_tokens_per_query"], ".1f"),
                   _fmt(r["tokens_ratio"], ".3g", "x"), _fmt(r["reasoning_tokens_per_query"], ".1f"),
                   f"{r['truncated']}/{r['prompts']}",
                   _fmt(None if r["accuracy"] is None else 100 * r["accuracy"], ".1f", "%"),
-                  _fmt(r["accuracy_change_points"], "+.1f", " pt"), _fmt(r["j_per_correct"], ".4g"),
+                  _fmt(r["accuracy_change_points"], "+.1f", "pt"), _fmt(r["j_per_correct"], ".4g"),
                   _fmt(r["latency_mean_s"], ".3g"))
     return t
 
@@ -191,7 +192,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             out.print_json(json.dumps(result))
             return
-        out.print(table(result))
+        Console(width=max(out.width, 132)).print(table(result))  # twelve columns: never squeeze them
         out.print(f"verdict: {result['verdict']}", highlight=False, soft_wrap=True)
         kinds = {r["meter_kind"] for r in rows}
         if kinds != {"measured"}:
