@@ -35,6 +35,12 @@ PLAIN_TEMPLATE = (
 )
 
 
+def render_prompt(formatter: Jinja2ChatFormatter, messages: list[dict[str, str]],
+                  template_kwargs: dict[str, Any] | None = None, assistant_prefix: str = "") -> str:
+    """The prompt text: the chat template with any extra variables (a reasoning switch), then the forced reply start."""
+    return formatter(messages=messages, **(template_kwargs or {})).prompt + assistant_prefix
+
+
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
 
@@ -98,9 +104,8 @@ class LlamaCppBackend(Backend):
 
     def render(self, messages: list[dict[str, str]], template_kwargs: dict[str, Any] | None = None,
                assistant_prefix: str = "") -> str:
-        """The prompt text: the chat template with any extra variables, then the forced reply start."""
-        rendered = self._formatter(messages=messages, **(template_kwargs or {}))
-        return rendered.prompt + assistant_prefix
+        """The prompt text this model sees, reasoning switch included."""
+        return render_prompt(self._formatter, messages, template_kwargs, assistant_prefix)
 
     def prompt_tokens(self, messages: list[dict[str, str]], template_kwargs: dict[str, Any] | None = None,
                       assistant_prefix: str = "") -> list[int]:
