@@ -26,8 +26,10 @@ def parse_modes(text: str) -> list[str]:
     """``off,on`` -> ["off", "on"]; unknown or repeated modes are a one-line error."""
     modes = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
-    if bad or not modes:
-        raise BadInput(f"unknown reasoning mode {', '.join(bad) or text!r}; choose from: {', '.join(MODES)}")
+    if not modes:
+        raise BadInput(f"--modes lists no mode; choose from: {', '.join(MODES)}")
+    if bad:
+        raise BadInput(f"unknown reasoning mode {', '.join(map(repr, bad))}; choose from: {', '.join(MODES)}")
     if len(set(modes)) != len(modes):
         raise BadInput(f"--modes lists a mode twice: {text}")
     return modes
