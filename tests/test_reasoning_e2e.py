@@ -10,6 +10,7 @@ import pytest
 from conftest import assert_one_line_error, cli
 
 
+@pytest.mark.slow
 def test_compare_reasoning_on_smollm2(db: Path, tmp_path: Path) -> None:
     proc = cli("compare-reasoning", "smollm2-135m", "--task", "reasoning", "--modes", "off,on", "--limit", "3",
                "--budgets", "off=12,on=24", "--warmup", "0", "--threads", "1", "--json", "--no-progress",
