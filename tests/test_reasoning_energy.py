@@ -127,3 +127,21 @@ def test_a_run_without_a_reasoning_mode_is_unchanged() -> None:
                      GenerationConfig(4))
     assert "reasoning" not in row.extra and "answer" not in row.extra
     assert backend.seen[0][1].template_kwargs == {} and not backend.seen[0][1].keep_special_tokens
+
+
+def test_family_is_detected_from_the_backend_or_overridden() -> None:
+    from joulescore.bench.config import RunConfig
+    from joulescore.bench.session import reasoning_plan
+
+    class Qwen3Like(ScriptedBackend):
+        def chat_template(self) -> str | None:
+            return "{% if enable_thinking is false %}<think>\n\n</think>{% endif %}"
+
+    backend = Qwen3Like(Clock(), ["x"], "stop")
+    config = RunConfig(model="m", task="reasoning", protocol="natural", max_new_tokens=64, reasoning="off")
+    plan, source = reasoning_plan(config, backend)
+    assert (plan.family, plan.method, plan.budget, source) == ("qwen3", "native", 64, "detected")
+    assert plan.template_kwargs == {"enable_thinking": False}
+    forced, source = reasoning_plan(config.model_copy(update={"reasoning_family": "none"}), backend)
+    assert (forced.family, forced.method, source) == ("none", "prompted", "override")
+    assert reasoning_plan(config.model_copy(update={"reasoning": None}), backend) == (None, None)
