@@ -35,6 +35,8 @@ def test_compare_reasoning_on_smollm2(db: Path, tmp_path: Path) -> None:
         assert counts["reasoning_tokens"] + counts["answer_tokens"] == counts["output_tokens"]
         assert energy["reasoning_j"] + energy["answer_j"] == pytest.approx(energy["decode_j"], rel=1e-6)
         assert set(counts["reasoning_tokens_per_query"]) == {"p50", "p90", "p99", "max"}
+    again = cli("compare-reasoning", "--runs", f"{off['run_id']},{on['run_id']}", "--json", db=db)
+    assert json.loads(again.stdout)["verdict"] == result["verdict"]  # stored runs, compared again
     off_record = json.loads(cli("show", off["run_id"], "--json", db=db).stdout)
     assert off_record["counts"]["reasoning_tokens"] == 0  # no switch, no instruction: all answer
 

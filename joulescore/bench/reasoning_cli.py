@@ -112,6 +112,27 @@ def compare(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"baseline": base["mode"], "modes": rows, "verdict": verdict}
 
 
+def stored_rows(run_ids: list[str], db: Path | None) -> tuple[list[dict[str, Any]], str, str]:
+    """Rows for runs already stored (e.g. finished with ``run --resume``): model, task and mode from each."""
+    from joulescore import __version__
+    from joulescore.bench.record import build_record
+    from joulescore.store.sqlite import Store
+
+    store = Store(db)
+    rows, names = [], set()
+    for run_id in run_ids:
+        record = build_record(store.get_run(run_id), store.results(run_id), __version__)
+        reasoning = record["config"].get("reasoning")
+        if not isinstance(reasoning, dict):
+            raise BadInput(f"run {run_id} was not run with --reasoning: nothing to compare")
+        names.add((record["model"]["name"], record["task"]["name"]))
+        rows.append(mode_row(reasoning["mode"], record))
+    if len(names) != 1:
+        raise BadInput(f"--runs mixes models or tasks: {sorted(names)}")
+    model, task = names.pop()
+    return rows, model, task
+
+
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{suffix}"
 
@@ -139,7 +160,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare-reasoning")
     def compare_reasoning(
-        model: Annotated[str, typer.Argument(help="GGUF path or alias")],
+        model: Annotated[str, typer.Argument(help="GGUF path or alias")] = "smollm2-135m",
         task: Annotated[str, typer.Option(help="task name")] = "reasoning",
         modes: Annotated[str, typer.Option(help="comma-separated modes: off, on, low, medium, high")] = "off,on",
         budgets: Annotated[Optional[str], typer.Option(help="max new tokens per mode, e.g. off=64,on=256 (defaults: docs/reasoning.md)")] = None,
@@ -153,6 +174,7 @@ def register(app: typer.Typer) -> None:
         out_dir: Annotated[Optional[Path], typer.Option("--out", help="where each run.json goes")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
         progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
+        runs: Annotated[Optional[str], typer.Option("--runs", help="compare stored runs RUN_ID,RUN_ID instead of running")] = None,
     ) -> None:
         """Run each reasoning mode on the same prompts and set energy against accuracy."""
         from joulescore.bench import session
@@ -160,6 +182,10 @@ def register(app: typer.Typer) -> None:
         from joulescore.report.console import RichProgress
         from joulescore.store.sqlite import Store, default_db_path
 
+        if runs is not None:
+            rows, model_name, task_name = stored_rows([r.strip() for r in runs.split(",") if r.strip()], db)
+            _report({"model": model_name, "task": task_name, "limit": None, **compare(rows)}, rows, as_json)
+            return
         mode_list = parse_modes(modes)
         budget_by_mode = parse_budgets(budgets, mode_list)
         if limit is not None and limit < 1:
@@ -190,13 +216,16 @@ def register(app: typer.Typer) -> None:
                           f"{record['run_id']}", soft_wrap=True)
                 raise typer.Exit(130)
             rows.append(mode_row(mode, record))
-        result = {"model": model, "task": task, "limit": limit, **compare(rows)}
-        if as_json:
-            out.print_json(json.dumps(result))
-            return
-        Console(width=max(out.width, 132)).print(table(result))  # twelve columns: never squeeze them
-        out.print(f"verdict: {result['verdict']}", highlight=False, soft_wrap=True)
-        kinds = {r["meter_kind"] for r in rows}
-        if kinds != {"measured"}:
-            out.print(f"[dim]energy is {', '.join(sorted(kinds))} (see joulescore show RUN_ID); "
-                      "ratios between modes share the meter's bias[/]")
+        _report({"model": model, "task": task, "limit": limit, **compare(rows)}, rows, as_json)
+
+
+def _report(result: dict[str, Any], rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    Console(width=max(out.width, 132)).print(table(result))  # twelve columns: never squeeze them
+    out.print(f"verdict: {result['verdict']}", highlight=False, soft_wrap=True)
+    kinds = {r["meter_kind"] for r in rows}
+    if kinds != {"measured"}:
+        out.print(f"[dim]energy is {', '.join(sorted(kinds))} (see joulescore show RUN_ID); "
+                  "ratios between modes share the meter's bias[/]")
