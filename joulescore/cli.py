@@ -48,7 +48,7 @@ def run(
     metric: Annotated[Optional[str], typer.Option(help="custom task: how to score it (default: length)")] = None,
     reference_field: Annotated[Optional[str], typer.Option(help="custom task: the row field holding the answer")] = None,
     limit: Annotated[Optional[int], typer.Option(help="only the first N prompts")] = None,
-    protocol: Annotated[str, typer.Option(help="energy-score (fixed 10 new tokens) or natural (until EOS)")] = "energy-score",
+    protocol: Annotated[Optional[str], typer.Option(help="energy-score (fixed 10 new tokens) or natural (until EOS; the default with --reasoning)")] = None,
     max_new_tokens: Annotated[Optional[int], typer.Option(help="new tokens (energy-score) or the cap (natural)")] = None,
     warmup: Annotated[int, typer.Option(help="uncounted warm-up prompts")] = ENERGY_SCORE_WARMUP,
     backend: Annotated[str, typer.Option(help="inference engine (encoder: embedding/classifier models)")] = "llama.cpp",
@@ -63,6 +63,8 @@ def run(
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
     idle_baseline: Annotated[float, typer.Option("--idle-baseline", help="measure idle power for SECONDS first; report net energy too")] = 0.0,
     repeats: Annotated[int, typer.Option(help="run N times and report the spread of the figures")] = 1,
+    reasoning: Annotated[Optional[str], typer.Option(help="off, on, low, medium or high: the model family's own switch, else prompted (docs/reasoning.md)")] = None,
+    reasoning_family: Annotated[Optional[str], typer.Option(help="override the detected family: qwen3, deepseek-r1, smollm3, gpt-oss, none")] = None,
 ) -> None:
     """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
     from joulescore.bench import session
@@ -70,6 +72,15 @@ def run(
 
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be at least 1, got {limit}")
+    from joulescore.backends.reasoning import DEFAULT_BUDGETS, FAMILIES, MODES
+
+    if reasoning is not None and reasoning not in MODES:
+        raise BadInput(f"unknown reasoning mode {reasoning!r}; choose one of: {', '.join(MODES)}")
+    if reasoning_family is not None and reasoning_family not in FAMILIES:
+        raise BadInput(f"unknown reasoning family {reasoning_family!r}; choose one of: {', '.join(FAMILIES)}")
+    if reasoning is not None and protocol == "energy-score":
+        raise BadInput("--reasoning needs --protocol natural: a fixed 10 new tokens cannot hold a reasoning trace")
+    protocol = protocol or ("natural" if reasoning is not None else "energy-score")
     if protocol not in ("energy-score", "natural"):
         raise BadInput(f"unknown protocol {protocol!r}; choose energy-score or natural")
     if repeats < 1 or (resume and repeats > 1):
@@ -86,7 +97,9 @@ def run(
         if resume:
             record, outcome = session.resume(resume, store, target, make_progress if progress else None)
         else:
-            if max_new_tokens is None:
+            if max_new_tokens is None and reasoning is not None:
+                new_tokens = DEFAULT_BUDGETS[reasoning]
+            elif max_new_tokens is None:
                 from joulescore.tasks.spec import load_spec
                 new_tokens = ENERGY_SCORE_NEW_TOKENS if protocol == "energy-score" else load_spec(task).natural_max_new_tokens
             else:
@@ -98,6 +111,7 @@ def run(
                 metric=metric, reference_field=reference_field, backend=backend,
                 meter=meter, protocol=protocol, max_new_tokens=new_tokens, limit=limit, warmup=warmup,
                 threads=threads, n_ctx=n_ctx, seed=seed, idle_baseline_s=idle_baseline,
+                reasoning=reasoning, reasoning_family=reasoning_family,
             )
             records = []
             for _ in range(repeats):
@@ -241,6 +255,7 @@ def version() -> None:
 
 
 __import__("joulescore.impact.cli", fromlist=["register"]).register(app)  # impact, project
+__import__("joulescore.bench.reasoning_cli", fromlist=["register"]).register(app)  # compare-reasoning
 __import__("joulescore.report.cli", fromlist=["register"]).register(app)  # board, label
 
 

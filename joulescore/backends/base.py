@@ -17,12 +17,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """How to decode.  ``min_new_tokens == max_new_tokens`` forces a fixed length."""
+    """How to decode.  ``min_new_tokens == max_new_tokens`` forces a fixed length.
+
+    ``template_kwargs`` and ``assistant_prefix`` carry a reasoning switch into
+    the prompt (see ``reasoning.py``): extra chat-template variables such as
+    ``enable_thinking``, and text forced at the start of the reply.
+    """
 
     max_new_tokens: int
     min_new_tokens: int = 0
     temperature: float = 0.0
     seed: int = 0
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    assistant_prefix: str = ""
+    #: keep special tokens in the text (Harmony's channel markers are special tokens)
+    keep_special_tokens: bool = False
 
 
 @dataclass
@@ -36,6 +45,10 @@ class Generation:
     decode_s: float
     finish_reason: str  # "stop", "length" or "error"
     error: str | None = None
+    #: clock time (``time.perf_counter``, the meters' clock) each output token arrived
+    token_times_s: list[float] = field(default_factory=list)
+    #: ``len(text)`` after each output token, so a character position maps to a token
+    token_chars: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +97,10 @@ class Backend(ABC):
 
     def check_task(self, spec: Any) -> None:
         """Raise BadInput when the loaded model cannot run this task (``spec`` is a TaskSpec)."""
+
+    def chat_template(self) -> str | None:
+        """The model's own chat template, read to detect its reasoning family; None if unknown."""
+        return None
 
     def close(self) -> None:
         """Free the model."""

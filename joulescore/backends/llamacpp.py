@@ -7,6 +7,7 @@ moment the first token appears (the end of prefill) is observed exactly.
 
 from __future__ import annotations
 
+import codecs
 import time
 from typing import Any
 
@@ -34,6 +35,12 @@ PLAIN_TEMPLATE = (
 )
 
 
+def render_prompt(formatter: Jinja2ChatFormatter, messages: list[dict[str, str]],
+                  template_kwargs: dict[str, Any] | None = None, assistant_prefix: str = "") -> str:
+    """The prompt text: the chat template with any extra variables (a reasoning switch), then the forced reply start."""
+    return formatter(messages=messages, **(template_kwargs or {})).prompt + assistant_prefix
+
+
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
 
@@ -54,7 +61,8 @@ class LlamaCppBackend(Backend):
         vocab = self.llm._model.vocab
         self._eog = frozenset(t for t in range(self.llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t))
         eos_id, bos_id = self.llm.token_eos(), self.llm.token_bos()
-        self._template_source = "gguf" if meta.get("tokenizer.chat_template") else "plain (none in GGUF)"
+        self._template = meta.get("tokenizer.chat_template")
+        self._template_source = "gguf" if self._template else "plain (none in GGUF)"
         self._formatter = Jinja2ChatFormatter(
             template=meta.get("tokenizer.chat_template") or PLAIN_TEMPLATE,
             eos_token=self._token_text(eos_id),
@@ -91,11 +99,19 @@ class LlamaCppBackend(Backend):
     def info(self) -> ModelInfo:
         return self._info
 
-    def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+    def chat_template(self) -> str | None:
+        return self._template
+
+    def render(self, messages: list[dict[str, str]], template_kwargs: dict[str, Any] | None = None,
+               assistant_prefix: str = "") -> str:
+        """The prompt text this model sees, reasoning switch included."""
+        return render_prompt(self._formatter, messages, template_kwargs, assistant_prefix)
+
+    def prompt_tokens(self, messages: list[dict[str, str]], template_kwargs: dict[str, Any] | None = None,
+                      assistant_prefix: str = "") -> list[int]:
         """The exact tokens the model sees for these messages, chat template applied."""
-        rendered = self._formatter(messages=messages)
-        return self.llm.tokenize(rendered.prompt.encode("utf-8"), add_bos=not rendered.added_special,
-                                 special=True)
+        prompt = self.render(messages, template_kwargs, assistant_prefix)
+        return self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
     def _ban_eog_until(self, count: list[int], min_new: int) -> LogitsProcessorList:
         banned = np.fromiter(self._eog, dtype=np.int64)
@@ -109,7 +125,7 @@ class LlamaCppBackend(Backend):
 
     def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
                  on_first_token: FirstTokenHook | None = None) -> Generation:
-        tokens = self.prompt_tokens(messages)
+        tokens = self.prompt_tokens(messages, config.template_kwargs, config.assistant_prefix)
         n_in = len(tokens)
         if n_in + config.max_new_tokens > self.n_ctx:
             return Generation("", n_in, 0, 0.0, 0.0, "error",
@@ -118,6 +134,11 @@ class LlamaCppBackend(Backend):
         count = [0]
         processor = self._ban_eog_until(count, config.min_new_tokens) if config.min_new_tokens else None
         out: list[int] = []
+        pieces: list[str] = []
+        times: list[float] = []
+        chars: list[int] = []
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        n_chars = 0
         finish = "length"
         start = time.perf_counter()
         first: float | None = None
@@ -131,13 +152,19 @@ class LlamaCppBackend(Backend):
                 finish = "stop"
                 break
             out.append(token)
+            times.append(time.perf_counter())
+            piece = decoder.decode(self.llm._model.detokenize([token], special=config.keep_special_tokens))
+            pieces.append(piece)
+            n_chars += len(piece)
+            chars.append(n_chars)
             count[0] = len(out)
             if len(out) >= config.max_new_tokens:
                 break
         end = time.perf_counter()
         first = first if first is not None else end
-        text = self.llm.detokenize(out).decode("utf-8", errors="replace")
-        return Generation(text, n_in, len(out), first - start, end - first, finish)
+        text = "".join(pieces) + decoder.decode(b"", final=True)
+        return Generation(text, n_in, len(out), first - start, end - first, finish,
+                          token_times_s=times, token_chars=chars)
 
     def close(self) -> None:
         self.llm.close()

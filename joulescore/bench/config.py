@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from joulescore.backends.base import GenerationConfig
 
 Protocol = Literal["energy-score", "natural"]
+ReasoningMode = Literal["off", "on", "low", "medium", "high"]
+ReasoningFamily = Literal["qwen3", "deepseek-r1", "smollm3", "gpt-oss", "none"]
 
 #: The AI Energy Score protocol: batch 1, greedy, exactly 10 new tokens
 #: (optimum-benchmark's energy_star scenario sets min_new_tokens = max_new_tokens)
@@ -41,6 +43,10 @@ class RunConfig(BaseModel):
     n_ctx: int = Field(4096, ge=128)
     #: seconds of idle power measured before the run; 0: none, nothing subtracted
     idle_baseline_s: float = Field(0.0, ge=0.0)
+    #: None: the model as it comes, no switch applied and no split (the default)
+    reasoning: Optional[ReasoningMode] = None
+    #: override the family detected from the model's metadata and chat template
+    reasoning_family: Optional[ReasoningFamily] = None
 
     def generation(self) -> GenerationConfig:
         """Decoding settings: a fixed length under energy-score, free until EOS otherwise."""

@@ -38,9 +38,32 @@ def run_status(run: RunRow, results: list[ResultRow]) -> str:
 
 
 def quality_of(metric: str, results: list[ResultRow]) -> Quality:
-    responses = [Response(r.text, r.output_tokens, r.extra.get("reference"), r.extra.get("row", {}))
+    """Score the answers; under a reasoning mode the metric sees only the answer section."""
+    responses = [Response(r.extra.get("answer", r.text) if "reasoning" in r.extra else r.text, r.output_tokens,
+                          r.extra.get("reference"), r.extra.get("row", {}))
                  for r in results if r.ok]
     return score(metric, responses)
+
+
+def reasoning_figures(ok: list[ResultRow]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Counts and energy of the reasoning/answer split; all null for a run without a reasoning mode."""
+    split = [r.extra["reasoning"] for r in ok if "reasoning" in r.extra]
+    if not split:
+        keys = ("reasoning_tokens", "answer_tokens", "reasoning_truncated", "reasoning_unclosed",
+                "reasoning_unmarked", "reasoning_tokens_per_query")
+        return dict.fromkeys(keys), {"reasoning_j": None, "answer_j": None}
+    states = [s["state"] for s in split]
+    counts = {
+        "reasoning_tokens": sum(s["tokens"] for s in split),
+        "answer_tokens": sum(s["answer_tokens"] for s in split),
+        "reasoning_truncated": states.count("truncated"),
+        "reasoning_unclosed": states.count("unclosed"),
+        "reasoning_unmarked": states.count("unmarked"),
+        "reasoning_tokens_per_query": _percentiles([float(s["tokens"]) for s in split]),
+    }
+    energy = {"reasoning_j": _r(sum(s["reasoning_j"] for s in split)),
+              "answer_j": _r(sum(s["answer_j"] for s in split))}
+    return counts, energy
 
 
 def _net(meter: dict[str, Any], gross_j: float, duration_s: float) -> dict[str, Any]:
@@ -80,6 +103,10 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
     per_query = total_j / len(ok) if ok else None
     quality = quality_of(spec["task"]["metric"], results)
     ttft = [r.prefill_s for r in ok]
+    reasoning_counts, reasoning_energy = reasoning_figures(ok)
+    config = dict(spec["config"])
+    if "reasoning" in spec:
+        config["reasoning"] = spec["reasoning"]
     return {
         "run_id": run.run_id,
         "status": run_status(run, results),
@@ -88,7 +115,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
         "updated_at": run.updated_at,
         "model": spec["model"],
         "task": spec["task"],
-        "config": spec["config"],
+        "config": config,
         "hardware": spec["hardware"],
         "meter": {k: v for k, v in spec["meter"].items() if k != "domains"},
         "counts": {
@@ -99,6 +126,8 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
             "input_tokens": sum(r.input_tokens for r in ok),
             "output_tokens": output_tokens,
             "truncated": sum(1 for r in ok if r.finish_reason == "length"),
+            "output_tokens_per_query": _percentiles([float(r.output_tokens) for r in ok]),
+            **reasoning_counts,
         },
         "energy": {
             "total_j": _r(total_j),
@@ -108,6 +137,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
             "system_j": domain_j("system"),
             "prefill_j": _r(prefill_j),
             "decode_j": _r(decode_j),
+            **reasoning_energy,
             "low_j": _r(sum(r.low_j for r in results)),
             "high_j": _r(sum(r.high_j for r in results)),
             "per_query_j": {k: _r(v) for k, v in _percentiles([r.energy_j for r in ok]).items()},

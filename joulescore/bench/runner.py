@@ -9,10 +9,11 @@ run's total exactly.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from joulescore.backends.base import Backend, GenerationConfig
+from joulescore.backends.base import Backend, Generation, GenerationConfig
+from joulescore.backends.reasoning import ReasoningPlan, split_text, split_tokens
 from joulescore.meters.base import Meter, Reading
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.tasks.spec import Prompt
@@ -35,11 +36,56 @@ def _sum(reading: Reading) -> tuple[float, float, float]:
     return sum(reading.energy_j.values()), sum(reading.low_j.values()), sum(reading.high_j.values())
 
 
-def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: GenerationConfig) -> ResultRow:
+def with_plan(config: GenerationConfig, plan: ReasoningPlan | None) -> GenerationConfig:
+    """Decoding settings that carry the plan's switch into the prompt render."""
+    if plan is None:
+        return config
+    return replace(config, template_kwargs=dict(plan.template_kwargs), assistant_prefix=plan.assistant_prefix,
+                   keep_special_tokens=True)
+
+
+def reasoning_extra(plan: ReasoningPlan, gen: Generation, first_s: float, end_s: float,
+                    decode_j: float) -> dict[str, Any]:
+    """The reasoning/answer split of one response, with decode energy divided at the boundary.
+
+    Decode energy is split in proportion to decode *time* before and after the
+    token that closed the reasoning (the meter is read only at first and last
+    token, so power is taken as flat over the decode); prefill is neither.
+    """
+    split = split_text(gen.text, plan.split, gen.finish_reason, plan.starts_in_reasoning)
+    ts = split_tokens(split, len(gen.text), gen.output_tokens, gen.token_chars, gen.token_times_s)
+    span = end_s - first_s
+    if ts.reasoning_tokens == 0:
+        share = 0.0
+    elif ts.answer_tokens == 0:
+        share = 1.0
+    elif ts.boundary_s is not None and span > 0:
+        share = min(1.0, max(0.0, (ts.boundary_s - first_s) / span))
+    else:  # no per-token times from this backend: split by tokens instead
+        share = ts.reasoning_tokens / gen.output_tokens
+    return {
+        "answer": split.answer if split.scored else "",
+        "reasoning": {
+            "state": split.state,
+            "tokens": ts.reasoning_tokens,
+            "answer_tokens": ts.answer_tokens,
+            "tokens_estimated": ts.estimated,
+            "reasoning_j": decode_j * share,
+            "answer_j": decode_j * (1.0 - share),
+            "boundary_s": None if ts.boundary_s is None or ts.reasoning_tokens in (0, gen.output_tokens)
+            else ts.boundary_s - first_s,
+        },
+    }
+
+
+def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: GenerationConfig,
+               plan: ReasoningPlan | None = None) -> ResultRow:
     """Answer one prompt under the meter and return its stored row."""
     marks: list[Reading] = []
+    messages = plan.apply(prompt.messages) if plan is not None else prompt.messages
+    config = with_plan(config, plan)
     begin = meter.read()
-    gen = backend.generate(prompt.messages, config, on_first_token=lambda: marks.append(meter.read()))
+    gen = backend.generate(messages, config, on_first_token=lambda: marks.append(meter.read()))
     end = meter.read()
     first = marks[0] if marks else end  # no token at all: everything was prefill
     window = meter.measurement(begin, end)
@@ -49,6 +95,8 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     extra: dict[str, Any] = {}
     if prompt.reference is not None:
         extra["reference"] = prompt.reference
+    if plan is not None and gen.ok:
+        extra.update(reasoning_extra(plan, gen, first.timestamp_s, end.timestamp_s, e2 - e1))
     return ResultRow(
         prompt_index=prompt.index,
         prompt_id=prompt.id,
@@ -69,10 +117,12 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     )
 
 
-def warm_up(backend: Backend, prompts: Sequence[Prompt], config: GenerationConfig, count: int) -> None:
+def warm_up(backend: Backend, prompts: Sequence[Prompt], config: GenerationConfig, count: int,
+            plan: ReasoningPlan | None = None) -> None:
     """Run prompts that are not counted, so caches and clocks settle before measuring."""
     for prompt in list(prompts)[:count]:
-        backend.generate(prompt.messages, config)
+        messages = plan.apply(prompt.messages) if plan is not None else prompt.messages
+        backend.generate(messages, with_plan(config, plan))
 
 
 def run_pending(
@@ -84,6 +134,7 @@ def run_pending(
     config: GenerationConfig,
     progress: ProgressSink | None = None,
     after_each: Callable[[ResultRow], None] | None = None,
+    plan: ReasoningPlan | None = None,
 ) -> RunOutcome:
     """Answer every prompt of the run that has no stored result yet.
 
@@ -96,7 +147,7 @@ def run_pending(
     meter.start()
     try:
         for prompt in pending:
-            result = run_prompt(backend, meter, prompt, config)
+            result = run_prompt(backend, meter, prompt, config, plan)
             store.add_result(run_id, result)
             attempted += 1
             if progress is not None:

@@ -18,6 +18,7 @@ from typing import Any
 from joulescore import __version__
 from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
+from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.bench.config import RunConfig
 from joulescore.bench.record import build_record, run_status
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
@@ -43,6 +44,23 @@ class Prepared:
     dataset_path: Path
     backend: Backend
     meter: Meter
+    plan: ReasoningPlan | None = None
+    #: "detected" (from the model's metadata and template) or "override" (--reasoning-family)
+    family_source: str | None = None
+
+
+def reasoning_plan(config: RunConfig, backend: Backend) -> tuple[ReasoningPlan | None, str | None]:
+    """The reasoning switch for this model, or None when no --reasoning mode was asked for."""
+    if config.reasoning is None:
+        return None, None
+    info = backend.info()
+    template = backend.chat_template()
+    if config.reasoning_family is not None:
+        family, source = config.reasoning_family, "override"
+    else:
+        family = detect_family(info.extra.get("gguf_name") or info.name, info.architecture, template)
+        source = "detected"
+    return plan_reasoning(config.reasoning, family, config.max_new_tokens, template), source
 
 
 def new_run_id() -> str:
@@ -83,7 +101,8 @@ def prepare(config: RunConfig) -> Prepared:
     except BadInput:
         backend.close()
         raise
-    return Prepared(config, spec, prompts, dataset_path, backend, meter)
+    plan, source = reasoning_plan(config, backend)
+    return Prepared(config, spec, prompts, dataset_path, backend, meter, plan, source)
 
 
 def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None) -> dict[str, Any]:
@@ -93,7 +112,9 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None) -> dict[str
     if idle_w is not None:
         provenance["idle_baseline_s"] = p.config.idle_baseline_s
         provenance["idle_power_w"] = {d.value: round(w, 6) for d, w in idle_w.items()}
+    reasoning = None if p.plan is None else {**p.plan.as_dict(), "family_source": p.family_source}
     return {
+        "reasoning": reasoning,
         "config": p.config.model_dump(),
         "model": p.backend.info().as_dict(),
         "task": {
@@ -133,10 +154,10 @@ def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory |
     done = store.done_indices(run_id)
     sink = progress(len(p.prompts), len(done), p.meter.provenance().kind) if progress else None
     try:
-        warm_up(p.backend, p.prompts, generation, warmup)
+        warm_up(p.backend, p.prompts, generation, warmup, p.plan)
     except KeyboardInterrupt:
         return RunOutcome(run_id, 0, interrupted=True)
-    return run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink)
+    return run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink, plan=p.plan)
 
 
 def start(config: RunConfig, store: Store, out_dir: Path | None,

@@ -90,6 +90,16 @@ def print_summary(console: Console, record: dict[str, Any]) -> None:
     table.add_row("covers", ", ".join(parts) + " (domains this meter does not cover are not counted)")
     table.add_row("speed", f"{_fmt(record['tokens_per_s'], '.1f')} output tok/s, "
                   f"{_fmt(record['duration_s'], '.1f', ' s')} measured")
+    reasoning = cfg.get("reasoning")
+    if isinstance(reasoning, dict):
+        per_q = counts["reasoning_tokens_per_query"]
+        table.add_row("reasoning", f"{reasoning['mode']} ({reasoning['method']}, family {reasoning['family']}, "
+                      f"budget {reasoning['budget']} tokens): {counts['reasoning_tokens']} reasoning + "
+                      f"{counts['answer_tokens']} answer tokens, p50/p90 {_fmt(per_q['p50'], '.0f')}/"
+                      f"{_fmt(per_q['p90'], '.0f')} per query")
+        table.add_row("", f"decode: reasoning {_fmt(energy['reasoning_j'], '.4g', ' J')}, answer "
+                      f"{_fmt(energy['answer_j'], '.4g', ' J')}; {counts['reasoning_truncated']} cut off "
+                      f"mid-reasoning and {counts['reasoning_unclosed']} never closed it (not scored)")
     q = record["quality"]
     table.add_row("quality", f"{q['metric']} = {_fmt(q['value'], '.4g')}" + (f"  ({q['note']})" if q["note"] else ""))
     table.add_row("meter", f"{meter['kind']}, +/-{meter['uncertainty_pct']:.0f}%: {'; '.join(meter['includes'])}")

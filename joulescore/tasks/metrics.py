@@ -156,8 +156,11 @@ def final_number_match(responses: Sequence[Response]) -> Quality:
     preds = [last_number(r.text) for r in responses]
     golds = [_to_float(str(r.reference)) for r in responses]
     hits = [p is not None and g is not None and abs(p - g) < 1e-6 for p, g in zip(preds, golds)]
+    # A reasoning response that never closed its thinking reaches here as an empty answer: wrong.
+    empty = sum(1 for r in responses if not r.text.strip())
     return Quality("exact_match", sum(hits) / len(hits), len(hits), True,
-                   details={"no_number": float(sum(p is None for p in preds))},
+                   details={"no_number": float(sum(p is None for p in preds)), "correct": float(sum(hits)),
+                            "empty_answers": float(empty)},
                    note="last number in the answer vs the GSM8K final answer")
 
 
