@@ -13,6 +13,9 @@ __all__ = ["Backend", "Generation", "GenerationConfig", "ModelInfo", "BACKENDS",
 #: backend name -> (module, class, the PyPI package that provides the engine)
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "llama.cpp": ("joulescore.backends.llamacpp", "LlamaCppBackend", "llama-cpp-python"),
+    "transformers": ("joulescore.backends.hf_causal", "TransformersBackend", "transformers torch gguf accelerate"),
+    "onnxruntime": ("joulescore.backends.onnx", "OnnxBackend", "onnxruntime onnx transformers torch gguf accelerate"),
+    "openai": ("joulescore.backends.openai_http", "OpenAIBackend", "httpx"),
 }
 
 
