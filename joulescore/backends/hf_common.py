@@ -16,6 +16,7 @@ from joulescore.errors import ModelError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF dequantizer draws a bar on stderr otherwise
 
 
 @dataclass
@@ -24,16 +25,21 @@ class Loaded:
 
     name: str
     path: str
-    model: Any
+    model: Any  # None when only the tokenizer and config were asked for
+    config: Any
     tokenizer: Any
     eos_ids: frozenset[int]
     pad_id: int
 
 
-def load_gguf(model: str, dtype: Any = None) -> Loaded:
-    """Load a GGUF model into transformers (fp32 unless ``dtype`` says otherwise)."""
+def load_gguf(model: str, dtype: Any = None, weights: bool = True) -> Loaded:
+    """Load a GGUF model into transformers (fp32 unless ``dtype`` says otherwise).
+
+    ``weights=False`` reads only the tokenizer and config: dequantizing the
+    weights is the slow part, and a cached ONNX export does not need them.
+    """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -43,12 +49,16 @@ def load_gguf(model: str, dtype: Any = None) -> Loaded:
     folder, name = str(resolved.path.parent), resolved.path.name
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        net = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype or torch.float32)
+        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        net = None
+        if weights:
+            net = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype or torch.float32)
+            net.eval()
     except (ValueError, OSError, KeyError, RuntimeError) as exc:
         raise ModelError(f"transformers cannot load {resolved.path}: {exc}") from None
-    net.eval()
     eos: set[int] = set()
-    for candidate in (tokenizer.eos_token_id, getattr(net.generation_config, "eos_token_id", None)):
+    gen_eos = getattr(net.generation_config, "eos_token_id", None) if net is not None else None
+    for candidate in (tokenizer.eos_token_id, gen_eos, getattr(config, "eos_token_id", None)):
         if isinstance(candidate, int):
             eos.add(candidate)
         elif isinstance(candidate, (list, tuple)):
@@ -58,7 +68,7 @@ def load_gguf(model: str, dtype: Any = None) -> Loaded:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     tokenizer.pad_token_id = pad
     tokenizer.padding_side = "left"
-    return Loaded(resolved.name, str(resolved.path), net, tokenizer, frozenset(eos), pad)
+    return Loaded(resolved.name, str(resolved.path), net, config, tokenizer, frozenset(eos), pad)
 
 
 def render(tokenizer: Any, messages: list[dict[str, str]]) -> str:
