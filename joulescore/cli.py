@@ -58,6 +58,13 @@ def run(
     as_json: JsonOption = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar on stderr")] = True,
     idle_baseline: Annotated[float, typer.Option("--idle-baseline", help="measure idle power for SECONDS first; report net energy too")] = 0.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--concurrency", help="prompts per batch (openai: requests in flight)")] = 1,
+    dtype: Annotated[Optional[str], typer.Option(help="transformers: fp32, bf16 or fp16")] = None,
+    quantization: Annotated[Optional[str], typer.Option(help="transformers/onnxruntime: none or int8 (dynamic)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="transformers/onnxruntime: cpu or cuda (default: the best here)")] = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="openai: the server's base URL")] = None,
+    serve: Annotated[Optional[str], typer.Option(help="openai: a command that starts the server; measured, then stopped")] = None,
+    request_timeout: Annotated[float, typer.Option(help="openai: seconds without a byte before a request fails")] = 60.0,
 ) -> None:
     """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
     from joulescore.bench import session
@@ -65,6 +72,8 @@ def run(
 
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be at least 1, got {limit}")
+    if batch_size < 1:
+        raise BadInput(f"--batch-size must be at least 1, got {batch_size}")
     if protocol not in ("energy-score", "natural"):
         raise BadInput(f"unknown protocol {protocol!r}; choose energy-score or natural")
     store = _store(db)
@@ -89,7 +98,9 @@ def run(
             config = RunConfig(
                 model=model, task=task, dataset=str(dataset) if dataset else None, backend=backend,
                 meter=meter, protocol=protocol, max_new_tokens=new_tokens, limit=limit, warmup=warmup,
-                threads=threads, n_ctx=n_ctx, seed=seed, idle_baseline_s=idle_baseline,
+                threads=threads, n_ctx=n_ctx, seed=seed, idle_baseline_s=idle_baseline, batch_size=batch_size,
+                dtype=dtype, quantization=quantization, device=device, endpoint=endpoint, serve=serve,
+                request_timeout_s=request_timeout,
             )
             record, outcome = session.start(config, store, target, make_progress if progress else None)
     finally:
@@ -99,6 +110,10 @@ def run(
         out.print_json(json.dumps(record))
     else:
         print_summary(out, record)
+    failed = record["counts"]["failed"]
+    if failed:
+        err.print(f"{failed} of {record['counts']['done']} prompts failed; first error: "
+                  f"{(record['errors'] or ['?'])[0]}", markup=False, highlight=False, soft_wrap=True)
     if outcome.interrupted:
         err.print(f"interrupted: {record['counts']['done']} of {record['counts']['prompts']} prompts stored; "
                   f"continue with: joulescore run --resume {record['run_id']}", soft_wrap=True)

@@ -37,6 +37,15 @@ class RunConfig(BaseModel):
     n_ctx: int = Field(4096, ge=128)
     #: seconds of idle power measured before the run; 0: none, nothing subtracted
     idle_baseline_s: float = Field(0.0, ge=0.0)
+    #: engine settings (None: the engine's default); see ``joulescore.bench.session.backend_options``
+    dtype: str | None = None
+    quantization: str | None = None
+    device: str | None = None
+    #: openai backend: the server's base URL, a command that serves it, per-request timeout and retries
+    endpoint: str | None = None
+    serve: str | None = None
+    request_timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(2, ge=0)
 
     def generation(self) -> GenerationConfig:
         """Decoding settings: a fixed length under energy-score, free until EOS otherwise."""

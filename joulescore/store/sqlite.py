@@ -195,6 +195,21 @@ class Store:
     # results --------------------------------------------------------------
     def add_result(self, run_id: str, result: ResultRow) -> bool:
         """Store one prompt's result in its own transaction.  False if it was already there."""
+        return self._insert_result(run_id, result)
+
+    def add_results(self, run_id: str, results: list[ResultRow]) -> int:
+        """Store a batch's results in one transaction: all of them or none.  Returns rows added."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            added = sum(self._insert_result(run_id, r) for r in results)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        return added
+
+    def _insert_result(self, run_id: str, result: ResultRow) -> bool:
         values = (
             result.prompt_index, result.prompt_id, int(result.ok), result.error, result.finish_reason,
             result.input_tokens, result.output_tokens, result.prefill_s, result.decode_s,
