@@ -215,6 +215,7 @@ def version() -> None:
 
 
 __import__("joulescore.impact.cli", fromlist=["register"]).register(app)  # impact, project
+__import__("joulescore.bench.sweep_cli", fromlist=["register"]).register(app)  # sweep, advise
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import os
 import shlex
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -111,15 +112,18 @@ class OpenAIBackend(Backend):
     # server lifecycle ------------------------------------------------------
     def _start_server(self, command: str, ready_timeout_s: float) -> None:
         """Start the server as our child (its own process group) and wait until /v1/models answers."""
+        # The server's log goes to a file: a pipe nobody drains fills up and stalls the server.
+        self._log = tempfile.TemporaryFile()
         try:
-            self.child = subprocess.Popen(shlex.split(command), stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, start_new_session=True)
+            self.child = subprocess.Popen(shlex.split(command), stdout=self._log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
         except OSError as exc:
             raise BadInput(f"cannot start --serve command {command!r}: {exc.strerror}") from None
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
             if self.child.poll() is not None:
-                tail = (self.child.stderr.read() if self.child.stderr else b"").decode(errors="replace")
+                self._log.seek(0)
+                tail = self._log.read()[-4000:].decode(errors="replace")
                 last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
                 raise ModelError(f"--serve command exited with status {self.child.returncode} before it was "
                                  f"ready: {last.strip()}")
