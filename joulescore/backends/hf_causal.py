@@ -12,6 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+# First: hf_common sets the offline and no-progress-bar environment before transformers reads it.
+from joulescore.backends.hf_common import encode_batch, load_gguf, trim  # isort: skip
+
 import torch
 import transformers
 from transformers.generation.streamers import BaseStreamer
@@ -19,7 +22,6 @@ from transformers.generation.streamers import BaseStreamer
 from joulescore.backends.base import (
     Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
 )
-from joulescore.backends.hf_common import encode_batch, load_gguf, trim
 from joulescore.errors import BadInput
 from joulescore.hardware import logical_cpus
 

@@ -17,13 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+# First: hf_common sets the offline and no-progress-bar environment before transformers reads it.
+from joulescore.backends.hf_common import Loaded, encode_batch, load_gguf, trim  # isort: skip
+
 import numpy as np
 import onnxruntime as ort
 
 from joulescore.backends.base import (
     Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
 )
-from joulescore.backends.hf_common import Loaded, encode_batch, load_gguf, trim
 from joulescore.backends.models import resolve_model
 from joulescore.errors import BadInput
 from joulescore.hardware import logical_cpus

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 out = Console()
+if not out.is_terminal:
+    out = Console(width=200)  # piped or redirected: keep the table's columns readable
 err = Console(stderr=True)
 
 
