@@ -65,6 +65,13 @@ def run(
     repeats: Annotated[int, typer.Option(help="run N times and report the spread of the figures")] = 1,
     reasoning: Annotated[Optional[str], typer.Option(help="off, on, low, medium or high: the model family's own switch, else prompted (docs/reasoning.md)")] = None,
     reasoning_family: Annotated[Optional[str], typer.Option(help="override the detected family: qwen3, deepseek-r1, smollm3, gpt-oss, none")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "--concurrency", help="prompts per batch (openai: requests in flight)")] = 1,
+    dtype: Annotated[Optional[str], typer.Option(help="transformers: fp32, bf16 or fp16")] = None,
+    quantization: Annotated[Optional[str], typer.Option(help="transformers/onnxruntime: none or int8 (dynamic)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="transformers/onnxruntime: cpu or cuda (default: the best here)")] = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="openai: the server's base URL")] = None,
+    serve: Annotated[Optional[str], typer.Option(help="openai: a command that starts the server; measured, then stopped")] = None,
+    request_timeout: Annotated[float, typer.Option(help="openai: seconds without a byte before a request fails")] = 60.0,
 ) -> None:
     """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
     from joulescore.bench import session
@@ -81,6 +88,8 @@ def run(
     if reasoning is not None and protocol == "energy-score":
         raise BadInput("--reasoning needs --protocol natural: a fixed 10 new tokens cannot hold a reasoning trace")
     protocol = protocol or ("natural" if reasoning is not None else "energy-score")
+    if batch_size < 1:
+        raise BadInput(f"--batch-size must be at least 1, got {batch_size}")
     if protocol not in ("energy-score", "natural"):
         raise BadInput(f"unknown protocol {protocol!r}; choose energy-score or natural")
     if repeats < 1 or (resume and repeats > 1):
@@ -111,7 +120,9 @@ def run(
                 metric=metric, reference_field=reference_field, backend=backend,
                 meter=meter, protocol=protocol, max_new_tokens=new_tokens, limit=limit, warmup=warmup,
                 threads=threads, n_ctx=n_ctx, seed=seed, idle_baseline_s=idle_baseline,
-                reasoning=reasoning, reasoning_family=reasoning_family,
+                reasoning=reasoning, reasoning_family=reasoning_family, batch_size=batch_size,
+                dtype=dtype, quantization=quantization, device=device, endpoint=endpoint, serve=serve,
+                request_timeout_s=request_timeout,
             )
             records = []
             for _ in range(repeats):
@@ -143,6 +154,10 @@ def run(
             print_summary(out, record)
             out.print(f"[bold]stars[/]    {record['stars']}", soft_wrap=True)
             out.print(variance_table(variance))
+    failed = record["counts"]["failed"]
+    if failed:
+        err.print(f"{failed} of {record['counts']['done']} prompts failed; first error: "
+                  f"{(record['errors'] or ['?'])[0]}", markup=False, highlight=False, soft_wrap=True)
     if outcome.interrupted:
         err.print(f"interrupted: {record['counts']['done']} of {record['counts']['prompts']} prompts stored; "
                   f"continue with: joulescore run --resume {record['run_id']}", soft_wrap=True)
@@ -255,6 +270,7 @@ def version() -> None:
 
 
 __import__("joulescore.impact.cli", fromlist=["register"]).register(app)  # impact, project
+__import__("joulescore.bench.sweep_cli", fromlist=["register"]).register(app)  # sweep, advise
 __import__("joulescore.bench.reasoning_cli", fromlist=["register"]).register(app)  # compare-reasoning
 __import__("joulescore.report.cli", fromlist=["register"]).register(app)  # board, label
 

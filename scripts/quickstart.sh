@@ -15,6 +15,9 @@ PYTHON="${PYTHON:-python3}"
 # can use instructions (AMX) that a VM advertises but does not let a process use.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
+# torch first, pinned, so that the engines' "torch>=2.2" is already met and pip
+# never pulls a multi-GB CUDA build onto a CPU machine (TORCH_SPEC overrides).
+.venv/bin/python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 .venv/bin/python -m pip install -q -e ".[all,test]"
 
 # A cached wheel built elsewhere can die with SIGILL on this CPU: check, rebuild once if so.

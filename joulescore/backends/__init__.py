@@ -14,6 +14,9 @@ __all__ = ["Backend", "Generation", "GenerationConfig", "ModelInfo", "BACKENDS",
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "llama.cpp": ("joulescore.backends.llamacpp", "LlamaCppBackend", "llama-cpp-python"),
     "encoder": ("joulescore.backends.encoder", "EncoderBackend", "transformers"),
+    "transformers": ("joulescore.backends.hf_causal", "TransformersBackend", "transformers torch gguf accelerate"),
+    "onnxruntime": ("joulescore.backends.onnx", "OnnxBackend", "onnxruntime onnx transformers torch gguf accelerate"),
+    "openai": ("joulescore.backends.openai_http", "OpenAIBackend", "httpx"),
 }
 #: backends whose models encode rather than generate: they run only tasks with an ``encoder`` section
 ENCODER_BACKENDS = frozenset({"encoder"})

@@ -73,6 +73,9 @@ class ModelInfo:
 
 
 FirstTokenHook = Callable[[], None]
+#: called once when a batch stops being full (its first row ended, or all ended together),
+#: with the output tokens produced by all rows since the batch's first-token moment
+SteadyEndHook = Callable[[int], None]
 
 
 class Backend(ABC):
@@ -81,6 +84,9 @@ class Backend(ABC):
     name: str = "backend"
     #: "generative" backends write text; "encoder" backends run only tasks with an encoder section
     kind: str = "generative"
+    #: how ``generate_batch`` runs a batch: "sequential" (one prompt after another),
+    #: "static" (one padded batch through the model) or "concurrent" (requests in flight together)
+    batching: str = "sequential"
 
     @abstractmethod
     def info(self) -> ModelInfo:
@@ -101,6 +107,37 @@ class Backend(ABC):
     def chat_template(self) -> str | None:
         """The model's own chat template, read to detect its reasoning family; None if unknown."""
         return None
+
+    def generate_batch(
+        self,
+        batch: list[list[dict[str, str]]],
+        config: GenerationConfig,
+        on_first_token: FirstTokenHook | None = None,
+        on_steady_end: SteadyEndHook | None = None,
+    ) -> list[Generation]:
+        """Answer several prompts.  Engines that batch natively override this.
+
+        ``on_first_token`` fires once, when every row has its first token (the batch
+        is full); ``on_steady_end`` fires once, when the first row finishes.  This
+        default answers the prompts one after another, so it never calls
+        ``on_steady_end``: a sequential "batch" has no steady state.
+        """
+        out: list[Generation] = []
+        fired = False
+
+        def first() -> None:
+            nonlocal fired
+            if not fired and on_first_token is not None:
+                fired = True
+                on_first_token()
+
+        for messages in batch:
+            out.append(self.generate(messages, config, on_first_token=first))
+        return out
+
+    def notes(self) -> list[str]:
+        """What the meter's figures cover for this engine (added to the run's meter notes)."""
+        return []
 
     def close(self) -> None:
         """Free the model."""

@@ -47,6 +47,15 @@ class RunConfig(BaseModel):
     reasoning: Optional[ReasoningMode] = None
     #: override the family detected from the model's metadata and chat template
     reasoning_family: Optional[ReasoningFamily] = None
+    #: engine settings (None: the engine's default); see ``joulescore.bench.session.backend_options``
+    dtype: str | None = None
+    quantization: str | None = None
+    device: str | None = None
+    #: openai backend: the server's base URL, a command that serves it, per-request timeout and retries
+    endpoint: str | None = None
+    serve: str | None = None
+    request_timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(2, ge=0)
 
     def generation(self) -> GenerationConfig:
         """Decoding settings: a fixed length under energy-score, free until EOS otherwise."""

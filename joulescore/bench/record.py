@@ -82,6 +82,41 @@ def _net(meter: dict[str, Any], gross_j: float, duration_s: float) -> dict[str, 
     }
 
 
+def _latency_s(r: ResultRow) -> float:
+    """A prompt's own wall time; in a batch its stored durations are shares of the window."""
+    return float(r.extra.get("latency_s", r.duration_s))
+
+
+def steady_state(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any] | None:
+    """Figures from the window in which each batch was full (the ML.ENERGY method).
+
+    A batch's steady window opens when every row has its first token and closes
+    when its first row finishes, so ramp-up (prefill) and drain are left out.
+    None for batch 1, or where the engine ran the batch one prompt at a time.
+    """
+    batches: dict[int, dict[str, Any]] = {}
+    for r in results:
+        b = r.extra.get("batch")
+        if b and "steady_j" in b:
+            batches.setdefault(int(b["id"]), b)
+    if not batches:
+        return None
+    energy_j = sum(b["steady_j"] for b in batches.values())
+    window_s = sum(b["steady_s"] for b in batches.values())
+    tokens = sum(b["steady_tokens"] for b in batches.values())
+    return {
+        "j_per_output_token": _r(energy_j / tokens) if tokens else None,
+        "tokens_per_s": _r(tokens / window_s, 3) if window_s else None,
+        "window_s": _r(window_s, 3),
+        "energy_j": _r(energy_j),
+        "output_tokens": tokens,
+        "batches": len(batches),
+        "kind": spec["meter"]["kind"],
+        "note": "decode steps while every row of a batch was still generating; energy from the same meter "
+                "as the whole-run figures and covering the same domains",
+    }
+
+
 def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> dict[str, Any]:
     """The run record printed by ``run --json`` and written to run.json."""
     spec = run.spec
@@ -102,11 +137,12 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
     duration_s = sum(r.duration_s for r in results)
     per_query = total_j / len(ok) if ok else None
     quality = quality_of(spec["task"]["metric"], results)
-    ttft = [r.prefill_s for r in ok]
+    ttft = [float(r.extra.get("ttft_s", r.prefill_s)) for r in ok]
     reasoning_counts, reasoning_energy = reasoning_figures(ok)
     config = dict(spec["config"])
     if "reasoning" in spec:
         config["reasoning"] = spec["reasoning"]
+    batch_size = spec["config"].get("batch_size", 1)
     return {
         "run_id": run.run_id,
         "status": run_status(run, results),
@@ -155,8 +191,16 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
         "queries_per_s": _r(len(ok) / duration_s, 3) if duration_s else None,
         "latency": {
             "ttft_s": {k: _r(v) for k, v in _percentiles(ttft).items()},
-            "mean_s": _r(statistics.fmean(r.duration_s for r in ok)) if ok else None,
+            "e2e_s": {k: _r(v) for k, v in _percentiles([_latency_s(r) for r in ok]).items()},
+            "mean_s": _r(statistics.fmean(_latency_s(r) for r in ok)) if ok else None,
         },
+        "batching": {
+            "batch_size": batch_size,
+            "mode": spec["model"].get("extra", {}).get("batching", "sequential"),
+            "attribution": None if batch_size == 1 else
+            "a batch's prefill energy split by input tokens, decode energy by output tokens",
+        },
+        "steady_state": steady_state(spec, results) if batch_size > 1 else None,
         "quality": quality.as_dict(),
         "errors": sorted({r.error for r in results if r.error})[:10],
     }

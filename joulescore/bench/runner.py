@@ -4,6 +4,14 @@ It knows the Backend and Meter interfaces and nothing of any vendor.  The
 meter is read at three moments per prompt (start, first token, end), so each
 prompt's energy splits into prefill and decode and the pieces add up to the
 run's total exactly.
+
+With ``batch_size`` N > 1 and an engine that really batches, N prompts share
+one window, read at start, first token (the batch is full), steady-state end
+(the first row finished) and end.  The window's energy and time go to its
+prompts by this rule: prefill by each prompt's share of the batch's input
+tokens, decode by its share of the output tokens (evenly when a share's total
+is zero), so per-prompt figures still add up to the run's total.  The batch's
+rows are stored in one transaction: a batch counts once or not at all.
 """
 
 from __future__ import annotations
@@ -34,6 +42,11 @@ class RunOutcome:
 
 def _sum(reading: Reading) -> tuple[float, float, float]:
     return sum(reading.energy_j.values()), sum(reading.low_j.values()), sum(reading.high_j.values())
+
+
+def _messages(prompt: Prompt, plan: ReasoningPlan | None) -> list[dict[str, str]]:
+    """The messages the model sees: the prompt with the reasoning switch applied."""
+    return plan.apply(prompt.messages) if plan is not None else prompt.messages
 
 
 def with_plan(config: GenerationConfig, plan: ReasoningPlan | None) -> GenerationConfig:
@@ -82,7 +95,7 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
                plan: ReasoningPlan | None = None) -> ResultRow:
     """Answer one prompt under the meter and return its stored row."""
     marks: list[Reading] = []
-    messages = plan.apply(prompt.messages) if plan is not None else prompt.messages
+    messages = _messages(prompt, plan)
     config = with_plan(config, plan)
     begin = meter.read()
     gen = backend.generate(messages, config, on_first_token=lambda: marks.append(meter.read()))
@@ -117,12 +130,85 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     )
 
 
+def _shares(weights: list[int]) -> list[float]:
+    total = sum(weights)
+    return [w / total for w in weights] if total else [1.0 / len(weights)] * len(weights)
+
+
+def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config: GenerationConfig,
+              batch_id: int, plan: ReasoningPlan | None = None) -> list[ResultRow]:
+    """Answer a batch together under one meter window, and split it into per-prompt rows.
+
+    A reasoning plan's switch is applied to every prompt; the reasoning/answer
+    energy split is made only for prompts answered one at a time.
+    """
+    config = with_plan(config, plan)
+    marks: dict[str, Reading] = {}
+    steady_tokens: list[int] = []
+
+    def first() -> None:
+        marks.setdefault("first", meter.read())
+
+    def steady_end(tokens: int) -> None:
+        if "steady" not in marks:
+            marks["steady"] = meter.read()
+            steady_tokens.append(tokens)
+
+    begin = meter.read()
+    gens = backend.generate_batch([_messages(p, plan) for p in prompts], config, first, steady_end)
+    end = meter.read()
+    first_r = marks.get("first", end)
+    window = meter.measurement(begin, end)
+    e0, l0, h0 = _sum(begin)
+    e1, _, _ = _sum(first_r)
+    e2, l2, h2 = _sum(end)
+    pre_j, dec_j, total_j = e1 - e0, e2 - e1, e2 - e0
+    pre_s, dec_s = first_r.timestamp_s - begin.timestamp_s, end.timestamp_s - first_r.timestamp_s
+    w_in = _shares([g.input_tokens for g in gens])
+    w_out = _shares([g.output_tokens for g in gens])
+    batch: dict[str, Any] = {"id": batch_id, "size": len(prompts), "window_s": end.timestamp_s - begin.timestamp_s}
+    if "steady" in marks and "first" in marks:
+        s_end = marks["steady"]
+        batch.update(steady_j=_sum(s_end)[0] - e1, steady_s=s_end.timestamp_s - first_r.timestamp_s,
+                     steady_tokens=steady_tokens[0])
+    rows = []
+    for prompt, gen, a, b in zip(prompts, gens, w_in, w_out):
+        row_j = pre_j * a + dec_j * b
+        share = row_j / total_j if total_j else 1.0 / len(prompts)
+        extra: dict[str, Any] = {"ttft_s": gen.prefill_s, "latency_s": gen.prefill_s + gen.decode_s,
+                                 "batch": batch}
+        if prompt.reference is not None:
+            extra["reference"] = prompt.reference
+        rows.append(ResultRow(
+            prompt_index=prompt.index, prompt_id=prompt.id, ok=gen.ok, error=gen.error,
+            finish_reason=gen.finish_reason, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens,
+            prefill_s=pre_s * a, decode_s=dec_s * b, prefill_j=pre_j * a, decode_j=dec_j * b,
+            low_j=(l2 - l0) * share, high_j=(h2 - h0) * share,
+            domains={d.value: v * share for d, v in window.energy_j.items()}, text=gen.text, extra=extra,
+        ))
+    return rows
+
+
+def batches_of(prompts: Sequence[Prompt], size: int) -> list[list[Prompt]]:
+    items = list(prompts)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def really_batches(backend: Backend, batch_size: int) -> bool:
+    """Whether prompts go through the engine together (else one by one, attributed exactly)."""
+    return batch_size > 1 and backend.batching != "sequential"
+
+
 def warm_up(backend: Backend, prompts: Sequence[Prompt], config: GenerationConfig, count: int,
-            plan: ReasoningPlan | None = None) -> None:
+            plan: ReasoningPlan | None = None, batch_size: int = 1) -> None:
     """Run prompts that are not counted, so caches and clocks settle before measuring."""
+    config = with_plan(config, plan)
+    if really_batches(backend, batch_size):
+        for group in batches_of(list(prompts)[:count], batch_size):
+            backend.generate_batch([_messages(p, plan) for p in group], config)
+        return
     for prompt in list(prompts)[:count]:
-        messages = plan.apply(prompt.messages) if plan is not None else prompt.messages
-        backend.generate(messages, with_plan(config, plan))
+        backend.generate(_messages(prompt, plan), config)
 
 
 def run_pending(
@@ -135,6 +221,7 @@ def run_pending(
     progress: ProgressSink | None = None,
     after_each: Callable[[ResultRow], None] | None = None,
     plan: ReasoningPlan | None = None,
+    batch_size: int = 1,
 ) -> RunOutcome:
     """Answer every prompt of the run that has no stored result yet.
 
@@ -146,14 +233,20 @@ def run_pending(
     attempted = 0
     meter.start()
     try:
-        for prompt in pending:
-            result = run_prompt(backend, meter, prompt, config, plan)
-            store.add_result(run_id, result)
-            attempted += 1
-            if progress is not None:
-                progress.advance(result)
-            if after_each is not None:
-                after_each(result)
+        batched = really_batches(backend, batch_size)
+        for group in batches_of(pending, batch_size if batched else 1):
+            if batched:
+                results = run_batch(backend, meter, group, config, batch_id=group[0].index, plan=plan)
+                store.add_results(run_id, results)
+            else:
+                results = [run_prompt(backend, meter, group[0], config, plan)]
+                store.add_result(run_id, results[0])
+            for result in results:
+                attempted += 1
+                if progress is not None:
+                    progress.advance(result)
+                if after_each is not None:
+                    after_each(result)
     except KeyboardInterrupt:
         return RunOutcome(run_id, attempted, interrupted=True)
     finally:

@@ -26,6 +26,7 @@ from joulescore.errors import BadInput, StoreError
 from joulescore.hardware import hardware_info
 from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter
+from joulescore.meters.estimator import tree_cpu_s
 from joulescore.meters.monitor import idle_power_w
 from joulescore.store.sqlite import Store
 from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, load_spec, task_names
@@ -81,6 +82,29 @@ def task_spec(config: RunConfig) -> TaskSpec:
                        config.reference_field)
 
 
+ENGINE_SETTINGS = {
+    "llama.cpp": (),
+    "transformers": ("dtype", "quantization", "device"),
+    "onnxruntime": ("dtype", "quantization", "device"),
+    "openai": ("endpoint", "serve"),
+}
+
+
+def backend_options(config: RunConfig) -> dict[str, Any]:
+    """The engine's keyword arguments; a setting the engine does not take is a one-line error."""
+    given = {k: getattr(config, k) for k in ("dtype", "quantization", "device", "endpoint", "serve")
+             if getattr(config, k) is not None}
+    takes = ENGINE_SETTINGS.get(config.backend, ())
+    wrong = [k for k in given if k not in takes]
+    if wrong:
+        raise BadInput(f"backend {config.backend} does not take --{wrong[0]}"
+                       + (" (llama.cpp's quantization is the GGUF file's)" if config.backend == "llama.cpp" else ""))
+    options: dict[str, Any] = {"threads": config.threads, "n_ctx": config.n_ctx, "seed": config.seed, **given}
+    if config.backend == "openai":
+        options.update(timeout_s=config.request_timeout_s, retries=config.retries)
+    return options
+
+
 def prepare(config: RunConfig) -> Prepared:
     """Load the task, its prompts, the model and the meter; any problem is a one-line error."""
     spec = task_spec(config)
@@ -93,9 +117,10 @@ def prepare(config: RunConfig) -> Prepared:
     prompts, dataset_path = load_prompts(spec, dataset, for_encoder=encoder)
     if config.limit is not None:
         prompts = prompts[: config.limit]
-    meter = select_meter(config.meter)
-    backend = load_backend(config.backend, config.model, threads=config.threads, n_ctx=config.n_ctx,
-                           seed=config.seed)
+    options = backend_options(config)
+    # A served engine is a live child: count its process tree's CPU time, not just ours.
+    meter = select_meter(config.meter, cpu_seconds=tree_cpu_s) if config.serve else select_meter(config.meter)
+    backend = load_backend(config.backend, config.model, **options)
     try:
         backend.check_task(spec)
     except BadInput:
@@ -105,9 +130,11 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(config, spec, prompts, dataset_path, backend, meter, plan, source)
 
 
-def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None) -> dict[str, Any]:
+def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
+             sweep: dict[str, Any] | None = None) -> dict[str, Any]:
     """What is stored with the run: settings, model, task, hardware and meter (with idle power)."""
     provenance = p.meter.provenance().as_dict()
+    provenance["notes"] = [*provenance.get("notes", []), *p.backend.notes()]
     provenance["domains"] = [d.value for d in p.meter.read().energy_j]
     if idle_w is not None:
         provenance["idle_baseline_s"] = p.config.idle_baseline_s
@@ -128,6 +155,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None) -> dict[str
         "hardware": hardware_info().as_dict(),
         "meter": provenance,
         "tool_version": __version__,
+        **({"sweep": sweep} if sweep else {}),
     }
 
 
@@ -154,20 +182,22 @@ def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory |
     done = store.done_indices(run_id)
     sink = progress(len(p.prompts), len(done), p.meter.provenance().kind) if progress else None
     try:
-        warm_up(p.backend, p.prompts, generation, warmup, p.plan)
+        warm_up(p.backend, p.prompts, generation, warmup, p.plan, p.config.batch_size)
     except KeyboardInterrupt:
         return RunOutcome(run_id, 0, interrupted=True)
-    return run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink, plan=p.plan)
+    return run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink, plan=p.plan,
+                       batch_size=p.config.batch_size)
 
 
 def start(config: RunConfig, store: Store, out_dir: Path | None,
-          progress: ProgressFactory | None = None) -> tuple[dict[str, Any], RunOutcome]:
+          progress: ProgressFactory | None = None, sweep: dict[str, Any] | None = None,
+          ) -> tuple[dict[str, Any], RunOutcome]:
     """A new run: prepare, store its settings, answer every prompt, report."""
     p = prepare(config)
-    idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
-    run_id = new_run_id()
-    store.create_run(run_id, len(p.prompts), run_spec(p, idle_w))
     try:
+        idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
+        run_id = new_run_id()
+        store.create_run(run_id, len(p.prompts), run_spec(p, idle_w, sweep))
         outcome = _execute(store, run_id, p, progress, config.warmup)
     finally:
         p.backend.close()

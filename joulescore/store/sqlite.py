@@ -53,6 +53,22 @@ CREATE TABLE IF NOT EXISTS results (
     created_at    TEXT NOT NULL,
     PRIMARY KEY (run_id, prompt_index)
 );
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_id    TEXT PRIMARY KEY,
+    created_at  TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    plan_json   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweep_variants (
+    sweep_id      TEXT NOT NULL REFERENCES sweeps(sweep_id),
+    position      INTEGER NOT NULL,
+    variant       TEXT NOT NULL,
+    settings_json TEXT NOT NULL,
+    run_id        TEXT,
+    status        TEXT NOT NULL,
+    reason        TEXT,
+    PRIMARY KEY (sweep_id, position)
+);
 """
 
 RESULT_COLUMNS = (
@@ -195,6 +211,21 @@ class Store:
     # results --------------------------------------------------------------
     def add_result(self, run_id: str, result: ResultRow) -> bool:
         """Store one prompt's result in its own transaction.  False if it was already there."""
+        return self._insert_result(run_id, result)
+
+    def add_results(self, run_id: str, results: list[ResultRow]) -> int:
+        """Store a batch's results in one transaction: all of them or none.  Returns rows added."""
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            added = sum(self._insert_result(run_id, r) for r in results)
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        return added
+
+    def _insert_result(self, run_id: str, result: ResultRow) -> bool:
         values = (
             result.prompt_index, result.prompt_id, int(result.ok), result.error, result.finish_reason,
             result.input_tokens, result.output_tokens, result.prefill_s, result.decode_s,
@@ -227,3 +258,29 @@ class Store:
                 prefill_j=r[9], decode_j=r[10], low_j=r[11], high_j=r[12],
                 domains=json.loads(r[13]), text=r[14], extra=json.loads(r[15]),
             )
+
+    # sweeps ---------------------------------------------------------------
+    def create_sweep(self, sweep_id: str, name: str, plan: dict[str, Any]) -> None:
+        self._write("INSERT INTO sweeps (sweep_id, created_at, name, plan_json) VALUES (?, ?, ?, ?)",
+                    (sweep_id, utc_now(), name, json.dumps(plan)))
+
+    def set_variant(self, sweep_id: str, position: int, variant: str, settings: dict[str, Any],
+                    status: str, run_id: str | None = None, reason: str | None = None) -> None:
+        """Record a sweep variant's outcome: its run, or why it has none."""
+        self._write(
+            "INSERT OR REPLACE INTO sweep_variants (sweep_id, position, variant, settings_json, run_id, status,"
+            " reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sweep_id, position, variant, json.dumps(settings), run_id, status, reason),
+        )
+
+    def get_sweep(self, sweep_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A sweep's plan and its variants in plan order."""
+        row = self._conn.execute("SELECT plan_json FROM sweeps WHERE sweep_id=?", (sweep_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no sweep {sweep_id!r} in {self.path}")
+        rows = self._conn.execute(
+            "SELECT position, variant, settings_json, run_id, status, reason FROM sweep_variants"
+            " WHERE sweep_id=? ORDER BY position", (sweep_id,)).fetchall()
+        return json.loads(row[0]), [
+            {"position": r[0], "variant": r[1], "settings": json.loads(r[2]), "run_id": r[3], "status": r[4],
+             "reason": r[5]} for r in rows]

@@ -1,0 +1,141 @@
+"""Per engine: tokens/s and J/token through joulescore, and tokens/s of the engine's own plain loop.
+
+The plain loop is what a user would write without joulescore: llama-cpp-python's
+``create_chat_completion``, transformers' ``model.generate`` on the left-padded
+batch, and for ONNX Runtime (which has no generate API) the engine's own KV-cache
+loop called directly.  The harness run adds meter reads, per-batch commits and
+token attribution.  Both use the same loaded model, prompts and settings
+(energy-score protocol: greedy, exactly 10 new tokens); rounds alternate
+plain/harness so drift on a shared machine hits both alike.
+
+    python benchmarks/engines.py [--prompts 20] [--rounds 2] [--batch-size 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from joulescore import __version__
+from joulescore.backends.base import Backend
+from joulescore.bench.config import RunConfig
+from joulescore.bench.record import build_record
+from joulescore.bench.runner import batches_of, run_pending
+from joulescore.bench.session import prepare, run_spec
+from joulescore.store.sqlite import Store
+
+ENGINES: list[tuple[str, dict[str, str]]] = [
+    ("llama.cpp", {}),
+    ("transformers", {"dtype": "fp32"}),
+    ("transformers", {"quantization": "int8"}),
+    ("onnxruntime", {}),
+    ("onnxruntime", {"quantization": "int8"}),
+]
+
+
+def plain_loop(backend: Backend, messages: list[list[dict[str, str]]], config: RunConfig) -> Callable[[], int]:
+    """A closure answering every prompt with the engine's own API; returns output tokens."""
+    gen = config.generation()
+    if backend.name == "llama.cpp":
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
+
+        banned = np.fromiter(backend._eog, dtype=np.int64)  # type: ignore[attr-defined]
+
+        def ban(_ids: object, scores: np.ndarray) -> np.ndarray:
+            scores[banned] = -np.inf  # min_new_tokens = max_new_tokens
+            return scores
+
+        def run_llama() -> int:
+            return sum(backend.llm.create_chat_completion(  # type: ignore[attr-defined]
+                messages=m, max_tokens=gen.max_new_tokens, temperature=0.0, top_k=40, top_p=0.95, min_p=0.05,
+                repeat_penalty=1.0, logits_processor=LogitsProcessorList([ban]))["usage"]["completion_tokens"]
+                for m in messages)
+        return run_llama
+    if backend.name == "transformers":
+        import torch
+
+        from joulescore.backends.hf_common import encode_batch
+
+        def run_hf() -> int:
+            tokens = 0
+            for group in batches_of(messages, config.batch_size):  # type: ignore[arg-type]
+                ids, mask, _ = encode_batch(backend.tokenizer, group)  # type: ignore[attr-defined]
+                with torch.inference_mode():
+                    out = backend.model.generate(  # type: ignore[attr-defined]
+                        input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+                        max_new_tokens=gen.max_new_tokens, min_new_tokens=gen.min_new_tokens, do_sample=False,
+                        temperature=None, top_k=None, top_p=None, pad_token_id=backend.pad_id)  # type: ignore[attr-defined]
+                tokens += (out.shape[1] - ids.shape[1]) * len(group)
+            return tokens
+        return run_hf
+
+    def run_direct() -> int:
+        return sum(g.output_tokens for group in batches_of(messages, config.batch_size)  # type: ignore[arg-type]
+                   for g in backend.generate_batch(group, gen))
+    return run_direct
+
+
+def harness(p: object, db: Path) -> tuple[int, float, dict]:
+    """joulescore's loop on the already-loaded engine: meter reads, commits, attribution."""
+    store = Store(db)
+    run_id = f"bench-{time.time_ns()}"
+    store.create_run(run_id, len(p.prompts), run_spec(p))  # type: ignore[attr-defined]
+    start = time.perf_counter()
+    run_pending(store, run_id, p.backend, p.meter, p.prompts, p.config.generation(),  # type: ignore[attr-defined]
+                batch_size=p.config.batch_size)  # type: ignore[attr-defined]
+    elapsed = time.perf_counter() - start
+    record = build_record(store.get_run(run_id), store.results(run_id), __version__)
+    store.close()
+    return record["counts"]["output_tokens"], elapsed, record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=1)
+    args = parser.parse_args()
+
+    table = Table(title=f"engines: {args.prompts} chat prompts, SmolLM2-135M, energy-score protocol, "
+                        f"batch {args.batch_size}, median of {args.rounds} alternating rounds")
+    for col in ("engine", "plain tok/s", "harness tok/s", "harness/plain", "J/token", "energy"):
+        table.add_column(col, justify="left" if col in ("engine", "energy") else "right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, settings in ENGINES:
+            config = RunConfig(model="smollm2-135m", task="chat", backend=name, limit=args.prompts, warmup=0,
+                               batch_size=args.batch_size, **settings)
+            p = prepare(config)
+            messages = [q.messages for q in p.prompts]
+            plain = plain_loop(p.backend, messages[: args.batch_size], config)
+            plain()  # warm caches and clocks once
+            plain = plain_loop(p.backend, messages, config)
+            plain_rates, harness_rates, jpt = [], [], []
+            for i in range(args.rounds):
+                start = time.perf_counter()
+                tokens = plain()
+                plain_rates.append(tokens / (time.perf_counter() - start))
+                tokens_h, elapsed_h, record = harness(p, Path(tmp) / f"{name}-{i}.db")
+                harness_rates.append(tokens_h / elapsed_h)
+                jpt.append(record["j_per_output_token"])
+                kind = f"{record['meter']['kind']} (cpu+dram)" if record["energy"]["gpu_j"] is None \
+                    else record["meter"]["kind"]
+            p.backend.close()
+            label = f"{name} {p.backend.info().quantization}"
+            plain_med, har_med = statistics.median(plain_rates), statistics.median(harness_rates)
+            table.add_row(label, f"{plain_med:.1f}", f"{har_med:.1f}", f"{har_med / plain_med:.3f}",
+                          f"{statistics.median(jpt):.3f}", kind)
+            Console(stderr=True).print(f"{label}: plain {plain_rates}, harness {harness_rates}")
+    Console().print(table)
+    print("harness/plain >= 0.97 is the target; on a shared machine, compare rounds before trusting one ratio")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""Any OpenAI-compatible server (vLLM, llama.cpp server, TGI, ...) over HTTP, streamed.
+
+Streaming gives the time to first token.  Energy is metered on the machine
+where joulescore runs: with ``--serve`` the server is our child and its CPU
+time is counted; a remote server's energy is not, and the record says so.
+
+Failures are recorded, never double counted: a request is retried only when
+no byte of the response arrived (it cannot have been processed into an
+answer we saw); once anything arrived, a broken stream is a failed prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import httpx
+
+from joulescore.backends.base import (
+    Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
+)
+from joulescore.errors import BadInput, ModelError
+
+RETRY_BACKOFF_S = 0.5
+#: after this many prompts in a row failed without reaching the server, the rest fail at once
+DEAD_AFTER = 3
+
+
+@dataclass
+class _BatchState:
+    """Shared by a batch's request threads: when it is full, when it starts to drain."""
+
+    rows: int
+    on_first_token: FirstTokenHook | None
+    on_steady_end: SteadyEndHook | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: int = 0
+    full: bool = False
+    steady_open: bool = True
+    window_tokens: int = 0
+
+    def first_token(self) -> None:
+        with self.lock:
+            self.started += 1
+            if self.started == self.rows and not self.full:
+                self.full = True
+                if self.on_first_token is not None:
+                    self.on_first_token()
+
+    def token(self) -> None:
+        with self.lock:
+            if self.full and self.steady_open:
+                self.window_tokens += 1
+
+    def row_done(self, had_first: bool) -> None:
+        with self.lock:
+            if not had_first:  # failed before its first token: it will never start
+                self.started += 1
+                if self.started == self.rows and not self.full:
+                    self.full = True
+                    self.steady_open = False
+                    if self.on_first_token is not None:
+                        self.on_first_token()
+            if self.steady_open:
+                self.steady_open = False
+                if self.full and self.on_steady_end is not None:
+                    self.on_steady_end(self.window_tokens)
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+    batching = "concurrent"
+
+    def __init__(self, model: str, endpoint: str | None = None, serve: str | None = None,
+                 threads: int | None = None, n_ctx: int = 4096, seed: int = 0, timeout_s: float = 60.0,
+                 retries: int = 2, ready_timeout_s: float = 180.0) -> None:
+        if not endpoint:
+            raise BadInput("backend openai needs --endpoint URL (the server's base URL, e.g. http://127.0.0.1:8000)")
+        self.base = endpoint.rstrip("/").removesuffix("/v1")
+        self.timeout_s, self.retries, self.seed = timeout_s, retries, seed
+        self.serve = serve
+        self.child: subprocess.Popen[bytes] | None = None
+        self._dead_streak = 0
+        self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0),
+                                   limits=httpx.Limits(max_connections=64))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_size = 0
+        if serve:
+            self._start_server(serve, ready_timeout_s)
+        try:
+            listed = self.client.get(f"{self.base}/v1/models", timeout=10.0)
+            listed.raise_for_status()
+            ids = [m["id"] for m in listed.json().get("data", [])]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            self.close()
+            raise BadInput(f"cannot reach an OpenAI-compatible server at {self.base}: {_why(exc)}") from None
+        self.model_id = model if model in ids or not ids else ids[0]
+        self._info = ModelInfo(
+            name=self.model_id, path=None, backend=self.name, quantization=None,
+            extra={"endpoint": self.base, "asked_for": model, "server_models": ids, "served_by": serve,
+                   "batching": self.batching, "quantization_note": "set by the server, not known to the client"},
+        )
+
+    # server lifecycle ------------------------------------------------------
+    def _start_server(self, command: str, ready_timeout_s: float) -> None:
+        """Start the server as our child (its own process group) and wait until /v1/models answers."""
+        # The server's log goes to a file: a pipe nobody drains fills up and stalls the server.
+        self._log = tempfile.TemporaryFile()
+        try:
+            self.child = subprocess.Popen(shlex.split(command), stdout=self._log, stderr=subprocess.STDOUT,
+                                          start_new_session=True)
+        except OSError as exc:
+            raise BadInput(f"cannot start --serve command {command!r}: {exc.strerror}") from None
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.child.poll() is not None:
+                self._log.seek(0)
+                tail = self._log.read()[-4000:].decode(errors="replace")
+                last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
+                raise ModelError(f"--serve command exited with status {self.child.returncode} before it was "
+                                 f"ready: {last.strip()}")
+            try:
+                if self.client.get(f"{self.base}/v1/models", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        self.close()
+        raise ModelError(f"--serve command did not answer {self.base}/v1/models within {ready_timeout_s:.0f} s")
+
+    def notes(self) -> list[str]:
+        if self.child is not None:
+            return [f"openai backend: energy measured on this machine, including the served engine "
+                    f"(--serve, pid {self.child.pid}) whose process tree's CPU time the estimator counts"]
+        return [f"openai backend: energy measured on the machine where joulescore runs, not on the server at "
+                f"{self.base}; a CPU-time estimate covers only the client process"]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.client.close()
+        if self.child is not None and self.child.poll() is None:
+            try:
+                os.killpg(self.child.pid, signal.SIGTERM)
+                self.child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.child.pid, signal.SIGKILL)
+                self.child.wait()
+            except ProcessLookupError:
+                pass
+
+    def info(self) -> ModelInfo:
+        return self._info
+
+    # requests --------------------------------------------------------------
+    def _server_gone(self) -> str | None:
+        if self.child is not None and self.child.poll() is not None:
+            return f"the served engine exited with status {self.child.returncode}"
+        if self._dead_streak >= DEAD_AFTER:
+            return f"the server at {self.base} stopped answering ({self._dead_streak} prompts in a row)"
+        return None
+
+    def _request(self, messages: list[dict[str, str]], config: GenerationConfig,
+                 on_first: FirstTokenHook | None, batch: _BatchState | None) -> Generation:
+        gone = self._server_gone()
+        if gone:
+            if batch is not None:
+                batch.row_done(had_first=False)
+            return Generation("", 0, 0, 0.0, 0.0, "error", error=f"not sent: {gone}")
+        body: dict[str, object] = {"model": self.model_id, "messages": messages, "stream": True,
+                                   "max_tokens": config.max_new_tokens, "temperature": config.temperature,
+                                   "seed": config.seed}
+        if config.min_new_tokens:
+            body["min_tokens"] = config.min_new_tokens  # honoured by vLLM and llama.cpp servers
+        error = "no attempt made"
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(RETRY_BACKOFF_S * attempt)
+            outcome = self._stream(body, on_first, batch)
+            if isinstance(outcome, Generation):
+                self._dead_streak = 0
+                if batch is not None:
+                    batch.row_done(had_first=bool(outcome.text))  # text iff a first token came
+                return outcome
+            error = outcome  # nothing arrived: safe to send again
+            if self._server_gone():
+                break
+        self._dead_streak += 1
+        if batch is not None:
+            batch.row_done(had_first=False)
+        return Generation("", 0, 0, 0.0, 0.0, "error", error=f"server unreachable: {error}")
+
+    def _stream(self, body: dict[str, object], on_first: FirstTokenHook | None,
+                batch: _BatchState | None) -> Generation | str:
+        """One attempt.  A Generation once any byte arrived (ok or failed); else the reason, to retry."""
+        text: list[str] = []
+        count, finish, usage = 0, "length", None
+        start = time.perf_counter()
+        first: float | None = None
+        received = False
+        try:
+            with self.client.stream("POST", f"{self.base}/v1/chat/completions", json=body) as resp:
+                received = True
+                if resp.status_code != 200:
+                    detail = resp.read().decode(errors="replace")[:200]
+                    return Generation("", 0, 0, time.perf_counter() - start, 0.0, "error",
+                                      error=f"HTTP {resp.status_code}: {detail}")
+                for line in resp.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        piece = (choice.get("delta") or {}).get("content")
+                        if piece:
+                            if first is None:
+                                first = time.perf_counter()
+                                if on_first is not None:
+                                    on_first()
+                                if batch is not None:
+                                    batch.first_token()
+                            elif batch is not None:
+                                batch.token()
+                            text.append(piece)
+                            count += 1
+                        finish = choice.get("finish_reason") or finish
+        except (httpx.HTTPError, json.JSONDecodeError) as exc:
+            if not received and first is None:
+                return _why(exc)
+            end = time.perf_counter()
+            first_s = (first or end) - start
+            return Generation("".join(text), 0, count, first_s, end - start - first_s, "error",
+                              error=f"stream broken after {count} tokens: {_why(exc)}")
+        end = time.perf_counter()
+        first = first or end
+        n_in = int(usage["prompt_tokens"]) if usage else 0
+        n_out = int(usage["completion_tokens"]) if usage else count  # else: one streamed chunk per token
+        return Generation("".join(text), n_in, n_out, first - start, end - first,
+                          "stop" if finish == "stop" else "length")
+
+    def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
+                 on_first_token: FirstTokenHook | None = None) -> Generation:
+        return self._request(messages, config, on_first_token, None)
+
+    def generate_batch(self, batch: list[list[dict[str, str]]], config: GenerationConfig,
+                       on_first_token: FirstTokenHook | None = None,
+                       on_steady_end: SteadyEndHook | None = None) -> list[Generation]:
+        if self._pool is None or self._pool_size < len(batch):
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._pool = ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="openai")
+            self._pool_size = len(batch)
+        state = _BatchState(len(batch), on_first_token, on_steady_end)
+        futures = [self._pool.submit(self._request, m, config, None, state) for m in batch]
+        return [f.result() for f in futures]
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]

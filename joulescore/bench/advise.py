@@ -1,0 +1,145 @@
+"""The advisor: which variant of a sweep to run, on energy, quality and latency together.
+
+Energy is J per query (same task, prompts and protocol across the sweep, so
+comparable); latency is each prompt's own p90 end-to-end time; quality is the
+task metric's value, oriented by its ``higher_is_better`` (a metric with no
+direction, like chat's length statistics, is shown but cannot constrain or
+dominate).  The Pareto set holds the variants no other variant beats on every
+axis; the recommendation is the lowest-energy variant that meets the limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from joulescore import __version__
+from joulescore.bench.record import build_record
+from joulescore.errors import BadInput
+from joulescore.store.sqlite import Store
+
+
+@dataclass
+class Candidate:
+    variant: str
+    status: str
+    run_id: str | None
+    reason: str | None
+    record: dict[str, Any] | None
+
+    @property
+    def usable(self) -> bool:
+        return self.record is not None and self.record["counts"]["succeeded"] > 0 and \
+            self.record["j_per_query"] is not None
+
+    @property
+    def energy_j(self) -> float:
+        return float(self.record["j_per_query"]) if self.record else float("inf")
+
+    @property
+    def p90_s(self) -> float:
+        return float((self.record or {}).get("latency", {}).get("e2e_s", {}).get("p90") or float("inf"))
+
+    @property
+    def quality(self) -> float | None:
+        return (self.record or {}).get("quality", {}).get("value")
+
+
+def parse_seconds(text: str) -> float:
+    """'2s', '500ms', '1.5' -> seconds."""
+    t = text.strip().lower()
+    try:
+        if t.endswith("ms"):
+            return float(t[:-2]) / 1000.0
+        return float(t[:-1]) if t.endswith("s") else float(t)
+    except ValueError:
+        raise BadInput(f"not a duration: {text!r} (try 2s or 500ms)") from None
+
+
+def candidates(store: Store, sweep_id: str) -> tuple[dict[str, Any], list[Candidate]]:
+    plan, rows = store.get_sweep(sweep_id)
+    out = []
+    for r in rows:
+        record = None
+        if r["run_id"]:
+            record = build_record(store.get_run(r["run_id"]), store.results(r["run_id"]), __version__)
+        out.append(Candidate(r["variant"], r["status"], r["run_id"], r["reason"], record))
+    return plan, out
+
+
+def _gain(c: Candidate, hib: bool | None) -> float | None:
+    """Quality as 'higher is better', or None where the metric has no direction."""
+    if hib is None or c.quality is None:
+        return None
+    return c.quality if hib else -c.quality
+
+
+def pareto(cands: list[Candidate], hib: bool | None) -> list[Candidate]:
+    """Variants no other variant matches or beats on every axis and beats on one."""
+    def axes(c: Candidate) -> tuple[float, ...]:
+        gain = _gain(c, hib)
+        return (c.energy_j, c.p90_s) + (() if gain is None else (-gain,))
+
+    usable = [c for c in cands if c.usable]
+    front = []
+    for c in usable:
+        a = axes(c)
+        if not any(all(x <= y for x, y in zip(axes(o), a)) and axes(o) != a for o in usable if o is not c):
+            front.append(c)
+    return front
+
+
+def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_s: float | None
+           ) -> dict[str, Any]:
+    """The Pareto set, the recommendation and its savings against the baseline."""
+    plan, cands = candidates(store, sweep_id)
+    usable = [c for c in cands if c.usable]
+    if not usable:
+        raise BadInput(f"sweep {sweep_id} has no variant with a successful run to advise on")
+    base_name = plan.get("baseline")
+    baseline = next((c for c in usable if base_name and (c.variant == base_name or c.variant.startswith(f"{base_name}/"))),
+                    usable[0])
+    hib = (baseline.record or {}).get("quality", {}).get("higher_is_better")
+    notes = []
+    if hib is None:
+        notes.append(f"quality metric {baseline.record['quality']['metric']!r} has no better direction: "
+                     "it is shown, but --max-quality-drop cannot apply and it does not rank variants")
+
+    def fits(c: Candidate) -> bool:
+        if max_p90_s is not None and c.p90_s > max_p90_s:
+            return False
+        base_gain, gain = _gain(baseline, hib), _gain(c, hib)
+        if max_quality_drop is not None and base_gain is not None and gain is not None:
+            return base_gain - gain <= max_quality_drop
+        return True
+
+    front = pareto(cands, hib)
+    feasible = [c for c in usable if fits(c)]
+    chosen = min(feasible, key=lambda c: c.energy_j) if feasible else None
+    rows = []
+    for c in cands:
+        rec = c.record or {}
+        rows.append({
+            "variant": c.variant, "status": c.status, "run_id": c.run_id, "reason": c.reason,
+            "j_per_query": rec.get("j_per_query"), "wh_per_1000_queries": rec.get("wh_per_1000_queries"),
+            "j_per_output_token": rec.get("j_per_output_token"),
+            "steady_j_per_output_token": (rec.get("steady_state") or {}).get("j_per_output_token"),
+            "tokens_per_s": rec.get("tokens_per_s"), "p90_latency_s": None if not c.usable else c.p90_s,
+            "quality": c.quality, "energy_kind": (rec.get("meter") or {}).get("kind"),
+            "pareto": c in front, "meets_limits": c in feasible,
+        })
+    out: dict[str, Any] = {"sweep_id": sweep_id, "task": plan.get("task"), "baseline": baseline.variant,
+                           "limits": {"max_quality_drop": max_quality_drop, "max_p90_latency_s": max_p90_s},
+                           "variants": rows, "pareto": [c.variant for c in front], "notes": notes,
+                           "recommended": None}
+    if chosen is not None:
+        delta = None if chosen.quality is None or baseline.quality is None else chosen.quality - baseline.quality
+        out["recommended"] = {
+            "variant": chosen.variant, "run_id": chosen.run_id,
+            "energy_ratio_vs_baseline": round(baseline.energy_j / chosen.energy_j, 3) if chosen.energy_j else None,
+            "j_per_query": chosen.energy_j, "baseline_j_per_query": baseline.energy_j,
+            "quality_delta": None if delta is None else round(delta, 6),
+            "quality_metric": (chosen.record or {}).get("quality", {}).get("metric"),
+            "p90_latency_s": chosen.p90_s, "energy_kind": (chosen.record or {}).get("meter", {}).get("kind"),
+        }
+    return out
