@@ -78,3 +78,23 @@ def test_ray_executor_runs_variants_as_ray_tasks(db: Path, tmp_path: Path) -> No
         (spec,) = [json.loads(r[0]) for r in conn.execute("SELECT spec_json FROM runs")]
         count = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
     assert spec["sweep"]["id"] == advice["sweep_id"] and count == 2
+
+
+def test_interrupted_sweep_resumes_each_prompt_once(db: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN.replace("  - {name: broken, backend: transformers, dtype: bf16, quantization: int8}\n", ""))
+    first = json.loads(cli("sweep", str(plan), "--json", db=db).stdout)
+    cut = next(v for v in first["variants"] if v["variant"] == "llama/b2")
+    with sqlite3.connect(db) as conn:  # as if the sweep died inside this variant's run
+        conn.execute("UPDATE sweep_variants SET status='pending', run_id=NULL WHERE variant='llama/b2'")
+        conn.execute("DELETE FROM results WHERE run_id=? AND prompt_index=1", (cut["run_id"],))
+    proc = cli("sweep", "--resume", first["sweep_id"], "--json", db=db)
+    assert proc.returncode == 0, proc.stderr
+    again = {v["variant"]: v for v in json.loads(proc.stdout)["variants"]}
+    assert again["llama/b2"]["status"] == "complete" and again["llama/b2"]["run_id"] == cut["run_id"]
+    assert again["llama/b1"]["run_id"] == next(v["run_id"] for v in first["variants"] if v["variant"] == "llama/b1")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT prompt_index FROM results WHERE run_id=? ORDER BY prompt_index",
+                            (cut["run_id"],)).fetchall()
+        runs = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    assert rows == [(0,), (1,)] and runs == 2

@@ -177,13 +177,29 @@ def _ray_tasks(plan: Plan, jobs: list[tuple[int, str, RunConfig]], sweep_id: str
 
 
 def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = False,
-              report: Callable[[str, dict[str, Any]], None] | None = None) -> str:
-    """Run every variant of the plan, store each as a run, and return the sweep id."""
+              report: Callable[[str, dict[str, Any]], None] | None = None, resume_id: str | None = None) -> str:
+    """Run every variant of the plan, store each as a run, and return the sweep id.
+
+    ``resume_id`` carries on an interrupted sweep: finished variants are kept,
+    a variant whose run was cut short is resumed (each prompt counted once),
+    and the rest are started.
+    """
     grid = variants(plan)
-    sweep_id = f"sweep-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-    store.create_sweep(sweep_id, plan.name, plan.model_dump())
-    for pos, (name, config) in enumerate(grid):
-        store.set_variant(sweep_id, pos, name, config.model_dump(), "pending")
+    started: dict[str, str] = {}
+    if resume_id is None:
+        sweep_id = f"sweep-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        store.create_sweep(sweep_id, plan.name, plan.model_dump())
+        for pos, (name, config) in enumerate(grid):
+            store.set_variant(sweep_id, pos, name, config.model_dump(), "pending")
+    else:
+        sweep_id = resume_id
+        _, rows = store.get_sweep(sweep_id)
+        settled = {r["position"] for r in rows if r["status"] in ("complete", "failed")}
+        grid_left = [(pos, g) for pos, g in enumerate(grid) if pos not in settled]
+        for run in store.list_runs():
+            link = run.spec.get("sweep") or {}
+            if link.get("id") == sweep_id:
+                started[link["variant"]] = run.run_id
 
     def settle(pos: int, name: str, config: RunConfig, outcome: dict[str, Any]) -> None:
         settings = config.model_dump()
@@ -194,8 +210,9 @@ def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = Fa
         if report is not None:
             report(name, outcome)
 
+    todo = grid_left if resume_id is not None else list(enumerate(grid))
     if use_ray or plan.executor == "ray":
-        gather = _ray_tasks(plan, [(pos, name, c) for pos, (name, c) in enumerate(grid)], sweep_id)
+        gather = _ray_tasks(plan, [(pos, name, c) for pos, (name, c) in todo if name not in started], sweep_id)
         for pos, payload in gather():
             name, config = grid[pos]
             outcome = payload if "error" in payload else _store_portable(store, out_dir, payload)
@@ -204,9 +221,12 @@ def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = Fa
 
     from joulescore.bench import session
 
-    for pos, (name, config) in enumerate(grid):
+    for pos, (name, config) in todo:
         try:
-            record, outcome = session.start(config, store, out_dir, sweep={"id": sweep_id, "variant": name})
+            if name in started:
+                record, outcome = session.resume(started[name], store, out_dir)
+            else:
+                record, outcome = session.start(config, store, out_dir, sweep={"id": sweep_id, "variant": name})
         except VARIANT_FAILURES as exc:
             settle(pos, name, config, {"error": _reason(exc)})
             continue

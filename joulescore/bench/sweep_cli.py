@@ -54,7 +54,8 @@ def print_advice(advice: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def sweep(
-        plan_file: Annotated[Path, typer.Argument(help="the sweep plan (YAML, see examples/plan.yaml)")],
+        plan_file: Annotated[Optional[Path], typer.Argument(help="the sweep plan (YAML, see examples/plan.yaml)")] = None,
+        resume: Annotated[Optional[str], typer.Option(help="carry on an interrupted sweep by its id")] = None,
         limit: Annotated[Optional[int], typer.Option(help="override the plan's prompt limit")] = None,
         use_ray: Annotated[bool, typer.Option("--ray", help="dispatch variants as Ray tasks")] = False,
         db: Annotated[Optional[Path], typer.Option("--db", help="results database")] = None,
@@ -67,12 +68,21 @@ def register(app: typer.Typer) -> None:
         from joulescore.errors import BadInput
         from joulescore.store.sqlite import Store, default_db_path
 
-        plan = load_plan(plan_file)
+        store = Store(db)
+        if resume is not None:
+            from joulescore.bench.sweep import Plan
+
+            if limit is not None:
+                raise BadInput("--limit cannot change a sweep being resumed")
+            plan = Plan.model_validate(store.get_sweep(resume)[0])
+        elif plan_file is None:
+            raise BadInput("give a sweep plan file, or --resume SWEEP_ID")
+        else:
+            plan = load_plan(plan_file)
         if limit is not None:
             if limit < 1:
                 raise BadInput(f"--limit must be at least 1, got {limit}")
             plan = plan.model_copy(update={"limit": limit})
-        store = Store(db)
         target = out_dir or (db or default_db_path()).expanduser().parent / "runs"
 
         def report(name: str, outcome: dict[str, Any]) -> None:
@@ -82,7 +92,7 @@ def register(app: typer.Typer) -> None:
                 err.print(f"{name}: {outcome['status']}, {outcome['j_per_query']} J/query "
                           f"({outcome['meter']['kind']}), run {outcome['run_id']}", markup=False, soft_wrap=True)
 
-        sweep_id = run_sweep(plan, store, target, use_ray=use_ray, report=report)
+        sweep_id = run_sweep(plan, store, target, use_ray=use_ray, report=report, resume_id=resume)
         advice = advise(store, sweep_id, None, None)
         if as_json:
             out.print_json(json.dumps(advice))
