@@ -28,7 +28,7 @@ class RichProgress:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=console,
-            refresh_per_second=2,
+            auto_refresh=False,  # no render thread competing with the engine's threads
             transient=False,
         )
         self._task = self._progress.add_task("run", total=total, completed=done, rate="", energy="")
@@ -39,7 +39,8 @@ class RichProgress:
         self.busy_s += result.duration_s
         self.energy_j += result.energy_j
         rate = f"{self.tokens / self.busy_s:.1f} tok/s" if self.busy_s else ""
-        self._progress.update(self._task, advance=1, rate=rate, energy=f"{self.energy_j:.1f} {self._unit}")
+        self._progress.update(self._task, advance=1, rate=rate, energy=f"{self.energy_j:.1f} {self._unit}",
+                              refresh=True)
 
     def close(self) -> None:
         self._progress.stop()
