@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 # First: hf_common sets the offline and no-progress-bar environment before transformers reads it.
-from joulescore.backends.hf_common import encode_batch, load_gguf, trim  # isort: skip
+from joulescore.backends.hf_common import encode_batch, load_gguf, overflow, trim  # isort: skip
 
 import torch
 import transformers
@@ -137,9 +137,9 @@ class TransformersBackend(Backend):
                        on_steady_end: SteadyEndHook | None = None) -> list[Generation]:
         ids, mask, lengths = encode_batch(self.tokenizer, batch)
         width = ids.shape[1]
-        if width + config.max_new_tokens > self.n_ctx:
-            msg = f"prompt of {width} tokens + {config.max_new_tokens} new exceeds the context of {self.n_ctx}"
-            return [Generation("", n, 0, 0.0, 0.0, "error", error=msg) for n in lengths]
+        failed = overflow(width, lengths, config.max_new_tokens, self.n_ctx)
+        if failed is not None:
+            return failed
         watch = _StepWatch(len(batch), self.eos, config, on_first_token, on_steady_end)
         torch.manual_seed(config.seed)
         start = time.perf_counter()

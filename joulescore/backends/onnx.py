@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 # First: hf_common sets the offline and no-progress-bar environment before transformers reads it.
-from joulescore.backends.hf_common import Loaded, encode_batch, load_gguf, trim  # isort: skip
+from joulescore.backends.hf_common import Loaded, encode_batch, load_gguf, overflow, trim  # isort: skip
 
 import numpy as np
 import onnxruntime as ort
@@ -190,9 +190,9 @@ class OnnxBackend(Backend):
                        on_steady_end: SteadyEndHook | None = None) -> list[Generation]:
         ids, mask, lengths = encode_batch(self.tokenizer, batch)
         rows, width = ids.shape
-        if width + config.max_new_tokens > self.n_ctx:
-            msg = f"prompt of {width} tokens + {config.max_new_tokens} new exceeds the context of {self.n_ctx}"
-            return [Generation("", n, 0, 0.0, 0.0, "error", error=msg) for n in lengths]
+        failed = overflow(width, lengths, config.max_new_tokens, self.n_ctx)
+        if failed is not None:
+            return failed
         rng = np.random.default_rng(config.seed)
         banned = np.fromiter(self.eos, dtype=np.int64)
         pos = np.clip(mask.cumsum(axis=1) - 1, 0, None)
