@@ -13,14 +13,14 @@ import time
 from typing import Any
 
 # First: hf_common sets the offline and no-progress-bar environment before transformers reads it.
-from joulescore.backends.hf_common import encode_batch, load_gguf, overflow, trim  # isort: skip
+from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load_gguf, overflow, trim  # isort: skip
 
 import torch
 import transformers
 from transformers.generation.streamers import BaseStreamer
 
 from joulescore.backends.base import (
-    Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
+    FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
 )
 from joulescore.errors import BadInput
 from joulescore.hardware import logical_cpus
@@ -74,7 +74,7 @@ class _StepWatch(BaseStreamer):
         self.row_end_s = [t if t is not None else now for t in self.row_end_s]
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(PaddedBatchBackend):
     name = "transformers"
     batching = "static"
 
@@ -127,10 +127,6 @@ class TransformersBackend(Backend):
         else:
             kwargs.update(temperature=None, top_k=None, top_p=None)
         return kwargs
-
-    def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
-                 on_first_token: FirstTokenHook | None = None) -> Generation:
-        return self.generate_batch([messages], config, on_first_token)[0]
 
     def generate_batch(self, batch: list[list[dict[str, str]]], config: GenerationConfig,
                        on_first_token: FirstTokenHook | None = None,

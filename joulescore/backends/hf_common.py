@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from joulescore.backends.base import Generation
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import ModelError
 
@@ -105,3 +105,11 @@ def overflow(width: int, lengths: list[int], max_new_tokens: int, n_ctx: int) ->
         return None
     msg = f"prompt of {width} tokens + {max_new_tokens} new exceeds the context of {n_ctx}"
     return [Generation("", n, 0, 0.0, 0.0, "error", error=msg) for n in lengths]
+
+
+class PaddedBatchBackend(Backend):
+    """An engine whose one-prompt path is a batch of one through ``generate_batch``."""
+
+    def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
+                 on_first_token: FirstTokenHook | None = None) -> Generation:
+        return self.generate_batch([messages], config, on_first_token)[0]

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 # First: hf_common sets the offline and no-progress-bar environment before transformers reads it.
-from joulescore.backends.hf_common import Loaded, encode_batch, load_gguf, overflow, trim  # isort: skip
+from joulescore.backends.hf_common import Loaded, PaddedBatchBackend, encode_batch, load_gguf, overflow, trim  # isort: skip
 
 import numpy as np
 import onnxruntime as ort
 
 from joulescore.backends.base import (
-    Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
+    FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
 )
 from joulescore.backends.models import resolve_model
 from joulescore.errors import BadInput
@@ -129,7 +129,7 @@ def ensure_export(loaded: Loaded, int8: bool) -> tuple[Path, bool]:
     return target, False
 
 
-class OnnxBackend(Backend):
+class OnnxBackend(PaddedBatchBackend):
     name = "onnxruntime"
     batching = "static"
 
@@ -180,10 +180,6 @@ class OnnxBackend(Backend):
     def _empty_past(self, rows: int) -> dict[str, np.ndarray]:
         shape = (rows, self.kv_heads, 0, self.head_dim)
         return {f"past.{i}.{kv}": np.zeros(shape, np.float32) for i in range(self.layers) for kv in ("key", "value")}
-
-    def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
-                 on_first_token: FirstTokenHook | None = None) -> Generation:
-        return self.generate_batch([messages], config, on_first_token)[0]
 
     def generate_batch(self, batch: list[list[dict[str, str]]], config: GenerationConfig,
                        on_first_token: FirstTokenHook | None = None,
