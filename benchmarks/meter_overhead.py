@@ -1,12 +1,24 @@
 """Slowdown of a CPU-bound workload with joulescore's samplers running vs off.
 
-Why: the meter must not change what it measures.  "on" runs the auto-style
-composite of a RAPL meter on a fake powercap tree (so its wrap poller really
-reads files on a thread) plus the estimator, with a power timeline sampled
-on another thread; "on, 10 ms poll" makes the RAPL poller read every 10 ms
-(a 20 J counter range) as a worst case.  Each configuration runs the same
-workload, interleaved, several times; the median times are compared.
-Run: python benchmarks/meter_overhead.py [--repeats 7]
+Why: the meter must not change what it measures.  Every "on" configuration
+builds the auto-style composite of a RAPL meter on a fake powercap tree (so
+its wrap poller really reads files on a thread) plus the estimator:
+
+* "sampler (as joulescore run)": the RAPL wrap poller at the rate the counter
+  range asks for (a real 262 kJ package range: the 10 s cap), no timeline;
+* "+ timeline 1 s" / "+ timeline 0.1 s": the Python API's optional power
+  timeline on another thread as well;
+* "worst case: 10 ms poll": a 20 J counter range, so the poller reads every 10 ms.
+
+The workload is a pure-Python loop: it holds the GIL, so every wake-up of a
+sampler thread takes the interpreter away from it (the worst case for a
+Python sampler; native engines such as llama.cpp release the GIL).  Rounds
+run every configuration once, in turn, so drift hits all alike; the slowdown
+is the median over rounds of (on / off of the same round) - 1.  The cost of
+one sampler tick is also timed, which bounds the overhead as wake-ups per
+second x tick cost, independently of run-to-run noise.
+
+Run on a quiet machine: python benchmarks/meter_overhead.py [--rounds 9]
 """
 
 from __future__ import annotations
@@ -15,6 +27,8 @@ import argparse
 import statistics
 import tempfile
 import time
+import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 from joulescore.meters.base import Domain
@@ -23,8 +37,11 @@ from joulescore.meters.estimator import EstimatorMeter
 from joulescore.meters.monitor import Monitor
 from joulescore.meters.rapl import RaplMeter
 
+REAL_RANGE_UJ = 262_143_328_850
+FAST_RANGE_UJ = 20_000_000
 
-def workload(n: int = 12_000_000) -> int:
+
+def workload(n: int) -> int:
     """Pure-Python integer work: holds the GIL like a tokenizer or sampler loop would."""
     acc = 0
     for i in range(n):
@@ -42,52 +59,86 @@ def fake_tree(root: Path, max_uj: int) -> Path:
     return root
 
 
-def timed(monitor_factory) -> tuple[float, float]:
-    """Seconds for the workload, and the sampler's poll interval (0 if off)."""
-    if monitor_factory is None:
+def composite(root: Path) -> tuple[CompositeMeter, RaplMeter]:
+    rapl = RaplMeter(root)
+    return CompositeMeter([(rapl, frozenset({Domain.CPU, Domain.DRAM})), (EstimatorMeter(), frozenset())]), rapl
+
+
+Factory = Callable[[], Monitor]
+
+
+def config(root: Path, timeline_s: float | None) -> tuple[Factory, float, float]:
+    """A maker of monitors over a fresh composite, and its poll and timeline wake-ups per second."""
+    def make() -> Monitor:
+        return Monitor(composite(root)[0], timeline_interval_s=timeline_s)
+    return make, 1 / RaplMeter(root).interval_s, (1 / timeline_s if timeline_s else 0.0)
+
+
+def timed(factory: Factory | None, n: int) -> float:
+    if factory is None:
         t0 = time.perf_counter()
-        workload()
-        return time.perf_counter() - t0, 0.0
-    mon, interval = monitor_factory()
+        workload(n)
+        return time.perf_counter() - t0
+    mon = factory()
     mon.begin_window("w")
     t0 = time.perf_counter()
-    workload()
+    workload(n)
     elapsed = time.perf_counter() - t0
     mon.end_window("w")
     mon.close()
-    return elapsed, interval
+    return elapsed
+
+
+def tick_cost_s(root: Path) -> tuple[float, float]:
+    """Seconds of one wrap-poll tick and of one timeline tick (a full composite read)."""
+    meter, rapl = composite(root)
+    meter.start()
+    try:
+        poll = min(timeit.repeat(rapl._update, number=500, repeat=5)) / 500
+        sample = min(timeit.repeat(meter.read, number=500, repeat=5)) / 500
+    finally:
+        meter.stop()
+    return poll, sample
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--loop", type=int, default=25_000_000, help="workload iterations (~2-3 s here)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        real = fake_tree(Path(tmp) / "real", 262_143_328_850)
-        fast = fake_tree(Path(tmp) / "fast", 20_000_000)
-
-        def on(root: Path):
-            def make():
-                rapl = RaplMeter(root)
-                meter = CompositeMeter([(rapl, frozenset({Domain.CPU, Domain.DRAM})),
-                                        (EstimatorMeter(), frozenset())])
-                return Monitor(meter, timeline_interval_s=0.1), rapl.interval_s
-            return make
-
-        configs = {"off": None, "on (RAPL poll 1 s, timeline 0.1 s)": on(real),
-                   "on (RAPL poll 10 ms, timeline 0.1 s)": on(fast)}
-        times: dict[str, list[float]] = {k: [] for k in configs}
+        real = fake_tree(Path(tmp) / "real", REAL_RANGE_UJ)
+        fast = fake_tree(Path(tmp) / "fast", FAST_RANGE_UJ)
+        grid = {
+            "sampler (as joulescore run)": config(real, None),
+            "+ timeline 1 s": config(real, 1.0),
+            "+ timeline 0.1 s": config(real, 0.1),
+            "worst case: 10 ms poll": config(fast, None),
+        }
+        configs: dict[str, Factory | None] = {"off": None, **{k: v[0] for k, v in grid.items()}}
+        rates = {k: (v[1], v[2]) for k, v in grid.items()}
+        poll_s, sample_s = tick_cost_s(real)
         workload(300_000)  # warm up
-        for _ in range(args.repeats):
-            for name, factory in configs.items():  # interleaved, so drift hits every config alike
-                times[name].append(timed(factory)[0])
-    base = statistics.median(times["off"])
-    print(f"workload: pure-Python loop, {args.repeats} interleaved repeats, median seconds")
-    print(f"{'configuration':<40} {'median s':>9} {'min s':>8} {'slowdown %':>11}")
+        times: dict[str, list[float]] = {k: [] for k in configs}
+        for _ in range(args.rounds):
+            for name, factory in configs.items():
+                times[name].append(timed(factory, args.loop))
+    off = times["off"]
+    print(f"workload: pure-Python loop ({args.loop:,} iterations, holds the GIL), {args.rounds} rounds, "
+          f"off median {statistics.median(off):.3f} s")
+    print(f"one tick: wrap poll {poll_s * 1e6:.0f} us, timeline sample (composite read) {sample_s * 1e6:.0f} us")
+    print(f"{'configuration':<30} {'wake-ups/s':>10} {'median s':>9} {'slowdown %':>11} {'spread %':>15}"
+          f" {'tick bound %':>13}")
     for name, values in times.items():
-        med = statistics.median(values)
-        print(f"{name:<40} {med:>9.4f} {min(values):>8.4f} {100 * (med - base) / base:>+11.2f}")
-    print("target: slowdown < 1%")
+        ratios = [100 * (v / o - 1) for v, o in zip(values, off)]
+        slow = statistics.median(ratios)
+        poll_rate, timeline_rate = rates.get(name, (0.0, 0.0))
+        rate = poll_rate + timeline_rate
+        bound = 100 * (poll_rate * poll_s + timeline_rate * sample_s)
+        spread = f"{min(ratios):+.2f}..{max(ratios):+.2f}" if name != "off" else ""
+        print(f"{name:<30} {rate:>10.2f} {statistics.median(values):>9.3f} {slow:>+11.2f} {spread:>15}"
+              f" {bound:>13.3f}")
+    print("target: slowdown < 1%  (slowdown: median of per-round on/off - 1; tick bound: wake-ups/s x tick cost)")
 
 
 if __name__ == "__main__":

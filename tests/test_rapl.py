@@ -89,6 +89,9 @@ def test_poll_interval_is_capped_for_real_ranges() -> None:
     assert rapl.poll_interval_s([zone]) == rapl.MAX_POLL_INTERVAL_S
     small = rapl.Zone(Path("x"), "intel-rapl:0", "package-0", 2_000_000)  # 2 J: wraps in 4 ms at 500 W
     assert rapl.poll_interval_s([small]) == pytest.approx(0.001)
+    amd = rapl.Zone(Path("x"), "amd-rapl:0", "package-0", 2**32)  # a 32-bit uJ counter: 4.3 kJ
+    assert rapl.poll_interval_s([amd]) == pytest.approx(2**32 / 1e6 / 500 / 4)  # ~2.1 s, under the cap
+    assert rapl.poll_interval_s([zone, amd]) == pytest.approx(2**32 / 1e6 / 500 / 4)  # the shortest wrap rules
 
 
 def test_amd_rapl_tree(root: Path) -> None:

@@ -98,3 +98,17 @@ def test_interrupted_sweep_resumes_each_prompt_once(db: Path, tmp_path: Path) ->
                             (cut["run_id"],)).fetchall()
         runs = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
     assert rows == [(0,), (1,)] and runs == 2
+
+
+@pytest.mark.parametrize("name, task", [("plan.yaml", "chat"), ("plan-sentiment.yaml", "sentiment")])
+def test_shipped_example_plans_expand_to_the_issue_grid(name: str, task: str) -> None:
+    """The examples: five engine settings x batch 1 and 4, 100 prompts, on a task each."""
+    from joulescore.bench.sweep import load_plan, variants
+
+    plan = load_plan(Path(__file__).parent.parent / "examples" / name)
+    grid = variants(plan)
+    assert plan.task == task and plan.limit == 100 and len(grid) == 10
+    assert {(c.backend, c.quantization, c.batch_size) for _, c in grid} == {
+        (b, q, n) for b, q in (("llama.cpp", None), ("transformers", None), ("transformers", "int8"),
+                               ("onnxruntime", None), ("onnxruntime", "int8")) for n in (1, 4)}
+    assert all(c.task == task and c.limit == 100 for _, c in grid)

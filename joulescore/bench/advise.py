@@ -4,7 +4,9 @@ Energy is J per query (same task, prompts and protocol across the sweep, so
 comparable); latency is each prompt's own p90 end-to-end time; quality is the
 task metric's value, oriented by its ``higher_is_better`` (a metric with no
 direction, like chat's length statistics, is shown but cannot constrain or
-dominate).  The Pareto set holds the variants no other variant beats on every
+dominate).  Quality limits and deltas are in points: the metric x 100 (every
+scored metric here is a fraction: accuracy, exact match, ROUGE-L, Spearman),
+so ``--max-quality-drop 1`` allows one percentage point.  The Pareto set holds the variants no other variant beats on every
 axis; the recommendation is the lowest-energy variant that meets the limits.
 """
 
@@ -74,6 +76,14 @@ def _gain(c: Candidate, hib: bool | None) -> float | None:
     return c.quality if hib else -c.quality
 
 
+def drop_points(baseline: Candidate, c: Candidate, hib: bool | None) -> float | None:
+    """How many points (metric x 100) of quality ``c`` loses against the baseline; negative is a gain."""
+    base_gain, gain = _gain(baseline, hib), _gain(c, hib)
+    if base_gain is None or gain is None:
+        return None
+    return 100.0 * (base_gain - gain)
+
+
 def pareto(cands: list[Candidate], hib: bool | None) -> list[Candidate]:
     """Variants no other variant matches or beats on every axis and beats on one."""
     def axes(c: Candidate) -> tuple[float, ...]:
@@ -108,9 +118,9 @@ def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_
     def fits(c: Candidate) -> bool:
         if max_p90_s is not None and c.p90_s > max_p90_s:
             return False
-        base_gain, gain = _gain(baseline, hib), _gain(c, hib)
-        if max_quality_drop is not None and base_gain is not None and gain is not None:
-            return base_gain - gain <= max_quality_drop
+        drop = drop_points(baseline, c, hib)
+        if max_quality_drop is not None and drop is not None:
+            return drop <= max_quality_drop + 1e-9
         return True
 
     front = pareto(cands, hib)
@@ -139,6 +149,7 @@ def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_
             "energy_ratio_vs_baseline": round(baseline.energy_j / chosen.energy_j, 3) if chosen.energy_j else None,
             "j_per_query": chosen.energy_j, "baseline_j_per_query": baseline.energy_j,
             "quality_delta": None if delta is None else round(delta, 6),
+            "quality_delta_points": None if delta is None else round(100 * delta, 4),
             "quality_metric": (chosen.record or {}).get("quality", {}).get("metric"),
             "p90_latency_s": chosen.p90_s, "energy_kind": (chosen.record or {}).get("meter", {}).get("kind"),
         }

@@ -44,7 +44,8 @@ def print_advice(advice: dict[str, Any]) -> None:
     if rec is None:
         out.print("no variant meets the limits")
         return
-    delta = "n/a" if rec["quality_delta"] is None else f"{rec['quality_delta']:+.4g}"
+    delta = "n/a" if rec["quality_delta"] is None else \
+        f"{rec['quality_delta']:+.4g} = {rec['quality_delta_points']:+.2f} points"
     out.print(f"recommended: {rec['variant']} (run {rec['run_id']}): {rec['energy_ratio_vs_baseline']}x less energy "
               f"per query than {advice['baseline']} ({rec['baseline_j_per_query']:.4g} -> {rec['j_per_query']:.4g} J, "
               f"{rec['energy_kind']}), quality delta {delta} ({rec['quality_metric']}), "
@@ -103,7 +104,7 @@ def register(app: typer.Typer) -> None:
     @app.command(name="advise")
     def advise_cmd(
         sweep_id: Annotated[str, typer.Argument(help="a sweep id printed by `joulescore sweep`")],
-        max_quality_drop: Annotated[Optional[float], typer.Option(help="largest quality loss vs the baseline, in the metric's units")] = None,
+        max_quality_drop: Annotated[Optional[float], typer.Option(help="largest quality loss vs the baseline, in points (metric x 100: 1 = one percentage point)")] = None,
         max_p90_latency: Annotated[Optional[str], typer.Option(help="largest p90 end-to-end latency, e.g. 2s or 500ms")] = None,
         db: Annotated[Optional[Path], typer.Option("--db", help="results database")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the advice as JSON")] = False,

@@ -31,7 +31,10 @@ DEFAULT_ROOT = "/sys/class/powercap"
 MAX_ZONE_POWER_W = 500.0
 #: Reads per wrap period: several, so a late or skipped tick still cannot miss one.
 READS_PER_WRAP = 4
-MAX_POLL_INTERVAL_S = 1.0
+#: The slowest poll, even for huge ranges: a typical 262 kJ package range wraps
+#: after ~9 min at 500 W, so 10 s keeps many reads per wrap even if the power
+#: ceiling above were ten times too low, while waking the process rarely.
+MAX_POLL_INTERVAL_S = 10.0
 MIN_POLL_INTERVAL_S = 0.001
 _ZONE_DIR = re.compile(r"^(intel-rapl|amd-rapl):(\d+(?::\d+)*)$")
 
@@ -127,7 +130,7 @@ def discover_zones(root: Path | None = None) -> list[Zone]:
 
 
 def poll_interval_s(zones: list[Zone], max_power_w: float = MAX_ZONE_POWER_W) -> float:
-    """Often enough to see every wrap: a quarter of the shortest wrap period at max power, at most 1 s."""
+    """Often enough to see every wrap: a quarter of the shortest wrap period at max power, at most 10 s."""
     periods = [z.max_range_uj / 1e6 / max_power_w for z in zones if z.max_range_uj > 0]
     if not periods:
         return MAX_POLL_INTERVAL_S
