@@ -171,3 +171,18 @@ def test_default_is_smollm2_on_chat_with_llama_cpp(db: Path) -> None:
     assert (record["model"]["name"], record["task"]["name"], record["model"]["backend"]) == (
         "SmolLM2-135M-Instruct", "chat", "llama.cpp")
     assert record["task"]["dataset"] == "chat.jsonl"
+
+
+def test_prefix_cache_reuse_is_counted_and_can_be_switched_off(db: Path) -> None:
+    """Sentiment prompts share the template head: llama.cpp reuses it unless told not to."""
+    args = ("run", "--task", "sentiment", "--limit", "3", "--warmup", "1", "--json", "--no-progress")
+    cached = json.loads(cli(*args, db=db).stdout)
+    counts = cached["counts"]
+    assert 0 < counts["cached_input_tokens"] < counts["input_tokens"]
+    assert cached["config"]["prompt_cache"] is True and cached["model"]["extra"]["prompt_cache"] is True
+    fresh = json.loads(cli(*args, "--no-prompt-cache", db=db).stdout)
+    assert fresh["counts"]["cached_input_tokens"] == 0
+    assert fresh["counts"]["input_tokens"] == counts["input_tokens"]  # same prompts, all prefilled
+    assert fresh["config"]["prompt_cache"] is False
+    shown = cli("show", cached["run_id"], db=db)
+    assert "from the prefix cache" in shown.stdout

@@ -46,6 +46,7 @@ def test_sweep_stores_each_variant_and_advises(db: Path, tmp_path: Path) -> None
     assert rec["variant"] in ("llama/b1", "llama/b2")
     assert rec["energy_ratio_vs_baseline"] == pytest.approx(rec["baseline_j_per_query"] / rec["j_per_query"], rel=1e-3)
     assert rec["quality_delta"] is not None
+    assert rec["quality_delta_points"] is None  # chat's length statistic is no score: no points
     human = cli("advise", advice["sweep_id"], "--max-p90-latency", "1ms", db=db)
     assert "no variant meets the limits" in human.stdout
     assert "no better direction" in human.stdout  # chat's length metric cannot rank variants

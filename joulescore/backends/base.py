@@ -49,6 +49,9 @@ class Generation:
     token_times_s: list[float] = field(default_factory=list)
     #: ``len(text)`` after each output token, so a character position maps to a token
     token_chars: list[int] = field(default_factory=list)
+    #: prompt tokens the engine did not prefill because its KV cache already held them
+    #: (llama.cpp keeps the prefix shared with the previous prompt)
+    cached_input_tokens: int = 0
 
     @property
     def ok(self) -> bool:

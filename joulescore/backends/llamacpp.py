@@ -45,11 +45,14 @@ class LlamaCppBackend(Backend):
     name = "llama.cpp"
 
     def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0,
-                 n_batch: int = 512) -> None:
+                 n_batch: int = 512, prompt_cache: bool = True) -> None:
         resolved = resolve_model(model)
         check_gguf(resolved.path)
         self.threads = threads or logical_cpus()
         self.n_ctx = n_ctx
+        #: keep the KV cache of the prefix shared with the previous prompt (llama.cpp's and
+        #: llama-server's default); off, every prompt is prefilled from scratch
+        self.prompt_cache = prompt_cache
         try:
             self.llm = Llama(
                 model_path=str(resolved.path), n_ctx=n_ctx, n_batch=n_batch, n_threads=self.threads,
@@ -86,6 +89,7 @@ class LlamaCppBackend(Backend):
                 "chat_template": self._template_source,
                 "threads": self.threads,
                 "n_ctx": n_ctx,
+                "prompt_cache": prompt_cache,
                 "engine_version": llama_cpp.__version__,
             },
         )
@@ -123,6 +127,23 @@ class LlamaCppBackend(Backend):
 
         return LogitsProcessorList([processor])
 
+    def _reusable_prefix(self, tokens: list[int]) -> int:
+        """Prompt tokens llama-cpp-python will take from the KV cache rather than prefill.
+
+        It keeps the longest prefix shared with the previous prompt (a prompt
+        wholly cached still replays its last token).  With the cache off the
+        state is reset first, so nothing is reused.
+        """
+        if not self.prompt_cache:
+            self.llm.reset()
+            return 0
+        shared = 0
+        for a, b in zip(self.llm._input_ids, tokens):
+            if a != b:
+                break
+            shared += 1
+        return shared - 1 if shared and shared == len(tokens) else shared
+
     def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
                  on_first_token: FirstTokenHook | None = None) -> Generation:
         tokens = self.prompt_tokens(messages, config.template_kwargs, config.assistant_prefix)
@@ -131,6 +152,7 @@ class LlamaCppBackend(Backend):
             return Generation("", n_in, 0, 0.0, 0.0, "error",
                               error=f"prompt of {n_in} tokens + {config.max_new_tokens} new exceeds "
                                     f"the context of {self.n_ctx}")
+        cached = self._reusable_prefix(tokens)
         count = [0]
         processor = self._ban_eog_until(count, config.min_new_tokens) if config.min_new_tokens else None
         out: list[int] = []
@@ -164,7 +186,7 @@ class LlamaCppBackend(Backend):
         first = first if first is not None else end
         text = "".join(pieces) + decoder.decode(b"", final=True)
         return Generation(text, n_in, len(out), first - start, end - first, finish,
-                          token_times_s=times, token_chars=chars)
+                          token_times_s=times, token_chars=chars, cached_input_tokens=cached)
 
     def close(self) -> None:
         self.llm.close()

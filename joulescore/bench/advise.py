@@ -149,7 +149,7 @@ def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_
             "energy_ratio_vs_baseline": round(baseline.energy_j / chosen.energy_j, 3) if chosen.energy_j else None,
             "j_per_query": chosen.energy_j, "baseline_j_per_query": baseline.energy_j,
             "quality_delta": None if delta is None else round(delta, 6),
-            "quality_delta_points": None if delta is None else round(100 * delta, 4),
+            "quality_delta_points": None if delta is None or hib is None else round(100 * delta, 4),
             "quality_metric": (chosen.record or {}).get("quality", {}).get("metric"),
             "p90_latency_s": chosen.p90_s, "energy_kind": (chosen.record or {}).get("meter", {}).get("kind"),
         }

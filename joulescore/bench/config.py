@@ -41,6 +41,10 @@ class RunConfig(BaseModel):
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     n_ctx: int = Field(4096, ge=128)
+    #: llama.cpp: reuse the KV cache of the prefix a prompt shares with the previous one
+    #: (the engine's default); False prefills every prompt from scratch, as engines without
+    #: a prefix cache do
+    prompt_cache: bool = True
     #: seconds of idle power measured before the run; 0: none, nothing subtracted
     idle_baseline_s: float = Field(0.0, ge=0.0)
     #: None: the model as it comes, no switch applied and no split (the default)

@@ -160,6 +160,8 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
             "succeeded": len(ok),
             "failed": len(results) - len(ok),
             "input_tokens": sum(r.input_tokens for r in ok),
+            #: of those, taken from the engine's KV cache (a prefix shared with the previous prompt)
+            "cached_input_tokens": sum(int(r.extra.get("cached_input_tokens", 0)) for r in ok),
             "output_tokens": output_tokens,
             "truncated": sum(1 for r in ok if r.finish_reason == "length"),
             "output_tokens_per_query": _percentiles([float(r.output_tokens) for r in ok]),

@@ -108,6 +108,8 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     extra: dict[str, Any] = {}
     if prompt.reference is not None:
         extra["reference"] = prompt.reference
+    if gen.cached_input_tokens:
+        extra["cached_input_tokens"] = gen.cached_input_tokens
     if plan is not None and gen.ok:
         extra.update(reasoning_extra(plan, gen, first.timestamp_s, end.timestamp_s, e2 - e1))
     return ResultRow(
@@ -179,6 +181,8 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
                                  "batch": batch}
         if prompt.reference is not None:
             extra["reference"] = prompt.reference
+        if gen.cached_input_tokens:
+            extra["cached_input_tokens"] = gen.cached_input_tokens
         rows.append(ResultRow(
             prompt_index=prompt.index, prompt_id=prompt.id, ok=gen.ok, error=gen.error,
             finish_reason=gen.finish_reason, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens,

@@ -102,6 +102,8 @@ def backend_options(config: RunConfig) -> dict[str, Any]:
     options: dict[str, Any] = {"threads": config.threads, "n_ctx": config.n_ctx, "seed": config.seed, **given}
     if config.backend == "openai":
         options.update(timeout_s=config.request_timeout_s, retries=config.retries)
+    if config.backend == "llama.cpp":
+        options["prompt_cache"] = config.prompt_cache
     return options
 
 

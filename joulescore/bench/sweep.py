@@ -60,6 +60,8 @@ class Plan(BaseModel):
     meter: str = "auto"
     threads: int | None = Field(None, ge=1)
     n_ctx: int = Field(4096, ge=128)
+    #: llama.cpp variants: reuse the KV cache of the prefix shared with the previous prompt
+    prompt_cache: bool = True
     seed: int = 0
     models: list[str] = Field(default_factory=lambda: ["smollm2-135m"], min_length=1)
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
@@ -105,7 +107,8 @@ def variants(plan: Plan) -> list[tuple[str, RunConfig]]:
                 config = RunConfig(
                     model=model, task=plan.task, dataset=plan.dataset, backend=engine.backend, meter=plan.meter,
                     protocol=plan.protocol, max_new_tokens=new_tokens, limit=plan.limit, warmup=plan.warmup,
-                    batch_size=batch, seed=plan.seed, threads=plan.threads, n_ctx=plan.n_ctx, dtype=engine.dtype,
+                    batch_size=batch, seed=plan.seed, threads=plan.threads, n_ctx=plan.n_ctx,
+                    prompt_cache=plan.prompt_cache, dtype=engine.dtype,
                     quantization=engine.quantization, device=engine.device, endpoint=engine.endpoint,
                     serve=engine.serve)
                 out.append((name, config))

@@ -44,8 +44,9 @@ def print_advice(advice: dict[str, Any]) -> None:
     if rec is None:
         out.print("no variant meets the limits")
         return
-    delta = "n/a" if rec["quality_delta"] is None else \
-        f"{rec['quality_delta']:+.4g} = {rec['quality_delta_points']:+.2f} points"
+    delta = "n/a" if rec["quality_delta"] is None else f"{rec['quality_delta']:+.4g}"
+    if rec.get("quality_delta_points") is not None:
+        delta += f" = {rec['quality_delta_points']:+.2f} points"
     out.print(f"recommended: {rec['variant']} (run {rec['run_id']}): {rec['energy_ratio_vs_baseline']}x less energy "
               f"per query than {advice['baseline']} ({rec['baseline_j_per_query']:.4g} -> {rec['j_per_query']:.4g} J, "
               f"{rec['energy_kind']}), quality delta {delta} ({rec['quality_metric']}), "

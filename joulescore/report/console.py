@@ -83,8 +83,10 @@ def print_summary(console: Console, record: dict[str, Any]) -> None:
         table.add_row("", f"gross {_fmt(energy['total_j'], '.4g', ' J')}, idle {_fmt(energy['idle_power_w'], '.4g', ' W')}"
                       f" -> net {_fmt(energy['net_total_j'], '.4g', ' J')} (idle subtracted on request)")
     split = record["phase_split"]
+    cached, n_in = counts.get("cached_input_tokens") or 0, counts.get("input_tokens") or 0
+    reuse = f"; {100 * cached / n_in:.0f}% of input tokens came from the prefix cache" if cached and n_in else ""
     table.add_row("phases", f"prefill {_fmt(split['prefill_pct'], '.1f', '%')}, "
-                  f"decode {_fmt(split['decode_pct'], '.1f', '%')}")
+                  f"decode {_fmt(split['decode_pct'], '.1f', '%')}{reuse}")
     parts = [f"{name} {_fmt(energy[key], '.4g', ' J')}" for name, key in
              (("CPU", "cpu_j"), ("DRAM", "ram_j"), ("GPU", "gpu_j"), ("system", "system_j"))
              if energy[key] is not None]
