@@ -6,8 +6,9 @@ task metric's value, oriented by its ``higher_is_better`` (a metric with no
 direction, like chat's length statistics, is shown but cannot constrain or
 dominate).  Quality limits and deltas are in points: the metric x 100 (every
 scored metric here is a fraction: accuracy, exact match, ROUGE-L, Spearman),
-so ``--max-quality-drop 1`` allows one percentage point.  The Pareto set holds the variants no other variant beats on every
-axis; the recommendation is the lowest-energy variant that meets the limits.
+so ``--max-quality-drop 1`` allows one percentage point.  The Pareto set holds
+the variants no other variant beats on every axis; the recommendation is the
+lowest-energy variant that meets the limits.
 """
 
 from __future__ import annotations
