@@ -131,12 +131,8 @@ class LlamaCppBackend(Backend):
         """Prompt tokens llama-cpp-python will take from the KV cache rather than prefill.
 
         It keeps the longest prefix shared with the previous prompt (a prompt
-        wholly cached still replays its last token).  With the cache off the
-        state is reset first, so nothing is reused.
+        wholly cached still replays its last token); after a reset there is none.
         """
-        if not self.prompt_cache:
-            self.llm.reset()
-            return 0
         shared = 0
         for a, b in zip(self.llm._input_ids, tokens):
             if a != b:
@@ -152,6 +148,8 @@ class LlamaCppBackend(Backend):
             return Generation("", n_in, 0, 0.0, 0.0, "error",
                               error=f"prompt of {n_in} tokens + {config.max_new_tokens} new exceeds "
                                     f"the context of {self.n_ctx}")
+        if not self.prompt_cache:
+            self.llm.reset()  # forget the previous prompt: every token is prefilled
         cached = self._reusable_prefix(tokens)
         count = [0]
         processor = self._ban_eog_until(count, config.min_new_tokens) if config.min_new_tokens else None

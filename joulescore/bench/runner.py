@@ -91,6 +91,16 @@ def reasoning_extra(plan: ReasoningPlan, gen: Generation, first_s: float, end_s:
     }
 
 
+def _common_extra(prompt: Prompt, gen: Generation) -> dict[str, Any]:
+    """What every stored row keeps beside its figures: the reference answer and the cache reuse."""
+    extra: dict[str, Any] = {}
+    if prompt.reference is not None:
+        extra["reference"] = prompt.reference
+    if gen.cached_input_tokens:
+        extra["cached_input_tokens"] = gen.cached_input_tokens
+    return extra
+
+
 def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: GenerationConfig,
                plan: ReasoningPlan | None = None) -> ResultRow:
     """Answer one prompt under the meter and return its stored row."""
@@ -105,11 +115,7 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     e0, l0, h0 = _sum(begin)
     e1, _, _ = _sum(first)
     e2, l2, h2 = _sum(end)
-    extra: dict[str, Any] = {}
-    if prompt.reference is not None:
-        extra["reference"] = prompt.reference
-    if gen.cached_input_tokens:
-        extra["cached_input_tokens"] = gen.cached_input_tokens
+    extra = _common_extra(prompt, gen)
     if plan is not None and gen.ok:
         extra.update(reasoning_extra(plan, gen, first.timestamp_s, end.timestamp_s, e2 - e1))
     return ResultRow(
@@ -177,12 +183,8 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
     for prompt, gen, a, b in zip(prompts, gens, w_in, w_out):
         row_j = pre_j * a + dec_j * b
         share = row_j / total_j if total_j else 1.0 / len(prompts)
-        extra: dict[str, Any] = {"ttft_s": gen.prefill_s, "latency_s": gen.prefill_s + gen.decode_s,
-                                 "batch": batch}
-        if prompt.reference is not None:
-            extra["reference"] = prompt.reference
-        if gen.cached_input_tokens:
-            extra["cached_input_tokens"] = gen.cached_input_tokens
+        extra = {"ttft_s": gen.prefill_s, "latency_s": gen.prefill_s + gen.decode_s, "batch": batch,
+                 **_common_extra(prompt, gen)}
         rows.append(ResultRow(
             prompt_index=prompt.index, prompt_id=prompt.id, ok=gen.ok, error=gen.error,
             finish_reason=gen.finish_reason, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens,
