@@ -25,7 +25,7 @@ from rich.table import Table
 
 from joulescore import __version__
 from joulescore.backends.base import Backend
-from joulescore.bench.config import RunConfig
+from joulescore.model.config import RunConfig
 from joulescore.bench.record import build_record
 from joulescore.bench.runner import batches_of, run_pending
 from joulescore.bench.session import prepare, run_spec
@@ -116,7 +116,7 @@ def paired_round(p: object, db: Path, flip: bool) -> tuple[float, float, dict]:
         first, second = (run_plain, run_harness) if (i % 2 == 0) != flip else (run_harness, run_plain)
         first()
         second()
-    record = build_record(store.get_run(run_id), store.results(run_id), __version__)
+    record = build_record(store.get_run(run_id), store.results(run_id), __version__).as_json()
     store.close()
     return plain_tokens / plain_s, record["counts"]["output_tokens"] / harness_s, record
 

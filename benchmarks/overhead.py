@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from joulescore.backends.llamacpp import LlamaCppBackend
-from joulescore.bench.config import RunConfig
+from joulescore.model.config import RunConfig
 from joulescore.bench.runner import run_pending
 from joulescore.bench.session import prepare, run_spec
 from joulescore.report.console import RichProgress

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from joulescore.bench.config import RunConfig
+from joulescore.model.config import RunConfig
 from joulescore.bench.session import start
 from joulescore.store.sqlite import Store
 

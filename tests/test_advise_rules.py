@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from joulescore.bench.advise import Candidate, drop_points, pareto
+from tests.records import make_record
 
 
 def cand(name: str, j: float, p90_s: float, quality: float | None) -> Candidate:
-    record: dict[str, Any] = {"counts": {"succeeded": 10}, "j_per_query": j,
-                              "latency": {"e2e_s": {"p90": p90_s}}, "quality": {"value": quality}}
+    record = make_record(j_per_query=j, latency={"e2e_s": {"p90": p90_s}}, quality={"value": quality})
     return Candidate(name, "complete", f"run-{name}", None, record)
 
 

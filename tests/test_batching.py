@@ -61,7 +61,7 @@ def _prompts(n: int) -> list[Prompt]:
 def test_batch_window_is_split_by_tokens_and_adds_up(tmp_path: Path) -> None:
     store = Store(tmp_path / "b.db")
     backend, meter = Scripted(), StepMeter()
-    spec = {"config": {"batch_size": 3}, "model": backend.info().as_dict(), "task": {"metric": "length"},
+    spec = {"config": {"batch_size": 3}, "model": backend.info().as_dict(), "task": {"name": "chat", "metric": "length"},
             "hardware": {}, "meter": {"kind": "estimated", "domains": ["cpu", "dram"]}}
     store.create_run("r", 7, spec)
     run_pending(store, "r", backend, meter, _prompts(7), GenerationConfig(5), batch_size=3)
@@ -73,7 +73,7 @@ def test_batch_window_is_split_by_tokens_and_adds_up(tmp_path: Path) -> None:
     assert sum(r.energy_j for r in first_batch) == pytest.approx(30.0)
     assert [r.prefill_j for r in first_batch] == pytest.approx([10 * 10 / 60, 10 * 20 / 60, 10 * 30 / 60])
     assert [r.decode_j for r in first_batch] == pytest.approx([20 * 1 / 6, 20 * 2 / 6, 20 * 3 / 6])
-    record = build_record(store.get_run("r"), rows, "test")
+    record = build_record(store.get_run("r"), rows, "test").as_json()
     assert record["energy"]["total_j"] == pytest.approx(90.0)
     assert record["energy"]["cpu_j"] + record["energy"]["ram_j"] == pytest.approx(90.0)
     assert record["duration_s"] == pytest.approx(9.0)  # window time, not the sum of per-row latencies
@@ -86,7 +86,8 @@ def test_batch_window_is_split_by_tokens_and_adds_up(tmp_path: Path) -> None:
 
 def test_resume_after_partial_batches_counts_each_prompt_once(tmp_path: Path) -> None:
     store = Store(tmp_path / "b.db")
-    spec = {"config": {"batch_size": 2}, "model": {}, "task": {"metric": "length"}, "hardware": {},
+    spec = {"config": {"batch_size": 2}, "model": {"name": "m", "backend": "fake"},
+            "task": {"name": "chat", "metric": "length"}, "hardware": {},
             "meter": {"kind": "estimated"}}
     store.create_run("r", 5, spec)
     run_pending(store, "r", Scripted(), StepMeter(), _prompts(5)[:2], GenerationConfig(5), batch_size=2)

@@ -6,6 +6,9 @@ from dataclasses import replace
 
 import pytest
 
+from joulescore.model.record import RunRecord
+from tests.records import make_record
+
 from joulescore.report.board import (
     BoardRow, build_board, equal_bin_stars, hardware_class, pareto, quintile_stars, rate, reference_rows,
     size_class, stars_line,
@@ -98,15 +101,10 @@ def test_reference_rows_are_labelled_and_never_rated() -> None:
     assert sorted(r.stars for r in rated if not r.is_reference) == [1, 2, 3, 4, 5]
 
 
-def _record(run_id: str, wh: float, task: str = "sentiment", status: str = "complete") -> dict:
-    return {"run_id": run_id, "status": status, "created_at": "2026-01-01T00:00:00",
-            "model": {"name": "SmolLM2", "backend": "llama.cpp", "parameters": 134_515_008,
-                      "extra": {"size_bytes": 100_000_000}},
-            "task": {"name": task}, "config": {"protocol": "energy-score"},
-            "hardware": {"cpu": "Xeon", "cpu_microarchitecture": "Emerald Rapids", "logical_cpus": 2, "gpus": []},
-            "meter": {"kind": "estimated"}, "counts": {"succeeded": 10},
-            "quality": {"metric": "accuracy", "value": 0.5, "higher_is_better": True},
-            "wh_per_1000_queries": wh, "j_per_output_token": wh / 10}
+def _record(run_id: str, wh: float, task: str = "sentiment", status: str = "complete") -> RunRecord:
+    return make_record(run_id=run_id, status=status, model={"name": "SmolLM2"}, task={"name": task},
+                       hardware={"cpu": "Xeon"}, quality={"metric": "accuracy", "value": 0.5},
+                       wh_per_1000_queries=wh, j_per_output_token=wh / 10)
 
 
 def test_build_board_from_records_skips_unfinished_and_adds_references() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from joulescore import __version__
 from joulescore.bench.record import build_record
+from joulescore.model.record import RunRecord
 from joulescore.errors import BadInput
 from joulescore.impact import footprint as fp
 from joulescore.impact.floor import floor_report, workload
@@ -39,7 +40,7 @@ def _spec(gpus: list[dict[str, Any]] | None = None, includes: list[str] | None =
 
 
 def make_run(db: Path, run_id: str = "run-a", prefill_j: float = 2.0, decode_j: float = 6.0,
-             spec: dict[str, Any] | None = None) -> dict[str, Any]:
+             spec: dict[str, Any] | None = None) -> RunRecord:
     """A real SQLite store with 4 answered prompts: 40 input and 10 output tokens each."""
     with Store(db) as store:
         store.create_run(run_id, 4, spec or _spec())
@@ -237,7 +238,7 @@ def test_projection_carries_the_runs_own_efficiency(tmp_path: Path) -> None:
     t = p["targets"][0]
     # same share of the roofline: central decode = measured decode x (source J/B floor ratio)
     ratio = (1e12 / 100.0) / h100.bytes_per_j
-    assert t["phases"]["decode"]["central_j"] == pytest.approx(record["energy"]["decode_j"] * ratio)
+    assert t["phases"]["decode"]["central_j"] == pytest.approx(record.energy.decode_j * ratio)
     assert own["decode"] == pytest.approx(t["phases"]["decode"]["floor_j"] / t["phases"]["decode"]["central_j"])
 
 
@@ -325,7 +326,7 @@ def test_end_to_end_real_model(tmp_path: Path) -> None:
     from joulescore.impact.hardware_specs import accelerators
     for chip in accelerators():
         if not chip.missing():
-            fr = floor_report(record, chip)
+            fr = floor_report(RunRecord.model_validate(record), chip)
             assert all(e.get("floor_j") is None or e["floor_j"] <= e["measured_j"] for e in fr["phases"].values())
     p = _cli("project", record["run_id"], "--to", "H100,B200", "--db", str(db), "--json")
     assert p.returncode == 0, p.stderr

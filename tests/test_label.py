@@ -9,22 +9,15 @@ import numpy as np
 import pytest
 
 from joulescore.errors import BadInput
+from joulescore.model.record import RunRecord
 from joulescore.report.label import CARD_H_IN, CARD_W_IN, PNG_DPI, render_label
+from tests.records import make_record
 
 NASTY = 'evil<script>alert("x")</script> & $\\alpha$ model with a very long name that has to wrap somewhere'
 
 
-def record(kind: str = "estimated", name: str = "SmolLM2-135M-Instruct") -> dict:
-    return {
-        "run_id": "20260101-000000-abcdef", "created_at": "2026-01-01T00:00:00+00:00",
-        "tool": {"name": "joulescore", "version": "0.1.0"},
-        "model": {"name": name, "backend": "llama.cpp"}, "task": {"name": "sentiment"},
-        "hardware": {"cpu": "Intel Xeon (Emerald Rapids)", "logical_cpus": 2, "gpus": []},
-        "meter": {"kind": kind, "sources": ["estimator"], "uncertainty_pct": 47},
-        "config": {"protocol": "energy-score", "batch_size": 1, "max_new_tokens": 10},
-        "wh_per_1000_queries": 1.706, "j_per_output_token": 0.6141, "j_per_query": 6.141,
-        "quality": {"metric": "accuracy", "value": 0.82, "n": 100},
-    }
+def record(kind: str = "estimated", name: str = "SmolLM2-135M-Instruct") -> RunRecord:
+    return make_record(model={"name": name}, meter={"kind": kind})
 
 
 def test_png_label_is_rendered_at_card_size_and_not_blank(tmp_path: Path) -> None:

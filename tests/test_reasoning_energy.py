@@ -106,9 +106,10 @@ def test_record_counts_truncated_reasoning_and_does_not_score_it() -> None:
         rows.append(row)
     plan = plan_reasoning("on", "qwen3", 8)
     spec = {"config": {"reasoning": "on", "max_new_tokens": 8}, "reasoning": plan.as_dict(),
-            "model": {}, "task": {"metric": "final_number"}, "hardware": {}, "meter": {"kind": "measured"}}
+            "model": {"name": "m", "backend": "fake"}, "task": {"name": "reasoning", "metric": "final_number"},
+            "hardware": {}, "meter": {"kind": "measured"}}
     run = RunRow("r1", "t", "t", "complete", 3, None, None, spec, None)
-    record = build_record(run, rows, "test")
+    record = build_record(run, rows, "test").as_json()
     counts, energy = record["counts"], record["energy"]
     assert record["config"]["reasoning"]["family"] == "qwen3"
     assert (counts["reasoning_tokens"], counts["answer_tokens"]) == (4 + 4 + 3, 1 + 0 + 1)
@@ -130,7 +131,7 @@ def test_a_run_without_a_reasoning_mode_is_unchanged() -> None:
 
 
 def test_family_is_detected_from_the_backend_or_overridden() -> None:
-    from joulescore.bench.config import RunConfig
+    from joulescore.model.config import RunConfig
     from joulescore.bench.session import reasoning_plan
 
     class Qwen3Like(ScriptedBackend):

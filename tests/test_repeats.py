@@ -9,6 +9,7 @@ import pytest
 
 from conftest import assert_one_line_error, cli
 from joulescore.bench.repeats import repeat_variance, spread
+from tests.records import make_record
 
 
 def test_spread_on_known_values() -> None:
@@ -20,8 +21,8 @@ def test_spread_on_known_values() -> None:
 
 
 def test_repeat_variance_reads_each_headline_figure() -> None:
-    records = [{"run_id": f"r{i}", "meter": {"kind": "estimated"}, "j_per_query": v,
-                "j_per_output_token": v / 10, "wh_per_1000_queries": v / 3.6, "tokens_per_s": 20.0}
+    records = [make_record(run_id=f"r{i}", meter={"kind": "estimated"}, j_per_query=v,
+                           j_per_output_token=v / 10, wh_per_1000_queries=v / 3.6, tokens_per_s=20.0)
                for i, v in enumerate((1.0, 3.0))]
     v = repeat_variance(records)
     assert v["run_ids"] == ["r0", "r1"] and v["meter_kind"] == ["estimated"]

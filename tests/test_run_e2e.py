@@ -179,10 +179,10 @@ def test_prefix_cache_reuse_is_counted_and_can_be_switched_off(db: Path) -> None
     cached = json.loads(cli(*args, db=db).stdout)
     counts = cached["counts"]
     assert 0 < counts["cached_input_tokens"] < counts["input_tokens"]
-    assert cached["config"]["prompt_cache"] is True and cached["model"]["extra"]["prompt_cache"] is True
+    assert cached["config"]["engine"]["prompt_cache"] is True and cached["model"]["extra"]["prompt_cache"] is True
     fresh = json.loads(cli(*args, "--no-prompt-cache", db=db).stdout)
     assert fresh["counts"]["cached_input_tokens"] == 0
     assert fresh["counts"]["input_tokens"] == counts["input_tokens"]  # same prompts, all prefilled
-    assert fresh["config"]["prompt_cache"] is False
+    assert fresh["config"]["engine"]["prompt_cache"] is False
     shown = cli("show", cached["run_id"], db=db)
     assert "from the prefix cache" in shown.stdout

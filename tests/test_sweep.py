@@ -109,7 +109,7 @@ def test_shipped_example_plans_expand_to_the_issue_grid(name: str, task: str) ->
     plan = load_plan(Path(__file__).parent.parent / "examples" / name)
     grid = variants(plan)
     assert plan.task == task and plan.limit == 100 and len(grid) == 10
-    assert {(c.backend, c.quantization, c.batch_size) for _, c in grid} == {
+    assert {(c.backend, getattr(c.engine, "quantization", None), c.batch_size) for _, c in grid} == {
         (b, q, n) for b, q in (("llama.cpp", None), ("transformers", None), ("transformers", "int8"),
                                ("onnxruntime", None), ("onnxruntime", "int8")) for n in (1, 4)}
     assert all(c.task == task and c.limit == 100 for _, c in grid)

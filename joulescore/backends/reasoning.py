@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Mode = Literal["off", "on", "low", "medium", "high"]
 Method = Literal["native", "prompted"]
@@ -25,8 +25,10 @@ SplitFormat = Literal["think", "harmony", "prompted", "none"]
 #: the marker (scored whole, no reasoning counted); none: no reasoning section at all.
 State = Literal["closed", "truncated", "unclosed", "unmarked", "none"]
 
-MODES: tuple[str, ...] = ("off", "on", "low", "medium", "high")
-FAMILIES: tuple[str, ...] = ("qwen3", "deepseek-r1", "smollm3", "gpt-oss", "none")
+ReasoningMode = Mode
+ReasoningFamily = Literal["qwen3", "deepseek-r1", "smollm3", "gpt-oss", "none"]
+MODES: tuple[str, ...] = get_args(ReasoningMode)
+FAMILIES: tuple[str, ...] = get_args(ReasoningFamily)
 
 #: Output-token budgets (max new tokens) when the user gives none.  Reasoning
 #: needs room: a thinking model cut off mid-thought produces no answer at all.

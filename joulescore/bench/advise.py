@@ -16,9 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from joulescore import __version__
-from joulescore.bench.record import build_record
 from joulescore.errors import BadInput
+from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import Store
 
 
@@ -28,24 +27,25 @@ class Candidate:
     status: str
     run_id: str | None
     reason: str | None
-    record: dict[str, Any] | None
+    record: RunRecord | None
 
     @property
     def usable(self) -> bool:
-        return self.record is not None and self.record["counts"]["succeeded"] > 0 and \
-            self.record["j_per_query"] is not None
+        return self.record is not None and self.record.counts.succeeded > 0 and self.record.j_per_query is not None
 
     @property
     def energy_j(self) -> float:
-        return float(self.record["j_per_query"]) if self.record else float("inf")
+        return float(self.record.j_per_query) if self.record and self.record.j_per_query is not None \
+            else float("inf")
 
     @property
     def p90_s(self) -> float:
-        return float((self.record or {}).get("latency", {}).get("e2e_s", {}).get("p90") or float("inf"))
+        p90 = self.record.latency.e2e_s.p90 if self.record else None
+        return float(p90) if p90 else float("inf")
 
     @property
     def quality(self) -> float | None:
-        return (self.record or {}).get("quality", {}).get("value")
+        return self.record.quality.value if self.record else None
 
 
 def parse_seconds(text: str) -> float:
@@ -65,7 +65,7 @@ def candidates(store: Store, sweep_id: str) -> tuple[dict[str, Any], list[Candid
     for r in rows:
         record = None
         if r["run_id"]:
-            record = build_record(store.get_run(r["run_id"]), store.results(r["run_id"]), __version__)
+            record = store.record(r["run_id"])
         out.append(Candidate(r["variant"], r["status"], r["run_id"], r["reason"], record))
     return plan, out
 
@@ -110,10 +110,11 @@ def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_
     base_name = plan.get("baseline")
     baseline = next((c for c in usable if base_name and (c.variant == base_name or c.variant.startswith(f"{base_name}/"))),
                     usable[0])
-    hib = (baseline.record or {}).get("quality", {}).get("higher_is_better")
+    assert baseline.record is not None  # usable
+    hib = baseline.record.quality.higher_is_better
     notes = []
     if hib is None:
-        notes.append(f"quality metric {baseline.record['quality']['metric']!r} has no better direction: "
+        notes.append(f"quality metric {baseline.record.quality.metric!r} has no better direction: "
                      "it is shown, but --max-quality-drop cannot apply and it does not rank variants")
 
     def fits(c: Candidate) -> bool:
@@ -129,17 +130,17 @@ def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_
     chosen = min(feasible, key=lambda c: c.energy_j) if feasible else None
     rows = []
     for c in cands:
-        rec = c.record or {}
+        rec = c.record
         rows.append({
             "variant": c.variant, "status": c.status, "run_id": c.run_id, "reason": c.reason,
-            "j_per_query": rec.get("j_per_query"), "wh_per_1000_queries": rec.get("wh_per_1000_queries"),
-            "j_per_output_token": rec.get("j_per_output_token"),
-            "steady_j_per_output_token": (rec.get("steady_state") or {}).get("j_per_output_token"),
-            "tokens_per_s": rec.get("tokens_per_s"), "p90_latency_s": None if not c.usable else c.p90_s,
-            "quality": c.quality, "energy_kind": (rec.get("meter") or {}).get("kind"),
+            "j_per_query": rec and rec.j_per_query, "wh_per_1000_queries": rec and rec.wh_per_1000_queries,
+            "j_per_output_token": rec and rec.j_per_output_token,
+            "steady_j_per_output_token": rec.steady_state.j_per_output_token if rec and rec.steady_state else None,
+            "tokens_per_s": rec and rec.tokens_per_s, "p90_latency_s": None if not c.usable else c.p90_s,
+            "quality": c.quality, "energy_kind": rec and rec.meter.kind,
             "pareto": c in front, "meets_limits": c in feasible,
         })
-    out: dict[str, Any] = {"sweep_id": sweep_id, "task": plan.get("task"), "baseline": baseline.variant,
+    out: dict[str, Any] = {"sweep_id": sweep_id, "task": (plan.get("base") or plan).get("task", "chat"), "baseline": baseline.variant,
                            "limits": {"max_quality_drop": max_quality_drop, "max_p90_latency_s": max_p90_s},
                            "variants": rows, "pareto": [c.variant for c in front], "notes": notes,
                            "recommended": None}
@@ -151,7 +152,7 @@ def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_
             "j_per_query": chosen.energy_j, "baseline_j_per_query": baseline.energy_j,
             "quality_delta": None if delta is None else round(delta, 6),
             "quality_delta_points": None if delta is None or hib is None else round(100 * delta, 4),
-            "quality_metric": (chosen.record or {}).get("quality", {}).get("metric"),
-            "p90_latency_s": chosen.p90_s, "energy_kind": (chosen.record or {}).get("meter", {}).get("kind"),
+            "quality_metric": chosen.record.quality.metric if chosen.record else None,
+            "p90_latency_s": chosen.p90_s, "energy_kind": chosen.record.meter.kind if chosen.record else None,
         }
     return out

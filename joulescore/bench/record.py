@@ -9,25 +9,16 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, RunRow
 from joulescore.tasks.metrics import Quality, Response, score
-
-J_PER_WH = 3600.0
+from joulescore.units import J_PER_WH
+from joulescore.units import percentiles as _percentiles
 
 
 def _r(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
-
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-    ordered = sorted(values)
-
-    def pick(pct: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, -(-len(ordered) * pct // 100) - 1))]
-
-    return {"p50": pick(50), "p90": pick(90), "p99": pick(99), "max": ordered[-1]}
 
 
 def run_status(run: RunRow, results: list[ResultRow]) -> str:
@@ -117,8 +108,11 @@ def steady_state(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, An
     }
 
 
-def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> dict[str, Any]:
-    """The run record printed by ``run --json`` and written to run.json."""
+def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> RunRecord:
+    """The run record printed by ``run --json`` and written to run.json.
+
+    ``tool_version`` is used only for runs stored before the spec kept the version that ran them.
+    """
     spec = run.spec
     ok = [r for r in results if r.ok]
     domains: dict[str, float] = {}
@@ -143,10 +137,10 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
     if "reasoning" in spec:
         config["reasoning"] = spec["reasoning"]
     batch_size = spec["config"].get("batch_size", 1)
-    return {
+    return RunRecord.model_validate({
         "run_id": run.run_id,
         "status": run_status(run, results),
-        "tool": {"name": "joulescore", "version": tool_version},
+        "tool": {"name": "joulescore", "version": spec.get("tool_version", tool_version)},
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "model": spec["model"],
@@ -205,4 +199,20 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> di
         "steady_state": steady_state(spec, results) if batch_size > 1 else None,
         "quality": quality.as_dict(),
         "errors": sorted({r.error for r in results if r.error})[:10],
+        "sweep": spec.get("sweep"),
+    })
+
+
+def summary_row(run: RunRow) -> dict[str, Any]:
+    """One line of ``joulescore runs``: from the stored record where the run has one."""
+    rec = run.record or {}
+    return {
+        "run_id": run.run_id,
+        "status": run.status,
+        "model": run.spec["model"]["name"],
+        "task": run.spec["task"]["name"],
+        "prompts": f"{(rec.get('counts') or {}).get('done', '?')}/{run.num_prompts}",
+        "wh": rec.get("wh_per_1000_queries"),
+        "jpt": rec.get("j_per_output_token"),
+        "kind": run.spec["meter"]["kind"],
     }

@@ -11,6 +11,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from joulescore.model.record import RunRecord
+
 FIGURES = ("j_per_query", "j_per_output_token", "wh_per_1000_queries", "tokens_per_s")
 
 
@@ -31,10 +33,10 @@ def spread(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def repeat_variance(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def repeat_variance(records: Sequence[RunRecord]) -> dict[str, Any]:
     """The spread of each headline figure across repeated runs of one configuration."""
-    return {
-        "run_ids": [r["run_id"] for r in records],
-        "meter_kind": sorted({r["meter"]["kind"] for r in records}),
-        **{name: spread([r[name] for r in records if r.get(name) is not None]) for name in FIGURES},
-    }
+    figures: dict[str, Any] = {}
+    for name in FIGURES:
+        values = [getattr(r, name) for r in records]
+        figures[name] = spread([v for v in values if v is not None])
+    return {"run_ids": [r.run_id for r in records], "meter_kind": sorted({r.meter.kind for r in records}), **figures}

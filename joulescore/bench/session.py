@@ -19,8 +19,7 @@ from joulescore import __version__
 from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
 from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
-from joulescore.bench.config import RunConfig
-from joulescore.bench.record import build_record, run_status
+from joulescore.backends.options import OpenAIOptions
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
 from joulescore.errors import BadInput, StoreError
 from joulescore.hardware import hardware_info
@@ -28,6 +27,8 @@ from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter
 from joulescore.meters.estimator import tree_cpu_s
 from joulescore.meters.monitor import idle_power_w
+from joulescore.model.config import RunConfig
+from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import Store
 from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, load_spec, task_names
 
@@ -82,31 +83,6 @@ def task_spec(config: RunConfig) -> TaskSpec:
                        config.reference_field)
 
 
-ENGINE_SETTINGS = {
-    "llama.cpp": (),
-    "transformers": ("dtype", "quantization", "device"),
-    "onnxruntime": ("dtype", "quantization", "device"),
-    "openai": ("endpoint", "serve"),
-}
-
-
-def backend_options(config: RunConfig) -> dict[str, Any]:
-    """The engine's keyword arguments; a setting the engine does not take is a one-line error."""
-    given = {k: getattr(config, k) for k in ("dtype", "quantization", "device", "endpoint", "serve")
-             if getattr(config, k) is not None}
-    takes = ENGINE_SETTINGS.get(config.backend, ())
-    wrong = [k for k in given if k not in takes]
-    if wrong:
-        raise BadInput(f"backend {config.backend} does not take --{wrong[0]}"
-                       + (" (llama.cpp's quantization is the GGUF file's)" if config.backend == "llama.cpp" else ""))
-    options: dict[str, Any] = {"threads": config.threads, "n_ctx": config.n_ctx, "seed": config.seed, **given}
-    if config.backend == "openai":
-        options.update(timeout_s=config.request_timeout_s, retries=config.retries)
-    if config.backend == "llama.cpp":
-        options["prompt_cache"] = config.prompt_cache
-    return options
-
-
 def prepare(config: RunConfig) -> Prepared:
     """Load the task, its prompts, the model and the meter; any problem is a one-line error."""
     spec = task_spec(config)
@@ -119,10 +95,10 @@ def prepare(config: RunConfig) -> Prepared:
     prompts, dataset_path = load_prompts(spec, dataset, for_encoder=encoder)
     if config.limit is not None:
         prompts = prompts[: config.limit]
-    options = backend_options(config)
     # A served engine is a live child: count its process tree's CPU time, not just ours.
-    meter = select_meter(config.meter, cpu_seconds=tree_cpu_s) if config.serve else select_meter(config.meter)
-    backend = load_backend(config.backend, config.model, **options)
+    serving = isinstance(config.engine, OpenAIOptions) and config.engine.serve
+    meter = select_meter(config.meter, cpu_seconds=tree_cpu_s) if serving else select_meter(config.meter)
+    backend = load_backend(config.backend, config.model, **config.engine_kwargs())
     try:
         backend.check_task(spec)
     except BadInput:
@@ -161,20 +137,18 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
     }
 
 
-def finish(store: Store, run_id: str, out_dir: Path | None) -> dict[str, Any]:
+def finish(store: Store, run_id: str, out_dir: Path | None) -> RunRecord:
     """Rebuild the record from the stored rows, store it, and write run.json."""
-    run = store.get_run(run_id)
-    results = store.results(run_id)
-    record = build_record(run, results, __version__)
-    store.set_status(run_id, run_status(run, results), record)
+    record = store.record(run_id)
+    store.set_status(run_id, record.status, record)
     if out_dir is not None:
         target = out_dir / run_id
         try:
             target.mkdir(parents=True, exist_ok=True)
-            (target / "run.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            (target / "run.json").write_text(json.dumps(record.as_json(), indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise BadInput(f"cannot write run.json to {target}: {exc.strerror}") from None
-        record["run_json"] = str(target / "run.json")
+        record.run_json = str(target / "run.json")
     return record
 
 
@@ -193,7 +167,7 @@ def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory |
 
 def start(config: RunConfig, store: Store, out_dir: Path | None,
           progress: ProgressFactory | None = None, sweep: dict[str, Any] | None = None,
-          ) -> tuple[dict[str, Any], RunOutcome]:
+          ) -> tuple[RunRecord, RunOutcome]:
     """A new run: prepare, store its settings, answer every prompt, report."""
     p = prepare(config)
     try:
@@ -219,7 +193,7 @@ def _pid_alive(pid: int | None) -> bool:
 
 
 def resume(run_id: str, store: Store, out_dir: Path | None,
-           progress: ProgressFactory | None = None) -> tuple[dict[str, Any], RunOutcome]:
+           progress: ProgressFactory | None = None) -> tuple[RunRecord, RunOutcome]:
     """Finish a stored run with the settings it was started with; each prompt counts once."""
     run = store.get_run(run_id)
     if run.status == "running" and run.host == os.uname().nodename and _pid_alive(run.pid):

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from joulescore.bench.config import ENERGY_SCORE_NEW_TOKENS, Protocol, RunConfig
+from joulescore.model.config import RunConfig, describe_error, engine_option_names
 from joulescore.errors import BadInput, JoulescoreError
+from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, Store
 
 #: what a variant may fail with and still let the sweep go on (a bug elsewhere still stops it)
@@ -31,38 +32,36 @@ VARIANT_FAILURES = (JoulescoreError, MemoryError, RuntimeError, OSError, ImportE
 
 
 class Engine(BaseModel):
-    """One engine setting of the grid."""
+    """One engine setting of the grid: a backend and its options (checked by the run settings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
     name: str | None = None
     backend: str
-    dtype: str | None = None
-    quantization: str | None = None
-    device: str | None = None
-    endpoint: str | None = None
-    serve: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The backend and its options, as run settings."""
+        return {"backend": self.backend, **(self.model_extra or {})}
 
     def label(self) -> str:
-        return self.name or "-".join(x for x in (self.backend, self.dtype, self.quantization) if x)
+        extra = self.model_extra or {}
+        return self.name or "-".join(str(x) for x in (self.backend, extra.get("dtype"), extra.get("quantization")) if x)
+
+
+#: plan keys that are not run settings: the grid's axes and how to run it
+PLAN_KEYS = ("name", "base", "models", "batch_sizes", "engines", "baseline", "executor", "ray_address", "ray_num_cpus")
 
 
 class Plan(BaseModel):
-    """A sweep plan, as written in YAML (see examples/plan.yaml)."""
+    """A sweep plan (see examples/plan.yaml): run settings shared by every variant, and the grid's axes.
+
+    In YAML the shared settings (task, limit, protocol, warmup...) sit at the top
+    level beside the axes; here they are ``base``, and each variant is the
+    :class:`RunConfig` of ``base`` plus one model, one engine and one batch size.
+    """
 
     model_config = ConfigDict(extra="forbid")
     name: str = "sweep"
-    task: str = "chat"
-    dataset: str | None = None
-    limit: int | None = Field(None, ge=1)
-    protocol: Protocol = "energy-score"
-    max_new_tokens: int | None = Field(None, ge=1)
-    warmup: int = Field(10, ge=0)
-    meter: str = "auto"
-    threads: int | None = Field(None, ge=1)
-    n_ctx: int = Field(4096, ge=128)
-    #: llama.cpp variants: reuse the KV cache of the prefix shared with the previous prompt
-    prompt_cache: bool = True
-    seed: int = 0
+    base: dict[str, Any] = Field(default_factory=dict)
     models: list[str] = Field(default_factory=lambda: ["smollm2-135m"], min_length=1)
     batch_sizes: list[int] = Field(default_factory=lambda: [1], min_length=1)
     engines: list[Engine] = Field(min_length=1)
@@ -71,46 +70,115 @@ class Plan(BaseModel):
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     #: CPUs each Ray task reserves (default: all of the driver's, i.e. one variant per node)
-    ray_num_cpus: float | None = None
+    ray_num_cpus: float | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_settings(cls, data: Any) -> Any:
+        """Top-level run settings (task, limit, ...) go to ``base``; unknown keys stay and are refused."""
+        if not isinstance(data, dict):
+            return data
+        settings = set(RunConfig.model_fields) | set(engine_option_names())
+        base = dict(data.get("base") or {})
+        rest = {}
+        for key, value in data.items():
+            if key not in PLAN_KEYS and key in settings:
+                base[key] = value
+            elif key != "base":
+                rest[key] = value
+        return {**rest, "base": base}
+
+    @property
+    def task(self) -> str:
+        return str(self.base.get("task", RunConfig.model_fields["task"].default))
+
+    @property
+    def limit(self) -> int | None:
+        return self.base.get("limit")
+
+
+def _plan_error(path: Path, where: list[Any], message: str, lines: dict[tuple[Any, ...], int]) -> BadInput:
+    """A plan problem as one line: the file, the line of the key (where YAML knows it), the key and what is wrong."""
+    key = ".".join(str(x) for x in where)
+    for n in range(len(where), 0, -1):
+        line = lines.get(tuple(where[:n]))
+        if line is not None:
+            return BadInput(f"sweep plan {path}: line {line}: {key}: {message}")
+    return BadInput(f"sweep plan {path}: {key}: {message}" if key else f"sweep plan {path}: {message}")
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Where each key (and list item) of a YAML document starts, 1-based."""
+    out: dict[tuple[Any, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, key.value)
+            out[path] = key.start_mark.line + 1
+            out.update(_key_lines(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = (*prefix, i)
+            out[path] = item.start_mark.line + 1
+            out.update(_key_lines(item, path))
+    return out
 
 
 def load_plan(path: Path) -> Plan:
-    """A plan file, checked; any problem is a one-line error."""
+    """A plan file, checked down to every variant's settings; any problem is a one-line error."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+        lines = _key_lines(root) if root is not None else {}
     except OSError as exc:
         raise BadInput(f"cannot read sweep plan {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise BadInput(f"sweep plan {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is not None and not isinstance(data, dict):
+        raise BadInput(f"sweep plan {path}: expected a mapping of settings, got {type(data).__name__}")
     try:
-        return Plan.model_validate(data or {})
+        plan = Plan.model_validate(data or {})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise BadInput(f"sweep plan {path}: {where}: {err['msg']}") from None
+        first = exc.errors()[0]
+        loc = [x for x in first["loc"] if x != "base"]
+        raise _plan_error(path, loc, describe_error(first, flags=False), lines) from None
+    try:
+        variants(plan)
+    except VariantError as exc:
+        raise _plan_error(path, exc.where, exc.message, lines) from None
+    return plan
+
+
+class VariantError(BadInput):
+    """A variant's settings are invalid; ``where`` is the plan key that made them."""
+
+    def __init__(self, where: list[Any], message: str) -> None:
+        super().__init__(message)
+        self.where, self.message = where, message
 
 
 def variants(plan: Plan) -> list[tuple[str, RunConfig]]:
     """Every (name, run settings) of the grid, in plan order: model, engine, batch size."""
-    from joulescore.tasks.spec import load_spec
-
-    if plan.max_new_tokens is not None:
-        new_tokens = plan.max_new_tokens
-    else:
-        new_tokens = ENERGY_SCORE_NEW_TOKENS if plan.protocol == "energy-score" else \
-            load_spec(plan.task).natural_max_new_tokens
     out = []
     for model in plan.models:
-        for engine in plan.engines:
+        for e, engine in enumerate(plan.engines):
             for batch in plan.batch_sizes:
                 name = f"{engine.label()}/b{batch}" + (f"/{model}" if len(plan.models) > 1 else "")
-                config = RunConfig(
-                    model=model, task=plan.task, dataset=plan.dataset, backend=engine.backend, meter=plan.meter,
-                    protocol=plan.protocol, max_new_tokens=new_tokens, limit=plan.limit, warmup=plan.warmup,
-                    batch_size=batch, seed=plan.seed, threads=plan.threads, n_ctx=plan.n_ctx,
-                    prompt_cache=plan.prompt_cache, dtype=engine.dtype,
-                    quantization=engine.quantization, device=engine.device, endpoint=engine.endpoint,
-                    serve=engine.serve)
+                settings = {**plan.base, "model": model, "batch_size": batch, **engine.options()}
+                try:
+                    config = RunConfig.model_validate(settings)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    field = next((str(x) for x in reversed(first["loc"]) if isinstance(x, str)), "")
+                    if field in engine.options() or not field:
+                        where: list[Any] = ["engines", e] + ([field] if field else [])
+                    elif field == "batch_size":
+                        where = ["batch_sizes", plan.batch_sizes.index(batch)]
+                    elif field == "model":
+                        where = ["models", plan.models.index(model)]
+                    else:
+                        where = [field]
+                    raise VariantError(where, describe_error(first, flags=False)) from None
                 out.append((name, config))
     names = [n for n, _ in out]
     if len(set(names)) != len(names):
@@ -139,13 +207,13 @@ def _run_portable(config: dict[str, Any], sweep: dict[str, Any]) -> dict[str, An
             record, _ = session.start(RunConfig.model_validate(config), store, None, sweep=sweep)
         except VARIANT_FAILURES as exc:
             return {"error": _reason(exc)}
-        run = store.get_run(record["run_id"])
+        run = store.get_run(record.run_id)
         rows = [asdict(r) for r in store.results(run.run_id)]
         store.close()
     return {"run_id": run.run_id, "num_prompts": run.num_prompts, "spec": run.spec, "rows": rows}
 
 
-def _store_portable(store: Store, out_dir: Path | None, payload: dict[str, Any]) -> dict[str, Any]:
+def _store_portable(store: Store, out_dir: Path | None, payload: dict[str, Any]) -> RunRecord:
     from joulescore.bench import session
 
     store.create_run(payload["run_id"], payload["num_prompts"], payload["spec"])
@@ -180,7 +248,8 @@ def _ray_tasks(plan: Plan, jobs: list[tuple[int, str, RunConfig]], sweep_id: str
 
 
 def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = False,
-              report: Callable[[str, dict[str, Any]], None] | None = None, resume_id: str | None = None) -> str:
+              report: Callable[[str, RunRecord | str], None] | None = None, resume_id: str | None = None,
+              on_start: Callable[[str], None] | None = None) -> str:
     """Run every variant of the plan, store each as a run, and return the sweep id.
 
     ``resume_id`` carries on an interrupted sweep: finished variants are kept,
@@ -204,22 +273,25 @@ def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = Fa
             if link.get("id") == sweep_id:
                 started[link["variant"]] = run.run_id
 
-    def settle(pos: int, name: str, config: RunConfig, outcome: dict[str, Any]) -> None:
+    def settle(pos: int, name: str, config: RunConfig, outcome: RunRecord | str) -> None:
+        """Store a variant's outcome: its run's record, or the reason (a string) it has none."""
         settings = config.model_dump()
-        if "error" in outcome:
-            store.set_variant(sweep_id, pos, name, settings, "failed", reason=outcome["error"])
+        if isinstance(outcome, str):
+            store.set_variant(sweep_id, pos, name, settings, "failed", reason=outcome)
         else:
-            store.set_variant(sweep_id, pos, name, settings, outcome["status"], run_id=outcome["run_id"])
+            store.set_variant(sweep_id, pos, name, settings, outcome.status, run_id=outcome.run_id)
         if report is not None:
             report(name, outcome)
 
+    if on_start is not None:
+        on_start(sweep_id)  # before any variant runs, so an interrupted sweep can be found again
     todo = grid_left if resume_id is not None else list(enumerate(grid))
     if use_ray or plan.executor == "ray":
         gather = _ray_tasks(plan, [(pos, name, c) for pos, (name, c) in todo if name not in started], sweep_id)
         for pos, payload in gather():
             name, config = grid[pos]
-            outcome = payload if "error" in payload else _store_portable(store, out_dir, payload)
-            settle(pos, name, config, outcome)
+            settle(pos, name, config, payload["error"] if "error" in payload
+                   else _store_portable(store, out_dir, payload))
         return sweep_id
 
     from joulescore.bench import session
@@ -231,7 +303,7 @@ def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = Fa
             else:
                 record, outcome = session.start(config, store, out_dir, sweep={"id": sweep_id, "variant": name})
         except VARIANT_FAILURES as exc:
-            settle(pos, name, config, {"error": _reason(exc)})
+            settle(pos, name, config, _reason(exc))
             continue
         settle(pos, name, config, record)
         if outcome.interrupted:

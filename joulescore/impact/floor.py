@@ -26,6 +26,7 @@ from typing import Any
 from joulescore.impact.gguf import KvShape, kv_shape
 from joulescore.impact.hardware_specs import ChipSpec, cpu_spec, find_accelerator
 from joulescore.errors import BadInput
+from joulescore.model.record import RunRecord
 
 # Bytes per weight for GGUF/llama.cpp quantization names, used only when the
 # file size is unknown (block scales included, e.g. Q4_0 = 18 bytes / 32 weights).
@@ -59,28 +60,26 @@ class Workload:
         return self.kv.bytes_per_token * mean_context
 
 
-def workload(record: dict[str, Any], active_params: float | None = None) -> Workload:
-    model = record.get("model") or {}
-    counts = record.get("counts") or {}
-    params = active_params or model.get("parameters")
+def workload(record: RunRecord, active_params: float | None = None) -> Workload:
+    model, counts = record.model, record.counts
+    params = active_params or model.parameters
     if not params:
-        raise BadInput(f"run {record.get('run_id')} does not record the model's parameter count; "
+        raise BadInput(f"run {record.run_id} does not record the model's parameter count; "
                        "give --active-params")
-    extra = model.get("extra") or {}
-    weight_bytes = extra.get("size_bytes")
+    weight_bytes = model.extra.get("size_bytes")
     if not weight_bytes:
-        quant = (str(model.get("quantization") or "").upper().split() or [""])[0]
+        quant = (str(model.quantization or "").upper().split() or [""])[0]
         per = _BYTES_PER_WEIGHT.get(quant)
         weight_bytes = params * per if per else params * 2.0
-    batch = int((record.get("config") or {}).get("batch_size") or 1)
+    batch = int(record.config.get("batch_size") or 1)
     return Workload(
         parameters=float(params),
         weight_bytes=float(weight_bytes),
-        queries=int(counts.get("succeeded") or 0),
-        input_tokens=int(counts.get("input_tokens") or 0),
-        output_tokens=int(counts.get("output_tokens") or 0),
+        queries=counts.succeeded,
+        input_tokens=counts.input_tokens,
+        output_tokens=counts.output_tokens,
         batch_size=max(1, batch),
-        kv=kv_shape(model.get("path"), model.get("architecture")),
+        kv=kv_shape(model.path, model.architecture),
     )
 
 
@@ -111,12 +110,11 @@ def phase_floors(w: Workload, chip: ChipSpec) -> dict[str, PhaseFloor] | None:
     }
 
 
-def run_chip(record: dict[str, Any]) -> tuple[ChipSpec | None, str]:
+def run_chip(record: RunRecord) -> tuple[ChipSpec | None, str]:
     """The chip that did the work in this run, as the tables know it, and what it is."""
-    hw = record.get("hardware") or {}
-    meter = record.get("meter") or {}
-    gpus = hw.get("gpus") or []
-    if gpus and "gpu" in " ".join(meter.get("includes") or []).lower():
+    hw = record.hardware
+    gpus = hw.gpus
+    if gpus and "gpu" in " ".join(record.meter.includes).lower():
         name = str(gpus[0].get("name", "")) if isinstance(gpus[0], dict) else str(gpus[0])
         # nvidia-smi says e.g. "NVIDIA H100 80GB HBM3": try the whole name, then each model-like word
         words = [name.replace("NVIDIA", "").strip()] + [t for t in name.split() if any(ch.isdigit() for ch in t)]
@@ -126,22 +124,21 @@ def run_chip(record: dict[str, Any]) -> tuple[ChipSpec | None, str]:
             except BadInput:
                 continue
         return None, name
-    return cpu_spec(hw.get("cpu"), hw.get("cpu_microarchitecture")), str(hw.get("cpu") or "unknown CPU")
+    return cpu_spec(hw.cpu, hw.cpu_microarchitecture), hw.cpu or "unknown CPU"
 
 
-def floor_report(record: dict[str, Any], chip: ChipSpec | None = None, *, hardware_name: str | None = None,
+def floor_report(record: RunRecord, chip: ChipSpec | None = None, *, hardware_name: str | None = None,
                  active_params: float | None = None) -> dict[str, Any]:
     """The floor section of a run: per phase floor, measured, efficiency; or why there is none."""
     if chip is None:
         chip, found_name = run_chip(record)
         hardware_name = hardware_name or found_name
     name = hardware_name or (chip.name if chip else "unknown")
-    energy = record.get("energy") or {}
-    measured = {"prefill": energy.get("prefill_j"), "decode": energy.get("decode_j")}
+    measured = {"prefill": record.energy.prefill_j, "decode": record.energy.decode_j}
     out: dict[str, Any] = {
         "hardware": name,
         "table_row": chip.name if chip else None,
-        "meter_kind": (record.get("meter") or {}).get("kind"),
+        "meter_kind": record.meter.kind,
         "available": False,
         "phases": {},
         "notes": [],

@@ -20,6 +20,7 @@ from typing import Any
 from joulescore.errors import BadInput
 from joulescore.impact.regions import Region
 from joulescore.reference import as_float, load_table
+from joulescore.model.record import RunRecord
 
 J_PER_KWH = 3.6e6
 SECONDS_PER_DAY = 86_400.0
@@ -156,23 +157,20 @@ def scale(it_j_per_query: float, queries_per_day: float, a: Assumptions) -> Scal
     )
 
 
-def it_energy(record: dict[str, Any]) -> dict[str, Any]:
+def it_energy(record: RunRecord) -> dict[str, Any]:
     """The run's IT energy per query (central, low, high) and what the meter covered."""
-    energy = record.get("energy") or {}
-    counts = record.get("counts") or {}
-    queries = counts.get("succeeded") or 0
-    total = energy.get("total_j")
+    queries = record.counts.succeeded
+    total = record.energy.total_j
     if not queries or not total:
-        raise BadInput(f"run {record.get('run_id')} has no answered queries with energy; nothing to assess")
-    meter = record.get("meter") or {}
-    low, high = energy.get("low_j"), energy.get("high_j")
+        raise BadInput(f"run {record.run_id} has no answered queries with energy; nothing to assess")
+    meter = record.meter
     return {
         "j_per_query": total / queries,
-        "low_j_per_query": (low if low is not None else total) / queries,
-        "high_j_per_query": (high if high is not None else total) / queries,
+        "low_j_per_query": record.energy.low_j / queries,
+        "high_j_per_query": record.energy.high_j / queries,
         "queries": queries,
-        "meter_kind": meter.get("kind", "unknown"),
-        "covers": list(meter.get("includes") or []),
-        "covers_short": "+".join(str(c).split(":")[0].strip().upper() for c in meter.get("includes") or []) or "unstated",
-        "uncertainty_pct": meter.get("uncertainty_pct"),
+        "meter_kind": meter.kind,
+        "covers": list(meter.includes),
+        "covers_short": "+".join(str(c).split(":")[0].strip().upper() for c in meter.includes) or "unstated",
+        "uncertainty_pct": meter.uncertainty_pct,
     }

@@ -24,6 +24,7 @@ from typing import Any
 from joulescore.impact.floor import Workload, floor_report, phase_floors
 from joulescore.impact.hardware_specs import ChipSpec, find_accelerator
 from joulescore.reference import as_float, load_table
+from joulescore.model.record import RunRecord
 
 _BYTES = {"bfloat16": 2.0, "fp8": 1.0, "mxfp4": 4.25 / 8}  # MXFP4: 4 bits + one 8-bit scale per 32
 _TEXT_TASKS = ("gpqa", "lm-arena-chat", "sourcegraph-fim")
@@ -60,7 +61,7 @@ def reference_efficiency() -> EfficiencyBand:
                           f"ML.ENERGY v3 best configs, {len(effs)} LLM rows on H100/B200 (GPU-only, best batch)")
 
 
-def project(record: dict[str, Any], targets: list[ChipSpec], source: ChipSpec | None = None,
+def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None = None,
             source_name: str | None = None) -> dict[str, Any]:
     """Each target's projected energy per phase and per query, with low/high bounds."""
     here = floor_report(record, source, hardware_name=source_name)
@@ -74,7 +75,7 @@ def project(record: dict[str, Any], targets: list[ChipSpec], source: ChipSpec | 
 
     w: Workload = workload(record)
     queries = max(1, w.queries)
-    energy = record.get("energy") or {}
+    energy = record.energy
     rows = []
     for chip in targets:
         floors = phase_floors(w, chip)
@@ -103,10 +104,10 @@ def project(record: dict[str, Any], targets: list[ChipSpec], source: ChipSpec | 
         })
     return {
         "kind": "PROJECTION",
-        "run_id": record.get("run_id"),
+        "run_id": record.run_id,
         "measured": {"hardware": here["hardware"], "meter_kind": here["meter_kind"],
-                     "j_per_query": energy.get("total_j", 0) / queries if energy.get("total_j") else None,
-                     "prefill_j": energy.get("prefill_j"), "decode_j": energy.get("decode_j"),
+                     "j_per_query": energy.total_j / queries if energy.total_j else None,
+                     "prefill_j": energy.prefill_j, "decode_j": energy.decode_j,
                      "floor_available": here["available"], "floor_reason": here.get("reason")},
         "efficiency": {"own": own or None, "reference": ref.__dict__},
         "workload": {"queries": w.queries, "input_tokens": w.input_tokens, "output_tokens": w.output_tokens,

@@ -27,7 +27,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from joulescore.model.record import RunRecord
 from joulescore.reference import as_float, load_table
+from joulescore.units import J_PER_WH
 
 Rule = Literal["equal-bins", "quintile"]
 RULES: tuple[str, ...] = ("equal-bins", "quintile")
@@ -35,7 +37,6 @@ MIN_PEERS = 5
 GB = 1e9
 CLASS_A_MAX_BYTES = 24 * GB
 CLASS_B_MAX_BYTES = 80 * GB
-J_PER_WH = 3600.0
 
 #: our task -> words in a published row's task that make it a fair reference for it
 REFERENCE_TASKS: dict[str, tuple[str, ...]] = {
@@ -98,22 +99,18 @@ def hardware_class(hardware: dict[str, Any]) -> str:
     return f"CPU {hardware.get('cpu_microarchitecture') or hardware.get('cpu', 'unknown')}"
 
 
-def row_from_record(record: dict[str, Any]) -> BoardRow:
+def row_from_record(record: RunRecord) -> BoardRow:
     """A stored run's record as a board row."""
-    model = record["model"]
-    extra = model.get("extra") or {}
-    q = record.get("quality") or {}
-    hw = record["hardware"]
+    model, q, hw = record.model, record.quality, record.hardware
     return BoardRow(
-        model=model["name"], task=record["task"]["name"], wh_per_1000=record.get("wh_per_1000_queries"),
-        j_per_token=record.get("j_per_output_token"), quality=q.get("value"),
-        quality_metric=q.get("metric", ""), higher_is_better=q.get("higher_is_better"),
-        hardware=f"{hw.get('cpu')}, {hw.get('logical_cpus')} CPUs"
-                 + (f", {len(hw['gpus'])} GPU(s)" if hw.get("gpus") else ""),
-        hardware_class=hardware_class(hw), protocol=record["config"]["protocol"],
-        size_class=size_class(extra.get("size_bytes"), model.get("parameters")),
-        kind=record["meter"]["kind"], run_id=record["run_id"], date=str(record.get("created_at", ""))[:10],
-        extra={"prompts": record["counts"]["succeeded"], "backend": model.get("backend")},
+        model=model.name, task=record.task.name, wh_per_1000=record.wh_per_1000_queries,
+        j_per_token=record.j_per_output_token, quality=q.value,
+        quality_metric=q.metric, higher_is_better=q.higher_is_better,
+        hardware=f"{hw.cpu}, {hw.logical_cpus} CPUs" + (f", {len(hw.gpus)} GPU(s)" if hw.gpus else ""),
+        hardware_class=hardware_class(hw.model_dump()), protocol=record.config["protocol"],
+        size_class=size_class(model.extra.get("size_bytes"), model.parameters),
+        kind=record.meter.kind, run_id=record.run_id, date=record.created_at[:10],
+        extra={"prompts": record.counts.succeeded, "backend": model.backend},
     )
 
 
@@ -215,10 +212,10 @@ def pareto(rows: Iterable[BoardRow]) -> list[BoardRow]:
     return [replace(r, pareto=on_front[id(r)]) if id(r) in on_front else r for r in rows]
 
 
-def build_board(records: Iterable[dict[str, Any]], task: str | None = None, rule: Rule = "equal-bins",
+def build_board(records: Iterable[RunRecord], task: str | None = None, rule: Rule = "equal-bins",
                 with_pareto: bool = False, with_references: bool = True) -> list[BoardRow]:
     """Ranked rows: per task, runs by energy (stars within peer groups), then the references."""
-    runs = [row_from_record(r) for r in records if r.get("status") == "complete"]
+    runs = [row_from_record(r) for r in records if r.status == "complete"]
     if task is not None:
         runs = [r for r in runs if r.task == task]
     rows = rate(runs, rule)
@@ -229,6 +226,16 @@ def build_board(records: Iterable[dict[str, Any]], task: str | None = None, rule
             rows.extend(reference_rows(name))
     return sorted(rows, key=lambda r: (r.task, r.is_reference, r.peer_key() if not r.is_reference else (),
                                        r.wh_per_1000 if r.wh_per_1000 is not None else math.inf))
+
+
+def run_stars(record: RunRecord, stored: Iterable[RunRecord], rule: Rule = "equal-bins") -> str:
+    """The stars line of ``joulescore run``: this run rated among its stored peers."""
+    if record.status != "complete":
+        return f"no stars: the run is {record.status}, only complete runs are rated"
+    me = row_from_record(record)
+    peers = [row_from_record(r) for r in stored if r.status == "complete" and r.run_id != record.run_id]
+    rated = rate([me, *[p for p in peers if p.task == me.task]], rule)
+    return stars_line(next(r for r in rated if r.run_id == me.run_id))
 
 
 def stars_text(stars: int | None) -> str:

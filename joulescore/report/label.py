@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from joulescore.errors import BadInput
+from joulescore.model.record import RunRecord
+from joulescore.units import energy_mark
+from joulescore.units import fmt as _fmt
 
 FORMATS = (".svg", ".png")
 CARD_W_IN, CARD_H_IN = 4.0, 6.0
@@ -33,10 +36,6 @@ def wrap(text: Any, width: int) -> str:
     return "\n".join(textwrap.wrap(safe(text), width=width, break_long_words=True)) or "-"
 
 
-def _fmt(value: float | None, spec: str = ".4g") -> str:
-    return "n/a" if value is None else f"{value:{spec}}"
-
-
 def _stars_from_line(line: str) -> int | None:
     """The star count from the run's stars line ("★★★☆☆ 3/5 ..."), None when unrated."""
     head = line.split(" ", 2)
@@ -45,7 +44,7 @@ def _stars_from_line(line: str) -> int | None:
     return None
 
 
-def render_label(record: dict[str, Any], stars_line: str, output: Path) -> Path:
+def render_label(record: RunRecord, stars_line: str, output: Path) -> Path:
     """Draw the label of ``record`` to ``output`` (.svg or .png) and return its path."""
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -55,15 +54,15 @@ def render_label(record: dict[str, Any], stars_line: str, output: Path) -> Path:
     suffix = output.suffix.lower()
     if suffix not in FORMATS:
         raise BadInput(f"label format must be .svg or .png, got {output.name!r}")
-    model, task, meter = record["model"], record["task"], record["meter"]
-    kind = meter["kind"]
+    model, task, meter = record.model, record.task, record.meter
+    kind = meter.kind
     measured = kind == "measured"
-    mark = "MEASURED" if measured else ("MIXED: PART ESTIMATED" if kind == "mixed" else "ESTIMATED")
+    mark = energy_mark(kind).upper()
     colour = MEASURED_GREEN if measured else ESTIMATED_ORANGE
-    hw = record["hardware"]
-    hardware = f"{hw.get('cpu')}, {hw.get('logical_cpus')} CPUs" + (
-        f", {', '.join(str(g.get('name')) for g in hw['gpus'])}" if hw.get("gpus") else "")
-    quality = record.get("quality") or {}
+    hw = record.hardware
+    hardware = f"{hw.cpu}, {hw.logical_cpus} CPUs" + (
+        f", {', '.join(str(g.get('name')) for g in hw.gpus)}" if hw.gpus else "")
+    quality = record.quality
 
     with matplotlib.rc_context({"svg.fonttype": "none", "font.family": "DejaVu Sans", "text.usetex": False}):
         fig = Figure(figsize=(CARD_W_IN, CARD_H_IN))
@@ -79,20 +78,20 @@ def render_label(record: dict[str, Any], stars_line: str, output: Path) -> Path:
         ax.text(0.5, 0.935, "AI ENERGY LABEL", color="white", ha="center", va="center", fontsize=14,
                 fontweight="bold")
         y = 0.865
-        for label_text, value, width in (("model", model["name"], 34), ("task", task["name"], 34),
+        for label_text, value, width in (("model", model.name, 34), ("task", task.name, 34),
                                          ("hardware", hardware, 40),
-                                         ("date", str(record.get("created_at", ""))[:10], 34)):
+                                         ("date", record.created_at[:10], 34)):
             body = wrap(value, width)
             ax.text(0.07, y, label_text.upper(), fontsize=6.5, color="#666666", va="top")
             ax.text(0.07, y - 0.022, body, fontsize=9 if label_text != "hardware" else 7.5, va="top",
                     fontweight="bold" if label_text == "model" else "normal", linespacing=1.2)
             y -= 0.06 + 0.026 * body.count("\n")
         y -= 0.01
-        ax.text(0.5, y, _fmt(record.get("wh_per_1000_queries")), ha="center", va="top", fontsize=26,
+        ax.text(0.5, y, _fmt(record.wh_per_1000_queries), ha="center", va="top", fontsize=26,
                 fontweight="bold", color=colour)
         ax.text(0.5, y - 0.075, "Wh per 1,000 queries", ha="center", va="top", fontsize=9)
-        ax.text(0.5, y - 0.105, f"{_fmt(record.get('j_per_output_token'))} J per output token   "
-                f"{_fmt(record.get('j_per_query'))} J per query", ha="center", va="top", fontsize=7.5)
+        ax.text(0.5, y - 0.105, f"{_fmt(record.j_per_output_token)} J per output token   "
+                f"{_fmt(record.j_per_query)} J per query", ha="center", va="top", fontsize=7.5)
         y -= 0.17
         stars = _stars_from_line(stars_line)
         for i in range(5):
@@ -103,18 +102,18 @@ def render_label(record: dict[str, Any], stars_line: str, output: Path) -> Path:
         ax.text(0.5, y - 0.045, note, ha="center", va="top", fontsize=7 if stars is None else 8.5)
         y -= 0.14 if stars is None else 0.1
         ax.text(0.07, y, "QUALITY", fontsize=6.5, color="#666666", va="top")
-        ax.text(0.07, y - 0.022, wrap(f"{quality.get('metric', 'n/a')} = {_fmt(quality.get('value'))}"
-                                      f" over {quality.get('n', 0)} prompts", 44), fontsize=8.5, va="top")
+        ax.text(0.07, y - 0.022, wrap(f"{quality.metric} = {_fmt(quality.value)}"
+                                      f" over {quality.n} prompts", 44), fontsize=8.5, va="top")
         y -= 0.075
         ax.add_patch(FancyBboxPatch((0.07, y - 0.06), 0.86, 0.06, boxstyle="round,pad=0,rounding_size=0.01",
                                     facecolor=colour, edgecolor=colour))
         ax.text(0.5, y - 0.03, mark, color="white", ha="center", va="center", fontsize=12, fontweight="bold")
-        source = ((meter.get("sources") or [kind])[0]).split(":")[0][:48]
-        ax.text(0.5, y - 0.07, safe(f"energy source: {source}, +/-{meter.get('uncertainty_pct', 0):.0f}%"),
+        source = ((meter.sources or [kind])[0]).split(":")[0][:48]
+        ax.text(0.5, y - 0.07, safe(f"energy source: {source}, +/-{meter.uncertainty_pct:.0f}%"),
                 ha="center", va="top", fontsize=6.5)
-        cfg = record["config"]
+        cfg = record.config
         footer = (f"protocol {cfg['protocol']} (batch {cfg['batch_size']}, {cfg['max_new_tokens']} new tokens)"
-                  f"  |  joulescore {record['tool']['version']}  |  run {record['run_id']}")
+                  f"  |  joulescore {record.tool.version}  |  run {record.run_id}")
         ax.text(0.5, 0.045, wrap(footer, 70), ha="center", va="bottom", fontsize=5.5, color="#444444")
         try:
             output.parent.mkdir(parents=True, exist_ok=True)

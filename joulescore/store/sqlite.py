@@ -16,9 +16,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joulescore.errors import StoreError
+
+if TYPE_CHECKING:
+    from joulescore.model.record import RunRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -177,13 +180,13 @@ class Store:
             (os.getpid(), os.uname().nodename, utc_now(), run_id),
         )
 
-    def set_status(self, run_id: str, status: str, record: dict[str, Any] | None = None) -> None:
+    def set_status(self, run_id: str, status: str, record: RunRecord | None = None) -> None:
         if record is None:
             self._write("UPDATE runs SET status=?, updated_at=? WHERE run_id=?", (status, utc_now(), run_id))
         else:
             self._write(
                 "UPDATE runs SET status=?, updated_at=?, record_json=? WHERE run_id=?",
-                (status, utc_now(), json.dumps(record), run_id),
+                (status, utc_now(), json.dumps(record.as_json()), run_id),
             )
 
     def get_run(self, run_id: str) -> RunRow:
@@ -207,6 +210,27 @@ class Store:
             " FROM runs ORDER BY created_at, run_id"
         ).fetchall()
         return [self._run_row(r) for r in rows]
+
+    def record(self, run_id: str) -> RunRecord:
+        """The one way to get a run's record: rebuilt from its stored rows, so it is always exact."""
+        from joulescore import __version__
+        from joulescore.bench.record import build_record
+
+        return build_record(self.get_run(run_id), self.results(run_id), __version__)
+
+    def records(self) -> list[RunRecord]:
+        """Every run's record as written when it last ended, with the run's current status.
+
+        Read from the stored JSON (not rebuilt) so that a board over thousands of
+        runs stays fast; a run that never ended (killed mid-run) has none yet.
+        """
+        from joulescore.model.record import RunRecord
+
+        out = []
+        for run in self.list_runs():
+            if run.record:
+                out.append(RunRecord.model_validate({**run.record, "status": run.status}))
+        return out
 
     # results --------------------------------------------------------------
     def add_result(self, run_id: str, result: ResultRow) -> bool:
@@ -284,3 +308,14 @@ class Store:
         return json.loads(row[0]), [
             {"position": r[0], "variant": r[1], "settings": json.loads(r[2]), "run_id": r[3], "status": r[4],
              "reason": r[5]} for r in rows]
+
+    def list_sweeps(self) -> list[dict[str, Any]]:
+        """Every stored sweep, oldest first, with how many of its variants finished or failed."""
+        rows = self._conn.execute(
+            "SELECT s.sweep_id, s.created_at, s.name, s.plan_json, COUNT(v.position),"
+            " SUM(v.status = 'complete'), SUM(v.status = 'failed')"
+            " FROM sweeps s LEFT JOIN sweep_variants v ON v.sweep_id = s.sweep_id"
+            " GROUP BY s.sweep_id ORDER BY s.created_at, s.sweep_id").fetchall()
+        return [{"sweep_id": r[0], "created_at": r[1], "name": r[2], "task": json.loads(r[3]).get("task"),
+                 "variants": r[4], "complete": r[5] or 0, "failed": r[6] or 0} for r in rows]
+

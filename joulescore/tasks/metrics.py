@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from joulescore.units import percentile
+
 
 @dataclass(frozen=True)
 class Response:
@@ -37,12 +39,6 @@ class Quality:
         return asdict(self)
 
 
-def _percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile, so the figure is one of the observed values."""
-    ordered = sorted(values)
-    rank = max(1, -(-len(ordered) * pct // 100))  # ceil without floats
-    return float(ordered[int(rank) - 1])
-
 
 def length_stats(responses: Sequence[Response]) -> Quality:
     """Chat has no correct answer: report how much the model wrote."""
@@ -56,7 +52,7 @@ def length_stats(responses: Sequence[Response]) -> Quality:
         higher_is_better=None,
         details={
             "median": float(statistics.median(tokens)),
-            "p90": _percentile(tokens, 90),
+            "p90": percentile(tokens, 90),
             "max": float(max(tokens)),
             "chars_mean": statistics.fmean(len(r.text) for r in responses),
         },

@@ -191,3 +191,19 @@ def load_prompts(spec: TaskSpec, dataset: Path | None = None,
     """The task's prompts from its shipped set, or from a user's JSONL file."""
     path = dataset if dataset is not None else data_path(spec.dataset)
     return render_prompts(spec, read_jsonl(path), path, for_encoder), path
+
+
+def task_catalogue() -> list[dict[str, Any]]:
+    """Every shipped task: its prompt set, how many prompts, its metric and which models fit."""
+    rows = []
+    for name in task_names():
+        spec = load_spec(name)
+        path = data_path(spec.dataset)
+        count = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.exists() else 0
+        fits = "generative (llama.cpp)"
+        if spec.encoder is not None:
+            fits += ", encoder: " + ("embedding model, e.g. minilm-l6" if spec.encoder.mode == "similarity"
+                                     else "sequence classifier folder (none ships offline)")
+        rows.append({"task": name, "dataset": spec.dataset, "prompts": count, "metric": spec.metric,
+                     "models": fits, "description": spec.description})
+    return rows

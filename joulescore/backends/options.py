@@ -1,0 +1,68 @@
+"""Each engine's own settings, declared once: the run settings select one by ``backend``.
+
+These models are light (no engine is imported), so the command line can list
+every engine's options as flags and a sweep plan can validate them before
+anything loads.  A setting an engine does not take is refused by its model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Dtype = Literal["fp32", "bf16", "fp16"]
+Quantization = Literal["none", "int8"]
+
+
+class EngineOptions(BaseModel):
+    """Options an engine takes beyond the common ones (threads, context, seed)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    #: a word on what the engine cannot take, added to the "does not take" error
+    refusal_hint: ClassVar[str] = ""
+
+
+class LlamaCppOptions(EngineOptions):
+    backend: Literal["llama.cpp"] = "llama.cpp"
+    refusal_hint: ClassVar[str] = " (llama.cpp's quantization is the GGUF file's)"
+    prompt_cache: bool = Field(True, description="llama.cpp: reuse the KV cache of the prefix shared with the "
+                               "previous prompt (the engine's default); --no-prompt-cache prefills every prompt in full")
+
+
+class TransformersOptions(EngineOptions):
+    backend: Literal["transformers"] = "transformers"
+    dtype: Optional[Dtype] = Field(None, description="transformers: fp32, bf16 or fp16")
+    quantization: Optional[Quantization] = Field(
+        None, description="transformers/onnxruntime: none or int8 (dynamic)")
+    device: Optional[str] = Field(None, description="transformers/onnxruntime: cpu or cuda (default: the best here)")
+
+
+class OnnxOptions(EngineOptions):
+    backend: Literal["onnxruntime"] = "onnxruntime"
+    dtype: Optional[Literal["fp32"]] = Field(None, description="onnxruntime: the export is fp32")
+    quantization: Optional[Quantization] = None
+    device: Optional[str] = None
+
+
+class EncoderOptions(EngineOptions):
+    backend: Literal["encoder"] = "encoder"
+
+
+class OpenAIOptions(EngineOptions):
+    backend: Literal["openai"] = "openai"
+    endpoint: Optional[str] = Field(None, description="openai: the server's base URL")
+    serve: Optional[str] = Field(None, description="openai: a command that starts the server; measured, then stopped")
+    request_timeout_s: float = Field(60.0, gt=0, description="openai: seconds without a byte before a request fails",
+                                     json_schema_extra={"flag": "--request-timeout"})
+    retries: int = Field(2, ge=0, description="openai: times a request is retried when no byte of it arrived")
+
+
+#: one engine's options, chosen by the ``backend`` key that each carries
+AnyEngineOptions = Annotated[Union[LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions],
+                             Field(discriminator="backend")]
+#: backend name -> its options model (the backends' registry names the engine classes)
+ENGINE_OPTIONS: dict[str, type[EngineOptions]] = {
+    o.model_fields["backend"].default: o
+    for o in (LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions)
+}

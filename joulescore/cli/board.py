@@ -1,0 +1,86 @@
+"""``board`` and ``label``: stored runs ranked with stars, and one run's energy label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional, cast
+
+import typer
+from rich.table import Table
+
+from joulescore.cli.app import app, out
+from joulescore.cli.console import id_column, print_json
+from joulescore.cli.options import DbOption, JsonOption, open_store
+from joulescore.errors import BadInput
+from joulescore.report.board import RULES, BoardRow, Rule, build_board, run_stars, stars_text
+from joulescore.units import energy_mark, fmt
+
+
+def board_table(rows: list[BoardRow], with_pareto: bool) -> Table:
+    table = Table(title="joulescore board (energy: lower is better; stars only within a peer group)")
+    cols = ["task", "model", "Wh/1k queries", "J/token", "quality", "stars", "mark", "hardware class",
+            "size", "protocol", "run / source"]
+    if with_pareto:
+        cols.insert(6, "pareto")
+    ids = {"task": [r.task for r in rows], "model": [r.model for r in rows],
+           "run / source": [r.run_id or r.source for r in rows]}
+    for c in cols:
+        if c in ids:
+            id_column(table, c, ids[c])
+        else:
+            table.add_column(c, overflow="fold")
+    for r in rows:
+        quality = f"{r.quality_metric} {fmt(r.quality)}" if r.quality_metric else "n/a"
+        cells = [r.task, r.model, fmt(r.wh_per_1000), fmt(r.j_per_token), quality, stars_text(r.stars),
+                 energy_mark(r.kind, r.source), r.hardware_class, r.size_class or "-", r.protocol,
+                 r.run_id or r.source]
+        if with_pareto:
+            cells.insert(6, {True: "frontier", False: "", None: "-"}[r.pareto])
+        table.add_row(*cells)
+    return table
+
+
+def _rule(rating: str) -> Rule:
+    if rating not in RULES:
+        raise BadInput(f"unknown rating rule {rating!r}; choose {' or '.join(RULES)}")
+    return cast(Rule, rating)
+
+
+@app.command()
+def board(
+    task: Annotated[Optional[str], typer.Option(help="only this task")] = None,
+    pareto: Annotated[bool, typer.Option("--pareto", help="mark runs on the energy-quality frontier")] = False,
+    rating: Annotated[str, typer.Option(help="star rule: equal-bins (AI Energy Score) or quintile")] = "equal-bins",
+    references: Annotated[bool, typer.Option(help="show published reference figures")] = True,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rank stored runs per task: energy, quality, stars within peer groups."""
+    rule = _rule(rating)
+    rows = build_board(open_store(db).records(), task, rule, pareto, references)
+    if as_json:
+        print_json(out, [r.as_dict() | {"mark": energy_mark(r.kind, r.source)} for r in rows])
+        return
+    if not any(not r.is_reference for r in rows):
+        out.print(f"no complete runs{' for task ' + task if task else ''} yet: try `joulescore run`")
+    if rows:
+        out.print(board_table(rows, pareto))
+        for note in sorted({r.stars_note for r in rows if r.stars is None and not r.is_reference}):
+            out.print(note, style="dim")
+
+
+@app.command()
+def label(
+    run_id: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="label.svg or label.png")] = Path("label.svg"),
+    rating: Annotated[str, typer.Option(help="star rule: equal-bins or quintile")] = "equal-bins",
+    db: DbOption = None,
+) -> None:
+    """Draw the energy label of one stored run (SVG or PNG)."""
+    from joulescore.report.label import render_label
+
+    rule = _rule(rating)
+    store = open_store(db)
+    record = store.record(run_id)
+    path = render_label(record, run_stars(record, store.records(), rule), output)
+    out.print(f"label written: {path}")

@@ -1,0 +1,81 @@
+"""``joulescore measure -- CMD ARGS...`` (the energy of any command, like ``perf stat``) and ``meters``.
+
+The report goes to stderr (as perf stat's does) so the command's own stdout is
+untouched; ``--json`` prints the figures as JSON there, ``--output`` writes
+them to a file.  The exit status is the command's own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from joulescore.cli.app import app, err, out
+from joulescore.cli.console import print_json
+from joulescore.cli.options import JsonOption
+from joulescore.errors import BadInput
+from joulescore.meters.base import Measurement
+from joulescore.meters.command import exit_status, run_measured
+
+
+def _table(m: Measurement, status: int) -> Table:
+    per = m.provenance.domains
+    table = Table(title=f"energy of: {m.name}  (exit status {status})", show_header=True)
+    for col in ("domain", "energy J", "band J", "avg W", "kind", "source"):
+        table.add_column(col)
+    for d, e in m.energy_j.items():
+        info = per.get(d.value, {"kind": m.provenance.kind, "source": ""})
+        band = "" if info["kind"] == "measured" else f"{m.low_j[d]:.4g}-{m.high_j[d]:.4g}"
+        table.add_row(d.value, f"{e:.4g}", band, f"{e / m.duration_s:.4g}" if m.duration_s else "n/a",
+                      info["kind"], info["source"])
+    table.add_row("total", f"{m.total_j:.4g}", f"{m.total_low_j:.4g}-{m.total_high_j:.4g}",
+                  f"{m.avg_power_w:.4g}", m.provenance.kind, f"{m.duration_s:.3f} s elapsed")
+    return table
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def measure(
+    command: Annotated[list[str], typer.Argument(help="the command and its arguments, after --")],
+    meter: Annotated[str, typer.Option(help="energy source: auto, nvml, rapl, amdsmi, estimator")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="report as JSON (on stderr)")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="also write the JSON report here")] = None,
+) -> None:
+    """Measure the energy of any command, like `perf stat`; exits with the command's status."""
+    if not command:
+        raise BadInput("nothing to measure: give a command after --, e.g. joulescore measure -- sleep 1")
+    returncode, m = run_measured(list(command), meter)
+    status = exit_status(returncode)
+    report = m.as_dict() | {"command": list(command), "exit_status": status}
+    if as_json:
+        err.print(json.dumps(report))
+    else:
+        err.print(_table(m, status))
+        for note in m.provenance.notes:
+            err.print(f"  note: {note}")
+    if output is not None:
+        try:
+            output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"cannot write {output}: {exc.strerror}") from None
+    raise typer.Exit(status)
+
+
+@app.command()
+def meters(as_json: JsonOption = False) -> None:
+    """Every energy source: available here or not, why, what it covers and its resolution."""
+    from joulescore.meters import meter_statuses
+
+    statuses = meter_statuses()
+    if as_json:
+        print_json(out, [s.__dict__ | {"covers": list(s.covers)} for s in statuses])
+        return
+    table = Table(title="energy sources")
+    for col in ("source", "available", "kind", "covers", "resolution", "why"):
+        table.add_column(col)
+    for s in statuses:
+        table.add_row(s.name, "yes" if s.available else "no", s.kind, ", ".join(s.covers), s.resolution, s.reason)
+    out.print(table)

@@ -1,0 +1,30 @@
+"""Options every command group shares: the database, JSON output, the run.json folder, the progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from joulescore.store.sqlite import Store, default_db_path
+
+DbOption = Annotated[Optional[Path], typer.Option("--db", help="results database (default: $JOULESCORE_DB or the XDG data dir)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
+OutOption = Annotated[Optional[Path], typer.Option("--out", help="where run.json goes (default: beside the database)")]
+ProgressOption = Annotated[bool, typer.Option(help="show a progress bar on stderr")]
+
+
+def open_store(db: Path | None) -> Store:
+    """The results database named by ``--db``, else the default one."""
+    return Store(db)
+
+
+def run_json_dir(db: Path | None, out: Path | None) -> Path:
+    """Where each run's run.json goes: ``--out``, else ``runs/`` beside the database."""
+    return out if out is not None else (db or default_db_path()).expanduser().parent / "runs"
+
+
+def split_list(text: str | None) -> list[str]:
+    """``a, b,c`` -> ["a", "b", "c"]."""
+    return [p.strip() for p in (text or "").split(",") if p.strip()]

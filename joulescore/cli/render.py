@@ -1,0 +1,137 @@
+"""Terminal rendering: the run summary, the progress bar and the run tables (text, never markup)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from joulescore.cli.console import escape_control, id_column
+from joulescore.model.record import RunRecord
+from joulescore.store.sqlite import ResultRow
+from joulescore.units import energy_mark
+from joulescore.units import fmt as _fmt
+
+
+class RichProgress:
+    """Prompts done, tokens/s and joules so far, on stderr so ``--json`` stays clean."""
+
+    def __init__(self, console: Console, total: int, done: int, kind: str) -> None:
+        self.tokens = 0
+        self.busy_s = 0.0
+        self.energy_j = 0.0
+        self._unit = "J" if kind == "measured" else "J (est.)"
+        self._progress = Progress(
+            TextColumn("rating", style="bold", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("{task.fields[energy]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            auto_refresh=False,  # no render thread competing with the engine's threads
+            transient=False,
+        )
+        self._task = self._progress.add_task("run", total=total, completed=done, rate="", energy="")
+        self._progress.start()
+
+    def advance(self, result: ResultRow) -> None:
+        self.tokens += result.output_tokens
+        self.busy_s += result.duration_s
+        self.energy_j += result.energy_j
+        rate = f"{self.tokens / self.busy_s:.1f} tok/s" if self.busy_s else ""
+        self._progress.update(self._task, advance=1, rate=rate, energy=f"{self.energy_j:.1f} {self._unit}",
+                              refresh=True)
+
+    def close(self) -> None:
+        self._progress.stop()
+
+
+def print_summary(console: Console, record: RunRecord) -> None:
+    """The human summary of a run record."""
+    meter, energy, counts, model = record.meter, record.energy, record.counts, record.model
+    estimated = meter.kind != "measured"
+    est_domains = [d for d, v in (meter.per_domain or {}).items() if v.get("kind") != "measured"]
+    word = energy_mark(meter.kind).split()[0]
+    mark = Text(word, "bold green" if word == "MEASURED" else "bold yellow")
+    if meter.kind == "mixed":
+        mark.append(f" (estimated: {', '.join(est_domains)}; the rest measured)", style="")
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    cfg = record.config
+    table.add_row("run", f"{record.run_id}  ({record.status})")
+    table.add_row("model", f"{model.name}  ({model.backend}, {model.quantization or 'n/a'})")
+    table.add_row("task", f"{record.task.name}: {counts.succeeded}/{counts.prompts} prompts"
+                  f" ({counts.failed} failed), protocol {cfg['protocol']}, batch {cfg['batch_size']}")
+    table.add_row("hardware", f"{record.hardware.cpu}, {record.hardware.logical_cpus} logical CPUs")
+    table.add_row("energy", Text.assemble(mark, f"  {_fmt(record.wh_per_1000_queries)} Wh per 1,000 queries"))
+    band = f"band {_fmt(energy.low_j)}-{_fmt(energy.high_j)} J total" if estimated else ""
+    table.add_row("", f"{_fmt(record.j_per_query)} J/query, {_fmt(record.j_per_output_token)} J/output token  {band}")
+    if energy.net_total_j is not None:
+        table.add_row("", f"gross {_fmt(energy.total_j, '.4g', ' J')}, idle {_fmt(energy.idle_power_w, '.4g', ' W')}"
+                      f" -> net {_fmt(energy.net_total_j, '.4g', ' J')} (idle subtracted on request)")
+    cached, n_in = counts.cached_input_tokens, counts.input_tokens
+    reuse = f"; {100 * cached / n_in:.0f}% of input tokens came from the prefix cache" if cached and n_in else ""
+    table.add_row("phases", f"prefill {_fmt(record.phase_split.prefill_pct, '.1f', '%')}, "
+                  f"decode {_fmt(record.phase_split.decode_pct, '.1f', '%')}{reuse}")
+    parts = [f"{name} {_fmt(value, '.4g', ' J')}" for name, value in
+             (("CPU", energy.cpu_j), ("DRAM", energy.ram_j), ("GPU", energy.gpu_j), ("system", energy.system_j))
+             if value is not None]
+    table.add_row("covers", ", ".join(parts) + " (domains this meter does not cover are not counted)")
+    table.add_row("speed", f"{_fmt(record.tokens_per_s, '.1f')} output tok/s, "
+                  f"{_fmt(record.duration_s, '.1f', ' s')} measured")
+    reasoning = cfg.get("reasoning")
+    if isinstance(reasoning, dict):
+        per_q = counts.reasoning_tokens_per_query
+        p50, p90 = (per_q.p50, per_q.p90) if per_q else (None, None)
+        table.add_row("reasoning", f"{reasoning['mode']} ({reasoning['method']}, family {reasoning['family']}, "
+                      f"budget {reasoning['budget']} tokens): {counts.reasoning_tokens} reasoning + "
+                      f"{counts.answer_tokens} answer tokens, p50/p90 {_fmt(p50, '.0f')}/{_fmt(p90, '.0f')} per query")
+        table.add_row("", f"decode: reasoning {_fmt(energy.reasoning_j, '.4g', ' J')}, answer "
+                      f"{_fmt(energy.answer_j, '.4g', ' J')}; {counts.reasoning_truncated} cut off "
+                      f"mid-reasoning and {counts.reasoning_unclosed} never closed it (not scored)")
+    q = record.quality
+    table.add_row("quality", f"{q.metric} = {_fmt(q.value)}" + (f"  ({q.note})" if q.note else ""))
+    table.add_row("meter", f"{meter.kind}, +/-{meter.uncertainty_pct:.0f}%: {'; '.join(meter.includes)}")
+    for note in meter.notes:
+        table.add_row("", Text(escape_control(note), style="dim"))
+    if record.run_json:
+        table.add_row("saved", record.run_json)
+    console.print(table)
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    """Stored runs, one line each; identifiers are never cut."""
+    table = Table(title="stored runs")
+    cols = (("run", "run_id"), ("status", "status"), ("model", "model"), ("task", "task"), ("prompts", "prompts"),
+            ("Wh/1k q", "wh"), ("J/token", "jpt"), ("kind", "kind"))
+    for header, key in cols:
+        if key in ("run_id", "model", "task"):
+            id_column(table, header, [str(r[key]) for r in rows])
+        else:
+            table.add_column(header)
+    for r in rows:
+        table.add_row(*[_cell(r[key]) for _, key in cols])
+    return table
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None else str(value)
+
+
+def variance_table(variance: dict[str, Any]) -> Table:
+    """Repeat variance: how much each headline figure moved across repeated runs."""
+    kinds = "/".join(variance["meter_kind"]) or "n/a"
+    table = Table(title=f"repeat variance over {len(variance['run_ids'])} complete runs ({kinds})")
+    for col in ("figure", "mean", "stdev", "CV", "min", "max"):
+        table.add_column(col, justify="right" if col != "figure" else "left")
+    for name in ("wh_per_1000_queries", "j_per_query", "j_per_output_token", "tokens_per_s"):
+        s = variance[name]
+        table.add_row(name, _fmt(s["mean"]), _fmt(s["stdev"]), _fmt(s["cv_pct"], ".2f", "%"),
+                      _fmt(s["min"]), _fmt(s["max"]))
+    return table

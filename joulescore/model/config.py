@@ -1,0 +1,179 @@
+"""The settings of a run: the one place where each setting, its default and its validation live.
+
+The command line's ``run`` flags, sweep plans and ``compare-reasoning`` all
+build a :class:`RunConfig`.  Engine settings live in the engine's own options
+model (``joulescore.backends.options``), selected by ``backend``: flat engine
+keys (``dtype=...``, as flags and older stored runs give them) are moved into
+``engine`` and checked there, so a setting an engine does not take is refused.
+
+Adding a run option: a field here (or on an engine's options), the engine that
+uses it, a test and the docs.  The CLI's flags are made from these fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from joulescore.backends.base import GenerationConfig
+from joulescore.backends.options import ENGINE_OPTIONS, AnyEngineOptions, LlamaCppOptions
+from joulescore.backends.reasoning import DEFAULT_BUDGETS, ReasoningFamily, ReasoningMode
+
+Protocol = Literal["energy-score", "natural"]
+
+#: The AI Energy Score protocol: batch 1, greedy, exactly 10 new tokens
+#: (optimum-benchmark's energy_star scenario sets min_new_tokens = max_new_tokens)
+#: and 10 warm-up prompts that are not counted.
+ENERGY_SCORE_NEW_TOKENS = 10
+ENERGY_SCORE_WARMUP = 10
+
+
+def _flag(name: str, *extra: str) -> dict[str, Any]:
+    return {"flags": [name, *extra]}
+
+
+class RunConfig(BaseModel):
+    """The settings of one run, stored with it so that ``--resume`` repeats them exactly."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
+
+    model: str = Field("smollm2-135m", description="GGUF path or alias (smollm2-135m, gemma3-270m)")
+    task: str = Field("chat", description="task name (see `joulescore tasks`)")
+    dataset: Optional[str] = Field(None, description="your own JSONL prompt set instead of the task's")
+    #: a custom task: the user message template (with --dataset), its metric and reference field
+    template: Optional[str] = Field(
+        None, description="custom task: the user message, with {field}s from each --dataset row")
+    metric: Optional[str] = Field(None, description="custom task: how to score it (default: length)")
+    reference_field: Optional[str] = Field(None, description="custom task: the row field holding the answer")
+    limit: Optional[int] = Field(None, ge=1, description="only the first N prompts")
+    protocol: Protocol = Field("energy-score", description="energy-score (fixed 10 new tokens) or natural "
+                               "(until EOS; the default with --reasoning)")
+    max_new_tokens: int = Field(ENERGY_SCORE_NEW_TOKENS, ge=1,
+                                description="new tokens (energy-score) or the cap (natural)")
+    warmup: int = Field(ENERGY_SCORE_WARMUP, ge=0, description="uncounted warm-up prompts")
+    backend: str = Field("llama.cpp", description="inference engine (encoder: embedding/classifier models)")
+    meter: str = Field("auto", description="energy source: auto picks the best one here")
+    threads: Optional[int] = Field(None, ge=1, description="CPU threads for the engine (default: all allowed)")
+    n_ctx: int = Field(4096, ge=128, description="context window in tokens")
+    seed: int = Field(0, description="random seed")
+    temperature: float = Field(0.0, ge=0.0, description="sampling temperature (0: greedy)")
+    #: seconds of idle power measured before the run; 0: none, nothing subtracted
+    idle_baseline_s: float = Field(0.0, ge=0.0, description="measure idle power for SECONDS first; report net "
+                                   "energy too", json_schema_extra=_flag("--idle-baseline"))
+    #: None: the model as it comes, no switch applied and no split (the default)
+    reasoning: Optional[ReasoningMode] = Field(
+        None, description="off, on, low, medium or high: the model family's own switch, else prompted "
+        "(docs/reasoning.md)")
+    #: override the family detected from the model's metadata and chat template
+    reasoning_family: Optional[ReasoningFamily] = Field(
+        None, description="override the detected family: qwen3, deepseek-r1, smollm3, gpt-oss, none")
+    batch_size: int = Field(1, ge=1, description="prompts per batch (openai: requests in flight)",
+                            json_schema_extra=_flag("--batch-size", "--concurrency"))
+    #: the engine's own settings, by ``backend`` (see joulescore.backends.options)
+    engine: AnyEngineOptions = Field(default_factory=LlamaCppOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Flat engine keys into ``engine``; the protocol and token budget that follow from the rest."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if v is not None or k in ("limit",)}
+        backend = data.get("backend", "llama.cpp")
+        options = ENGINE_OPTIONS.get(backend) if isinstance(backend, str) else None
+        engine = dict(data.pop("engine", None) or {})
+        for name in engine_option_names():
+            if name in data and name not in cls.model_fields:
+                engine[name] = data.pop(name)
+        if options is not None:
+            wrong = [k for k in engine if k not in options.model_fields]
+            if wrong:
+                raise ValueError(f"backend {backend} does not take {flag_of(wrong[0])}{options.refusal_hint}")
+            engine["backend"] = backend
+        data["engine"] = engine
+        reasoning = data.get("reasoning")
+        if reasoning is not None and data.get("protocol") == "energy-score":
+            raise ValueError("--reasoning needs --protocol natural: a fixed 10 new tokens cannot hold a "
+                             "reasoning trace")
+        data.setdefault("protocol", "natural" if reasoning is not None else "energy-score")
+        if "max_new_tokens" not in data:
+            if reasoning in DEFAULT_BUDGETS:
+                data["max_new_tokens"] = DEFAULT_BUDGETS[reasoning]
+            elif data["protocol"] == "natural":
+                from joulescore.tasks.spec import load_spec
+
+                data["max_new_tokens"] = load_spec(str(data.get("task", "chat"))).natural_max_new_tokens
+        return data
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in ENGINE_OPTIONS:
+            raise ValueError(f"unknown backend {value!r}; choose one of: {', '.join(ENGINE_OPTIONS)}")
+        return value
+
+    def generation(self) -> GenerationConfig:
+        """Decoding settings: a fixed length under energy-score, free until EOS otherwise."""
+        fixed = self.protocol == "energy-score"
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            min_new_tokens=self.max_new_tokens if fixed else 0,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """What the engine's constructor takes: the common settings and its own options."""
+        own = self.engine.model_dump(exclude={"backend"})
+        if "request_timeout_s" in own:  # the HTTP engine's name for it
+            own["timeout_s"] = own.pop("request_timeout_s")
+        return {"threads": self.threads, "n_ctx": self.n_ctx, "seed": self.seed, **own}
+
+
+def engine_option_names() -> list[str]:
+    """Every engine option's name, in a stable order (one flag each on the command line)."""
+    names: list[str] = []
+    for options in ENGINE_OPTIONS.values():
+        names.extend(n for n in options.model_fields if n not in names and n != "backend")
+    return names
+
+
+def flag_of(field: str) -> str:
+    """The command-line flag of a run setting or engine option."""
+    for model in (RunConfig, *ENGINE_OPTIONS.values()):
+        info = model.model_fields.get(field)
+        if info is not None:
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("flags"):
+                return str(extra["flags"][0])  # type: ignore[index]  # a list of flags, set by _flag()
+            if isinstance(extra, dict) and extra.get("flag"):
+                return str(extra["flag"])
+    return "--" + field.replace("_", "-")
+
+
+#: what a field's value is called in "unknown X 'y'" errors, where it is not the field's own name
+_NOUNS = {"reasoning": "reasoning mode", "reasoning_family": "reasoning family"}
+
+
+def describe_error(error: Any, flags: bool = True) -> str:
+    """One pydantic error as a sentence a user can act on, naming the flag (or the plan key)."""
+    loc = [str(x) for x in error.get("loc", ()) if not isinstance(x, int)]
+    field = loc[-1] if loc else ""
+    where = (flag_of(field) if flags else ".".join(loc)) if field else ""
+    got = error.get("input")
+    kind = error.get("type", "")
+    ctx = error.get("ctx") or {}
+    if kind == "value_error" and "error" in ctx:
+        text = str(ctx["error"])
+        return f"{where}: {text}" if where and not flags else text
+    if kind == "literal_error":
+        noun = _NOUNS.get(field, field.replace("_", " "))
+        choices = ", ".join(str(c).strip("'") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(", "))
+        return f"unknown {noun} {got!r}; choose one of: {choices}" + (f" ({where})" if not flags else "")
+    if kind in ("greater_than_equal", "greater_than") and flags:
+        bound = ctx.get("ge", ctx.get("gt"))
+        word = "at least" if kind == "greater_than_equal" else "more than"
+        return f"{where} must be {word} {bound}, got {got!r}"
+    shown = "" if isinstance(got, (dict, list)) or got is None else f", got {got!r}"
+    return f"{'invalid value for ' + where if where else 'invalid settings'}: {error['msg']}{shown}"

@@ -1,0 +1,75 @@
+"""The typed run record: built from stored rows, stored, loaded, serialized, and valid against its schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from joulescore.model.record import SCHEMA_VERSION, RunRecord, record_schema
+from joulescore.store.sqlite import ResultRow, Store
+from tests.records import BASE, make_record
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = {
+    "config": {"model": "m", "task": "chat", "protocol": "energy-score", "max_new_tokens": 10, "batch_size": 1},
+    "model": {"name": "tiny", "path": None, "backend": "llama.cpp", "quantization": "Q4_1", "parameters": 1000},
+    "task": {"name": "chat", "dataset": "chat.jsonl", "num_prompts": 2, "metric": "length"},
+    "hardware": {"cpu": "Xeon", "cpu_microarchitecture": None, "logical_cpus": 2, "ram_gb": 8.0},
+    "meter": {"kind": "estimated", "sources": ["estimator"], "includes": ["cpu"], "uncertainty_pct": 30.0,
+              "notes": [], "domains": ["cpu"]},
+    "reasoning": None,
+    "sweep": {"id": "sweep-1", "variant": "llama.cpp/b1"},
+    "tool_version": "0.1.0",
+}
+
+
+def _store_run(db: Path) -> Store:
+    store = Store(db)
+    store.create_run("r1", 2, SPEC)
+    for i in range(2):
+        store.add_result("r1", ResultRow(
+            prompt_index=i, prompt_id=f"p{i}", ok=True, error=None, finish_reason="length", input_tokens=20,
+            output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=1.0, decode_j=3.0, low_j=3.0, high_j=6.0,
+            domains={"cpu": 4.0}, text="hello", extra={}))
+    return store
+
+
+def test_record_round_trip_through_the_store_and_json(tmp_path: Path) -> None:
+    store = _store_run(tmp_path / "r.db")
+    record = store.record("r1")
+    assert isinstance(record, RunRecord)
+    assert record.schema_version == SCHEMA_VERSION
+    assert record.energy.total_j == pytest.approx(8.0)
+    assert record.energy.cpu_j == pytest.approx(8.0) and record.energy.gpu_j is None
+    assert record.sweep is not None and record.sweep.id == "sweep-1"
+    assert record.tool.version == "0.1.0"
+    store.set_status("r1", record.status, record)
+    loaded = store.records()[0]
+    assert loaded == record
+    again = RunRecord.model_validate_json(json.dumps(record.as_json()))
+    assert again == record
+
+
+def test_every_record_validates_against_the_published_schema(tmp_path: Path) -> None:
+    schema = json.loads((ROOT / "docs" / "run-record.schema.json").read_text(encoding="utf-8"))
+    assert schema == record_schema(), "docs/run-record.schema.json is stale: python -m joulescore.model.record"
+    record = _store_run(tmp_path / "r.db").record("r1")
+    jsonschema.validate(record.as_json(), schema)
+    jsonschema.validate(make_record().as_json(), schema)
+    broken = record.as_json()
+    broken["energy"]["total_j"] = "a lot"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_a_record_written_by_an_older_release_still_loads() -> None:
+    old = json.loads(json.dumps(BASE))
+    old.pop("schema_version", None)
+    old["counts"].pop("cached_input_tokens", None)  # added after 0.1.0's first records
+    old["some_future_section"] = {"x": 1}
+    record = RunRecord.model_validate(old)
+    assert record.counts.cached_input_tokens == 0
+    assert record.schema_version == SCHEMA_VERSION
