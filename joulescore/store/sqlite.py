@@ -5,6 +5,9 @@ most the prompt in flight; the (run_id, prompt_index) primary key makes a
 result count exactly once however often a run is resumed.  WAL with
 ``synchronous=NORMAL`` survives a killed process, which is the failure that
 matters here, without an fsync per prompt.
+
+Opening never changes a file that is not recognisably joulescore's (see ``migrations``), and a
+file this process may not write is opened read-only, so reading commands still work on it.
 """
 
 from __future__ import annotations
@@ -13,66 +16,28 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from joulescore.errors import StoreError
+from joulescore.store.migrations import (
+    APPLICATION_ID,
+    CURRENT_VERSION,
+    foreign_reason,
+    migrate,
+    newer_reason,
+    read_header,
+    readable_without_migrating,
+    user_tables,
+    versions,
+)
 
 if TYPE_CHECKING:
     from joulescore.model.record import RunRecord
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id       TEXT PRIMARY KEY,
-    created_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    num_prompts  INTEGER NOT NULL,
-    pid          INTEGER,
-    host         TEXT,
-    spec_json    TEXT NOT NULL,
-    record_json  TEXT
-);
-CREATE TABLE IF NOT EXISTS results (
-    run_id        TEXT NOT NULL REFERENCES runs(run_id),
-    prompt_index  INTEGER NOT NULL,
-    prompt_id     TEXT NOT NULL,
-    ok            INTEGER NOT NULL,
-    error         TEXT,
-    finish_reason TEXT,
-    input_tokens  INTEGER NOT NULL,
-    output_tokens INTEGER NOT NULL,
-    prefill_s     REAL NOT NULL,
-    decode_s      REAL NOT NULL,
-    prefill_j     REAL NOT NULL,
-    decode_j      REAL NOT NULL,
-    low_j         REAL NOT NULL,
-    high_j        REAL NOT NULL,
-    domains_json  TEXT NOT NULL,
-    text          TEXT NOT NULL,
-    extra_json    TEXT NOT NULL DEFAULT '{}',
-    created_at    TEXT NOT NULL,
-    PRIMARY KEY (run_id, prompt_index)
-);
-CREATE TABLE IF NOT EXISTS sweeps (
-    sweep_id    TEXT PRIMARY KEY,
-    created_at  TEXT NOT NULL,
-    name        TEXT NOT NULL,
-    plan_json   TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sweep_variants (
-    sweep_id      TEXT NOT NULL REFERENCES sweeps(sweep_id),
-    position      INTEGER NOT NULL,
-    variant       TEXT NOT NULL,
-    settings_json TEXT NOT NULL,
-    run_id        TEXT,
-    status        TEXT NOT NULL,
-    reason        TEXT,
-    PRIMARY KEY (sweep_id, position)
-);
-"""
 
 RESULT_COLUMNS = (
     "prompt_index", "prompt_id", "ok", "error", "finish_reason", "input_tokens", "output_tokens",
@@ -135,19 +100,86 @@ class ResultRow:
         return self.prefill_s + self.decode_s
 
 
-class Store:
-    """The results database."""
+def writable(path: Path) -> bool:
+    """Whether this process may change an existing database: the file, and its directory, which must
+    take the ``-wal``/``-shm``/``-journal`` files SQLite writes beside it."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
 
-    def __init__(self, path: Path | str | None = None) -> None:
+
+class Store:
+    """The results database.
+
+    ``readonly``: open it for reading only.  Also chosen automatically when the file or its
+    directory is not writable; writes then fail with a one-line ``StoreError``.
+    """
+
+    def __init__(self, path: Path | str | None = None, readonly: bool = False) -> None:
         self.path = Path(path).expanduser() if path else default_db_path()
+        self.readonly = readonly or (self._exists() and not writable(self.path))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(SCHEMA)
+            self._conn = self._open()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open results database {self.path}: {exc}") from None
+
+    def _exists(self) -> bool:
+        """A file with something in it: a missing or 0-byte file is made into a new database."""
+        return self.path.exists() and self.path.stat().st_size > 0
+
+    def _open(self) -> sqlite3.Connection:
+        if self._exists():
+            header = read_header(self.path)  # raw bytes first: a foreign file is refused before SQLite sees it
+            if not header.is_sqlite:
+                raise StoreError(f"{self.path} is not a SQLite database; refusing to use it as the results database")
+            if header.application_id not in (0, APPLICATION_ID):
+                raise StoreError(f"{self.path} is not a joulescore database (its application id is "
+                                 f"{header.application_id:#010x}); refusing to modify it")
+        elif self.readonly:
+            raise StoreError(f"results database {self.path} is empty or missing, and read-only")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
+        try:
+            self._recognise(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.readonly:
+            return sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        wal = self.path.with_name(self.path.name + "-wal")
+        if not os.access(self.path.parent, os.W_OK) and not (wal.exists() and wal.stat().st_size > 0):
+            # Reading a WAL-mode file needs its -shm beside it, which SQLite cannot create in a
+            # read-only directory ("attempt to write a readonly database").  immutable=1 reads the
+            # main file alone, with no locks and no -shm: right when no -wal holds unsaved pages
+            # and nobody can write here.  With such a -wal, plain mode=ro is the only faithful read.
+            uri += "&immutable=1"
+        return sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+
+    def _recognise(self, conn: sqlite3.Connection) -> None:
+        """Refuse a file that is not ours or too new; bring an older one up to date, then switch to WAL.
+
+        Only reads happen before the file is recognised, and a file already up to date is not written.
+        """
+        reason = foreign_reason(conn, self.path)
+        user_version, application_id = versions(conn)
+        reason = reason or newer_reason(user_version, self.path)
+        if reason is not None:
+            raise StoreError(reason)
+        if self.readonly:
+            if not user_tables(conn):
+                raise StoreError(f"results database {self.path} is empty, and read-only")
+            if not readable_without_migrating(user_version):
+                raise StoreError(f"results database {self.path} has schema version {user_version} and needs "
+                                 f"upgrading to {CURRENT_VERSION}, but it is read-only")
+            return
+        if user_version < CURRENT_VERSION or application_id != APPLICATION_ID:
+            migrate(conn, self.path)
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
         self._conn.close()
@@ -159,10 +191,23 @@ class Store:
         self.close()
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
+        self._check_writable()
         try:
             return self._conn.execute(sql, params).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to results database {self.path}: {exc}") from None
+
+    def _check_writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"results database {self.path} is read-only")
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A damaged file often shows only when a query reaches the bad page: still one line, not a traceback."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read results database {self.path}: {exc}") from None
 
     # runs -----------------------------------------------------------------
     def create_run(self, run_id: str, num_prompts: int, spec: dict[str, Any]) -> None:
@@ -190,11 +235,12 @@ class Store:
             )
 
     def get_run(self, run_id: str) -> RunRow:
-        row = self._conn.execute(
-            "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
-            " FROM runs WHERE run_id=?",
-            (run_id,),
-        ).fetchone()
+        with self._reading():
+            row = self._conn.execute(
+                "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
+                " FROM runs WHERE run_id=?",
+                (run_id,),
+            ).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.path}")
         return self._run_row(row)
@@ -205,10 +251,11 @@ class Store:
                       json.loads(row[7]), json.loads(row[8]) if row[8] else None)
 
     def list_runs(self) -> list[RunRow]:
-        rows = self._conn.execute(
-            "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
-            " FROM runs ORDER BY created_at, run_id"
-        ).fetchall()
+        with self._reading():
+            rows = self._conn.execute(
+                "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
+                " FROM runs ORDER BY created_at, run_id"
+            ).fetchall()
         return [self._run_row(r) for r in rows]
 
     def record(self, run_id: str) -> RunRecord:
@@ -239,10 +286,11 @@ class Store:
 
     def add_results(self, run_id: str, results: list[ResultRow]) -> int:
         """Store a batch's results in one transaction: all of them or none.  Returns rows added."""
+        self._check_writable()
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._write("BEGIN IMMEDIATE", ())
             added = sum(self._insert_result(run_id, r) for r in results)
-            self._conn.execute("COMMIT")
+            self._write("COMMIT", ())
         except BaseException:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
@@ -264,24 +312,26 @@ class Store:
         return added == 1
 
     def done_indices(self, run_id: str) -> set[int]:
-        rows = self._conn.execute("SELECT prompt_index FROM results WHERE run_id=?", (run_id,))
-        return {r[0] for r in rows}
+        with self._reading():
+            rows = self._conn.execute("SELECT prompt_index FROM results WHERE run_id=?", (run_id,))
+            return {r[0] for r in rows}
 
     def results(self, run_id: str) -> list[ResultRow]:
         return list(self.iter_results(run_id))
 
     def iter_results(self, run_id: str) -> Iterator[ResultRow]:
-        cur = self._conn.execute(
-            f"SELECT {', '.join(RESULT_COLUMNS)} FROM results WHERE run_id=? ORDER BY prompt_index",
-            (run_id,),
-        )
-        for r in cur:
-            yield ResultRow(
-                prompt_index=r[0], prompt_id=r[1], ok=bool(r[2]), error=r[3], finish_reason=r[4],
-                input_tokens=r[5], output_tokens=r[6], prefill_s=r[7], decode_s=r[8],
-                prefill_j=r[9], decode_j=r[10], low_j=r[11], high_j=r[12],
-                domains=json.loads(r[13]), text=r[14], extra=json.loads(r[15]),
+        with self._reading():  # rows are read lazily, so a bad page can surface mid-iteration
+            cur = self._conn.execute(
+                f"SELECT {', '.join(RESULT_COLUMNS)} FROM results WHERE run_id=? ORDER BY prompt_index",
+                (run_id,),
             )
+            for r in cur:
+                yield ResultRow(
+                    prompt_index=r[0], prompt_id=r[1], ok=bool(r[2]), error=r[3], finish_reason=r[4],
+                    input_tokens=r[5], output_tokens=r[6], prefill_s=r[7], decode_s=r[8],
+                    prefill_j=r[9], decode_j=r[10], low_j=r[11], high_j=r[12],
+                    domains=json.loads(r[13]), text=r[14], extra=json.loads(r[15]),
+                )
 
     # sweeps ---------------------------------------------------------------
     def create_sweep(self, sweep_id: str, name: str, plan: dict[str, Any]) -> None:
@@ -299,23 +349,30 @@ class Store:
 
     def get_sweep(self, sweep_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A sweep's plan and its variants in plan order."""
-        row = self._conn.execute("SELECT plan_json FROM sweeps WHERE sweep_id=?", (sweep_id,)).fetchone()
-        if row is None:
-            raise StoreError(f"no sweep {sweep_id!r} in {self.path}")
-        rows = self._conn.execute(
-            "SELECT position, variant, settings_json, run_id, status, reason FROM sweep_variants"
-            " WHERE sweep_id=? ORDER BY position", (sweep_id,)).fetchall()
+        with self._reading():
+            row = self._conn.execute("SELECT plan_json FROM sweeps WHERE sweep_id=?", (sweep_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no sweep {sweep_id!r} in {self.path}")
+            rows = self._conn.execute(
+                "SELECT position, variant, settings_json, run_id, status, reason FROM sweep_variants"
+                " WHERE sweep_id=? ORDER BY position", (sweep_id,)).fetchall()
         return json.loads(row[0]), [
             {"position": r[0], "variant": r[1], "settings": json.loads(r[2]), "run_id": r[3], "status": r[4],
              "reason": r[5]} for r in rows]
 
     def list_sweeps(self) -> list[dict[str, Any]]:
         """Every stored sweep, oldest first, with how many of its variants finished or failed."""
-        rows = self._conn.execute(
-            "SELECT s.sweep_id, s.created_at, s.name, s.plan_json, COUNT(v.position),"
-            " SUM(v.status = 'complete'), SUM(v.status = 'failed')"
-            " FROM sweeps s LEFT JOIN sweep_variants v ON v.sweep_id = s.sweep_id"
-            " GROUP BY s.sweep_id ORDER BY s.created_at, s.sweep_id").fetchall()
-        return [{"sweep_id": r[0], "created_at": r[1], "name": r[2], "task": json.loads(r[3]).get("task"),
-                 "variants": r[4], "complete": r[5] or 0, "failed": r[6] or 0} for r in rows]
+        with self._reading():
+            rows = self._conn.execute(
+                "SELECT s.sweep_id, s.created_at, s.name, s.plan_json, COUNT(v.position),"
+                " SUM(v.status = 'complete'), SUM(v.status = 'failed')"
+                " FROM sweeps s LEFT JOIN sweep_variants v ON v.sweep_id = s.sweep_id"
+                " GROUP BY s.sweep_id ORDER BY s.created_at, s.sweep_id").fetchall()
+        out = []
+        for r in rows:
+            plan = json.loads(r[3])
+            out.append({"sweep_id": r[0], "created_at": r[1], "name": r[2],
+                        "task": (plan.get("base") or plan).get("task", "chat"),
+                        "variants": r[4], "complete": r[5] or 0, "failed": r[6] or 0})
+        return out
 
