@@ -284,9 +284,6 @@ class NvmlMeter(Meter):
         return Reading(t, {Domain.GPU: total[0]}, {Domain.GPU: total[1]}, {Domain.GPU: total[2]},
                        {f"gpu:{label}": v[0] for label, v in per.items()})
 
-    def methods(self) -> dict[str, str]:
-        return {p.label: p.method or "refused" for p in self.gpus + self.refused}
-
     def provenance(self) -> Provenance:
         estimated = [p for p in self.gpus if p.method == "estimate"]
         kind = "estimated" if estimated else "measured"
