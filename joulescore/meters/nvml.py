@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from joulescore.errors import MeterUnavailable
 from joulescore.meters.base import Domain, Meter, MeterStatus, Provenance, Reading, now_s
 from joulescore.meters.poller import Poller
 from joulescore.reference import as_float, load_table
@@ -37,7 +38,7 @@ EST_LOW_FACTOR = 0.5
 EST_HIGH_EXTRA_TDP = 0.2
 
 
-class NvmlUnavailable(Exception):
+class NvmlUnavailable(MeterUnavailable):
     """NVML cannot measure any GPU here; the message says why."""
 
 

@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from joulescore.errors import MeterUnavailable
 from joulescore.meters.base import Domain, Meter, MeterStatus, Provenance, Reading, now_s
 from joulescore.meters.poller import Poller
 
@@ -39,7 +40,7 @@ MIN_POLL_INTERVAL_S = 0.001
 _ZONE_DIR = re.compile(r"^(intel-rapl|amd-rapl):(\d+(?::\d+)*)$")
 
 
-class RaplUnavailable(Exception):
+class RaplUnavailable(MeterUnavailable):
     """RAPL cannot be used here; the message says why and, if possible, how to fix it."""
 
 
