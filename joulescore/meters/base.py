@@ -157,6 +157,10 @@ class Meter(ABC):
     def stop(self) -> None:
         """Stop sampling and release the hardware handle."""
 
+    def domains(self) -> frozenset[Domain]:
+        """The domains this meter covers here, so ``auto`` gives it only those (default: its provenance's)."""
+        return frozenset(Domain(d) for d in self.provenance().domains)
+
     def measurement(self, begin: Reading, end: Reading, name: str = "") -> Measurement:
         """The energy spent between two readings of this meter."""
         return Measurement(

@@ -190,6 +190,10 @@ class RaplMeter(Meter):
                 detail[f"{z.domain.value}:{z.name}:{z.zone_id}"] = joules
         return Reading(t, energy, dict(energy), dict(energy), detail)
 
+    def domains(self) -> frozenset[Domain]:
+        """cpu always (a package zone is required); dram only where a dram zone exists."""
+        return frozenset(z.domain for z in self.counted if z.domain is not None)
+
     def provenance(self) -> Provenance:
         skipped = [z for z in self.zones if z.domain is None]
         notes = ["package counters cover the whole socket (every process), not only the measured one"]
