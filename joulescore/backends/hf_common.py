@@ -15,9 +15,22 @@ from joulescore.backends.base import Backend, FirstTokenHook, Generation, Genera
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import ModelError
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF dequantizer draws a bar on stderr otherwise
+#: set (unless the user already set them) when a model is loaded, never at import
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TQDM_DISABLE": "1",  # the GGUF dequantizer draws a bar on stderr otherwise
+}
+
+
+def offline_env() -> None:
+    """Never fetch from a hub, and draw no progress bars: called by each engine before it loads a model.
+
+    huggingface_hub, transformers and tqdm read these variables when they are
+    first imported, so engines call this before importing them.
+    """
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass
@@ -39,6 +52,7 @@ def load_gguf(model: str, dtype: Any = None, weights: bool = True) -> Loaded:
     ``weights=False`` reads only the tokenizer and config: dequantizing the
     weights is the slow part, and a cached ONNX export does not need them.
     """
+    offline_env()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
