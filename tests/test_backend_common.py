@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from joulescore.backends.hf_common import OFFLINE_ENV, offline_env
+from joulescore.backends.base import context_overflow
+from joulescore.backends.hf_common import OFFLINE_ENV, offline_env, overflow
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,3 +29,12 @@ def test_offline_env_is_set_at_load_time_without_overriding_the_user(monkeypatch
     offline_env()
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
     assert os.environ["TQDM_DISABLE"] == "0"
+
+
+def test_one_context_check_for_every_engine() -> None:
+    assert context_overflow(100, 28, 128) is None
+    assert context_overflow(100, 29, 128) == "prompt of 100 tokens + 29 new exceeds the context of 128"
+    assert overflow(100, [90, 100], 28, 128) is None
+    failed = overflow(100, [90, 100], 29, 128)
+    assert failed is not None and [g.input_tokens for g in failed] == [90, 100]
+    assert all(g.finish_reason == "error" and g.error == context_overflow(100, 29, 128) for g in failed)

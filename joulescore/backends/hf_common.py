@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, context_overflow
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import ModelError
 
@@ -115,9 +115,9 @@ def trim(tokens: list[int], eos_ids: frozenset[int], max_new: int) -> tuple[list
 
 def overflow(width: int, lengths: list[int], max_new_tokens: int, n_ctx: int) -> list[Generation] | None:
     """Failed rows for a padded batch that cannot fit its new tokens in the context, else None."""
-    if width + max_new_tokens <= n_ctx:
+    msg = context_overflow(width, max_new_tokens, n_ctx)
+    if msg is None:
         return None
-    msg = f"prompt of {width} tokens + {max_new_tokens} new exceeds the context of {n_ctx}"
     return [Generation("", n, 0, 0.0, 0.0, "error", error=msg) for n in lengths]
 
 
