@@ -23,3 +23,11 @@ class DatasetError(BadInput):
 
 class StoreError(BadInput):
     """The results database cannot be opened or does not hold what was asked for."""
+
+
+class MeterUnavailable(JoulescoreError):
+    """An energy source cannot measure here (no driver, no permission, no device); the message says why.
+
+    Not a BadInput: the user gave nothing wrong, the machine lacks the source.  ``select_meter``
+    turns it into a BadInput when the user asked for that source by name.
+    """

@@ -75,6 +75,16 @@ class ModelInfo:
         return asdict(self)
 
 
+def context_overflow(prompt_tokens: int, max_new_tokens: int, n_ctx: int) -> str | None:
+    """Why a prompt plus its new tokens cannot fit the context window, or None if it fits.
+
+    One check for every local engine, so they refuse the same prompts with the same words.
+    """
+    if prompt_tokens + max_new_tokens <= n_ctx:
+        return None
+    return f"prompt of {prompt_tokens} tokens + {max_new_tokens} new exceeds the context of {n_ctx}"
+
+
 FirstTokenHook = Callable[[], None]
 #: called once when a batch stops being full (its first row ended, or all ended together),
 #: with the output tokens produced by all rows since the batch's first-token moment

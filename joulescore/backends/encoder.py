@@ -11,12 +11,12 @@ all the work is one forward pass, counted as prefill; no token is generated.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo
+from joulescore.backends.hf_common import offline_env
 from joulescore.backends.models import resolve_encoder
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
@@ -42,7 +42,7 @@ class EncoderBackend(Backend):
     kind = "encoder"
 
     def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only, never a hub
+        offline_env()  # local folders only, never a hub; before transformers is imported
         import torch
         import transformers
         from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer

@@ -10,27 +10,37 @@ and the moment the batch stops being full (the steady-state window).
 from __future__ import annotations
 
 import time
-from typing import Any
-
-# First: hf_common sets the offline and no-progress-bar environment before transformers reads it.
-from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load_gguf, overflow, trim  # isort: skip
-
-import torch
-import transformers
-from transformers.generation.streamers import BaseStreamer
+from importlib.util import find_spec
+from typing import TYPE_CHECKING, Any
 
 from joulescore.backends.base import (
     FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
 )
+from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load_gguf, offline_env, overflow, trim
 from joulescore.errors import BadInput
 from joulescore.hardware import logical_cpus
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+# Fail at import when the engine is missing, so load_backend names the package to install;
+# torch and transformers themselves are imported only when a model is loaded (see offline_env).
+for _package in ("torch", "transformers"):
+    if find_spec(_package) is None:
+        raise ModuleNotFoundError(f"No module named {_package!r}", name=_package)
+
+#: --dtype -> torch dtype name (torch is imported only when a model is loaded)
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 QUANTIZATIONS = (None, "none", "int8")
 
 
-class _StepWatch(BaseStreamer):
-    """Sees every decode step: the first token, each row's end, and when the batch drains."""
+class _StepWatch:
+    """Sees every decode step: the first token, each row's end, and when the batch drains.
+
+    A transformers streamer by protocol (``put``/``end``), not a ``BaseStreamer``
+    subclass: torch and transformers are imported only when a model is loaded,
+    after ``offline_env`` has set the variables they (and tqdm) read at import.
+    """
 
     def __init__(self, rows: int, eos: frozenset[int], config: GenerationConfig,
                  on_first_token: FirstTokenHook | None, on_steady_end: SteadyEndHook | None) -> None:
@@ -80,6 +90,10 @@ class TransformersBackend(PaddedBatchBackend):
 
     def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0,
                  dtype: str | None = None, quantization: str | None = None, device: str | None = None) -> None:
+        offline_env()  # before torch (which imports tqdm) and transformers are first imported
+        import torch
+        import transformers
+
         dtype = dtype or "fp32"
         if dtype not in DTYPES:
             raise BadInput(f"transformers: unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
@@ -95,7 +109,7 @@ class TransformersBackend(PaddedBatchBackend):
         if self.device == "cpu":
             torch.set_num_threads(self.threads)
         self.n_ctx, self.seed = n_ctx, seed
-        loaded = load_gguf(model, DTYPES[dtype])
+        loaded = load_gguf(model, getattr(torch, DTYPES[dtype]))
         net = loaded.model
         if int8:
             # Linear layers hold nearly all the weights; activations are quantized on the fly.
@@ -131,6 +145,8 @@ class TransformersBackend(PaddedBatchBackend):
     def generate_batch(self, batch: list[list[dict[str, str]]], config: GenerationConfig,
                        on_first_token: FirstTokenHook | None = None,
                        on_steady_end: SteadyEndHook | None = None) -> list[Generation]:
+        import torch
+
         ids, mask, lengths = encode_batch(self.tokenizer, batch)
         width = ids.shape[1]
         failed = overflow(width, lengths, config.max_new_tokens, self.n_ctx)

@@ -11,13 +11,26 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, context_overflow
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import ModelError
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF dequantizer draws a bar on stderr otherwise
+#: set (unless the user already set them) when a model is loaded, never at import
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TQDM_DISABLE": "1",  # the GGUF dequantizer draws a bar on stderr otherwise
+}
+
+
+def offline_env() -> None:
+    """Never fetch from a hub, and draw no progress bars: called by each engine before it loads a model.
+
+    huggingface_hub, transformers and tqdm read these variables when they are
+    first imported, so engines call this before importing them.
+    """
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass
@@ -39,6 +52,7 @@ def load_gguf(model: str, dtype: Any = None, weights: bool = True) -> Loaded:
     ``weights=False`` reads only the tokenizer and config: dequantizing the
     weights is the slow part, and a cached ONNX export does not need them.
     """
+    offline_env()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -101,9 +115,9 @@ def trim(tokens: list[int], eos_ids: frozenset[int], max_new: int) -> tuple[list
 
 def overflow(width: int, lengths: list[int], max_new_tokens: int, n_ctx: int) -> list[Generation] | None:
     """Failed rows for a padded batch that cannot fit its new tokens in the context, else None."""
-    if width + max_new_tokens <= n_ctx:
+    msg = context_overflow(width, max_new_tokens, n_ctx)
+    if msg is None:
         return None
-    msg = f"prompt of {width} tokens + {max_new_tokens} new exceeds the context of {n_ctx}"
     return [Generation("", n, 0, 0.0, 0.0, "error", error=msg) for n in lengths]
 
 

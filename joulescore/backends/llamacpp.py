@@ -16,7 +16,7 @@ import numpy as np
 from llama_cpp import Llama, LogitsProcessorList
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, context_overflow
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import ModelError
 from joulescore.hardware import logical_cpus
@@ -144,10 +144,9 @@ class LlamaCppBackend(Backend):
                  on_first_token: FirstTokenHook | None = None) -> Generation:
         tokens = self.prompt_tokens(messages, config.template_kwargs, config.assistant_prefix)
         n_in = len(tokens)
-        if n_in + config.max_new_tokens > self.n_ctx:
-            return Generation("", n_in, 0, 0.0, 0.0, "error",
-                              error=f"prompt of {n_in} tokens + {config.max_new_tokens} new exceeds "
-                                    f"the context of {self.n_ctx}")
+        too_long = context_overflow(n_in, config.max_new_tokens, self.n_ctx)
+        if too_long is not None:
+            return Generation("", n_in, 0, 0.0, 0.0, "error", error=too_long)
         if not self.prompt_cache:
             self.llm.reset()  # forget the previous prompt: every token is prefilled
         cached = self._reusable_prefix(tokens)

@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-# First: hf_common sets the offline and no-progress-bar environment before transformers reads it.
-from joulescore.backends.hf_common import Loaded, PaddedBatchBackend, encode_batch, load_gguf, overflow, trim  # isort: skip
-
 import numpy as np
 import onnxruntime as ort
 
 from joulescore.backends.base import (
     FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
+)
+from joulescore.backends.hf_common import (
+    Loaded, PaddedBatchBackend, encode_batch, load_gguf, offline_env, overflow, trim,
 )
 from joulescore.backends.models import resolve_model
 from joulescore.errors import BadInput
@@ -135,6 +135,7 @@ class OnnxBackend(PaddedBatchBackend):
 
     def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0,
                  quantization: str | None = None, device: str | None = None, dtype: str | None = None) -> None:
+        offline_env()  # before transformers is first imported (export_key, load_gguf)
         if quantization not in QUANTIZATIONS:
             raise BadInput(f"onnxruntime: unknown quantization {quantization!r}; choose none or int8")
         if dtype not in (None, "fp32"):

@@ -13,10 +13,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from joulescore.errors import MeterUnavailable
 from joulescore.meters.base import Domain, Meter, MeterStatus, Provenance, Reading, now_s
 
 
-class AmdSmiUnavailable(Exception):
+class AmdSmiUnavailable(MeterUnavailable):
     """amdsmi cannot measure any GPU here; the message says why."""
 
 

@@ -70,12 +70,6 @@ class Provenance:
             out["per_domain"] = {d: dict(v) for d, v in self.domains.items()}
         return out
 
-    def estimated_domains(self) -> list[str]:
-        """The domains whose figures are a model, not a counter."""
-        if self.domains:
-            return [d for d, v in self.domains.items() if v.get("kind") != "measured"]
-        return [] if self.kind == "measured" else ["all"]
-
 
 @dataclass(frozen=True)
 class Measurement:
@@ -108,10 +102,6 @@ class Measurement:
     @property
     def avg_power_w(self) -> float:
         return self.total_j / self.duration_s if self.duration_s > 0 else 0.0
-
-    def domain_j(self, domain: Domain) -> float | None:
-        """Energy for one domain, or None when this meter does not cover it."""
-        return self.energy_j.get(domain)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready figures, each domain marked measured or estimated."""
@@ -167,6 +157,10 @@ class Meter(ABC):
     def stop(self) -> None:
         """Stop sampling and release the hardware handle."""
 
+    def domains(self) -> frozenset[Domain]:
+        """The domains this meter covers here, so ``auto`` gives it only those (default: its provenance's)."""
+        return frozenset(Domain(d) for d in self.provenance().domains)
+
     def measurement(self, begin: Reading, end: Reading, name: str = "") -> Measurement:
         """The energy spent between two readings of this meter."""
         return Measurement(
@@ -185,15 +179,6 @@ class Meter(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@dataclass
-class Window:
-    """An open measurement window: the reading it started from."""
-
-    name: str
-    begin: Reading
-    children: list[Measurement] = field(default_factory=list)
 
 
 def now_s() -> float:

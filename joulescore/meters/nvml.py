@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from joulescore.errors import MeterUnavailable
 from joulescore.meters.base import Domain, Meter, MeterStatus, Provenance, Reading, now_s
 from joulescore.meters.poller import Poller
 from joulescore.reference import as_float, load_table
@@ -37,7 +38,7 @@ EST_LOW_FACTOR = 0.5
 EST_HIGH_EXTRA_TDP = 0.2
 
 
-class NvmlUnavailable(Exception):
+class NvmlUnavailable(MeterUnavailable):
     """NVML cannot measure any GPU here; the message says why."""
 
 
@@ -283,9 +284,6 @@ class NvmlMeter(Meter):
         total = [sum(v[k] for v in per.values()) for k in range(3)]
         return Reading(t, {Domain.GPU: total[0]}, {Domain.GPU: total[1]}, {Domain.GPU: total[2]},
                        {f"gpu:{label}": v[0] for label, v in per.items()})
-
-    def methods(self) -> dict[str, str]:
-        return {p.label: p.method or "refused" for p in self.gpus + self.refused}
 
     def provenance(self) -> Provenance:
         estimated = [p for p in self.gpus if p.method == "estimate"]

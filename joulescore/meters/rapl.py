@@ -23,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from joulescore.errors import MeterUnavailable
 from joulescore.meters.base import Domain, Meter, MeterStatus, Provenance, Reading, now_s
 from joulescore.meters.poller import Poller
 
@@ -39,7 +40,7 @@ MIN_POLL_INTERVAL_S = 0.001
 _ZONE_DIR = re.compile(r"^(intel-rapl|amd-rapl):(\d+(?::\d+)*)$")
 
 
-class RaplUnavailable(Exception):
+class RaplUnavailable(MeterUnavailable):
     """RAPL cannot be used here; the message says why and, if possible, how to fix it."""
 
 
@@ -188,6 +189,10 @@ class RaplMeter(Meter):
                 energy[z.domain] = energy.get(z.domain, 0.0) + joules
                 detail[f"{z.domain.value}:{z.name}:{z.zone_id}"] = joules
         return Reading(t, energy, dict(energy), dict(energy), detail)
+
+    def domains(self) -> frozenset[Domain]:
+        """cpu always (a package zone is required); dram only where a dram zone exists."""
+        return frozenset(z.domain for z in self.counted if z.domain is not None)
 
     def provenance(self) -> Provenance:
         skipped = [z for z in self.zones if z.domain is None]
