@@ -14,7 +14,11 @@ from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
 from joulescore.backends.base import (
-    FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
+    FirstTokenHook,
+    Generation,
+    GenerationConfig,
+    ModelInfo,
+    SteadyEndHook,
 )
 from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load_gguf, offline_env, overflow, trim
 from joulescore.errors import BadInput

@@ -21,10 +21,20 @@ import numpy as np
 import onnxruntime as ort
 
 from joulescore.backends.base import (
-    FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
+    FirstTokenHook,
+    Generation,
+    GenerationConfig,
+    ModelInfo,
+    SteadyEndHook,
 )
 from joulescore.backends.hf_common import (
-    Loaded, PaddedBatchBackend, encode_batch, load_gguf, offline_env, overflow, trim,
+    Loaded,
+    PaddedBatchBackend,
+    encode_batch,
+    load_gguf,
+    offline_env,
+    overflow,
+    trim,
 )
 from joulescore.backends.models import resolve_model
 from joulescore.errors import BadInput

@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 import httpx
 
 from joulescore.backends.base import (
-    Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, SteadyEndHook,
+    Backend,
+    FirstTokenHook,
+    Generation,
+    GenerationConfig,
+    ModelInfo,
+    SteadyEndHook,
 )
 from joulescore.errors import BadInput, ModelError
 

@@ -18,8 +18,8 @@ from typing import Any
 from joulescore import __version__
 from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
-from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.backends.options import OpenAIOptions
+from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
 from joulescore.errors import BadInput, StoreError
 from joulescore.hardware import hardware_info

@@ -22,8 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from joulescore.model.config import RunConfig, describe_error, engine_option_names
 from joulescore.errors import BadInput, JoulescoreError
+from joulescore.model.config import RunConfig, describe_error, engine_option_names
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, Store
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import signal
 import sys
+
 import click
 import typer
 from pydantic import ValidationError
 
-from joulescore.cli import run, measure, impact, sweep, reasoning, board  # noqa: F401, I001  (registers the commands, in help order)
+from joulescore.cli import board, impact, measure, reasoning, run, sweep  # noqa: F401  (registers the commands, in help order)
 from joulescore.cli.app import app, err
 from joulescore.cli.console import plain
 from joulescore.errors import JoulescoreError

@@ -15,6 +15,7 @@ from joulescore.cli.options import DbOption, JsonOption, open_store, split_list
 from joulescore.errors import BadInput
 from joulescore.impact.summary import chip_for_floor, impact_data
 from joulescore.units import fmt_sig as _fmt
+
 TdpOption = Annotated[Optional[float], typer.Option("--tdp-w", help="your chip's TDP in W (floor)")]
 PeakOption = Annotated[Optional[float], typer.Option("--peak-tflops", help="your chip's peak dense TFLOP/s (floor)")]
 BwOption = Annotated[Optional[float], typer.Option("--mem-bw-gbs", help="your chip's memory bandwidth in GB/s (floor)")]

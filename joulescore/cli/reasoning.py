@@ -10,9 +10,9 @@ from rich.table import Table
 from joulescore.bench.compare_reasoning import compare, mode_row, parse_budgets, parse_modes, stored_rows
 from joulescore.cli.app import app, err, out
 from joulescore.cli.console import make_console, print_json
+from joulescore.cli.options import DbOption, OutOption, ProgressOption, open_store, run_json_dir, split_list
 from joulescore.model.config import RunConfig
 from joulescore.units import fmt as _fmt
-from joulescore.cli.options import DbOption, OutOption, ProgressOption, open_store, run_json_dir, split_list
 
 
 def table(result: dict[str, Any]) -> Table:
@@ -71,7 +71,7 @@ def compare_reasoning(
         config = configs[mode]
         bars: list[RichProgress] = []
 
-        def make_progress(total: int, done: int, kind: str) -> RichProgress:
+        def make_progress(total: int, done: int, kind: str, bars: list[RichProgress] = bars) -> RichProgress:
             bars.append(RichProgress(err, total, done, kind))
             return bars[-1]
 

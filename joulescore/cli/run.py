@@ -12,8 +12,8 @@ from rich.text import Text
 from joulescore import __version__
 from joulescore.cli.app import app, err, out
 from joulescore.cli.console import id_column, print_json
-from joulescore.cli.settings import extra_param, settings_command
 from joulescore.cli.options import DbOption, JsonOption, OutOption, ProgressOption, open_store, run_json_dir
+from joulescore.cli.settings import extra_param, settings_command
 from joulescore.errors import BadInput
 from joulescore.model.config import RunConfig, flag_of
 from joulescore.model.record import RunRecord

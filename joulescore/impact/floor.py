@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from joulescore.errors import BadInput
 from joulescore.impact.gguf import KvShape, kv_shape
 from joulescore.impact.hardware_specs import ChipSpec, cpu_spec, find_accelerator
-from joulescore.errors import BadInput
 from joulescore.model.record import RunRecord
 
 # Bytes per weight for GGUF/llama.cpp quantization names, used only when the

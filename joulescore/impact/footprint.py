@@ -19,8 +19,8 @@ from typing import Any
 
 from joulescore.errors import BadInput
 from joulescore.impact.regions import Region
-from joulescore.reference import as_float, load_table
 from joulescore.model.record import RunRecord
+from joulescore.reference import as_float, load_table
 
 J_PER_KWH = 3.6e6
 SECONDS_PER_DAY = 86_400.0

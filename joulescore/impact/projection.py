@@ -23,8 +23,8 @@ from typing import Any
 
 from joulescore.impact.floor import Workload, floor_report, phase_floors
 from joulescore.impact.hardware_specs import ChipSpec, find_accelerator
-from joulescore.reference import as_float, load_table
 from joulescore.model.record import RunRecord
+from joulescore.reference import as_float, load_table
 
 _BYTES = {"bfloat16": 2.0, "fp8": 1.0, "mxfp4": 4.25 / 8}  # MXFP4: 4 bits + one 8-bit scale per 32
 _TEXT_TASKS = ("gpqa", "lm-arena-chat", "sourcegraph-fim")

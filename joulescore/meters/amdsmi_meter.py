@@ -61,7 +61,7 @@ class AmdSmiMeter(Meter):
             handles = list(self.amdsmi.amdsmi_get_processor_handles())
         except (ImportError, OSError) as exc:
             raise AmdSmiUnavailable(f"amdsmi not importable ({exc}); it ships with ROCm") from None
-        except Exception as exc:  # noqa: BLE001 - AmdSmiLibraryException and friends
+        except Exception as exc:
             raise AmdSmiUnavailable(f"amdsmi unavailable: {exc}") from None
         self.refused: list[str] = []
         self.gpus: dict[str, Any] = {}
@@ -69,7 +69,7 @@ class AmdSmiMeter(Meter):
             try:
                 energy_uj(self.amdsmi, handles[i])
                 self.gpus[f"gpu{i}"] = handles[i]
-            except Exception as exc:  # noqa: BLE001 - not supported on VM guests, old firmware
+            except Exception as exc:
                 self.refused.append(f"gpu{i}: energy counter refused: {exc}")
         if not self.gpus:
             raise AmdSmiUnavailable("no AMD GPU energy counter readable" +

@@ -104,7 +104,7 @@ class Monitor:
         self.close()
 
 
-class measure:  # noqa: N801 - used as a function: ``with joulescore.measure() as m``
+class measure:
     """Measure the body of a ``with`` block; ``.result`` is its Measurement afterwards."""
 
     def __init__(self, meter: Meter | str = "auto", name: str = "measure",

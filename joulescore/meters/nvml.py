@@ -315,7 +315,7 @@ def statuses(nvml: Any = None, env: Mapping[str, str] | None = None) -> list[Met
         probes, problems = probe_gpus(nvml, env)
     except (ImportError, OSError) as exc:
         return [MeterStatus("nvml", False, f"pynvml not importable ({exc}); pip install 'joulescore[nvidia]'", covers)]
-    except Exception as exc:  # noqa: BLE001 - any NVML failure: driver missing, no GPU
+    except Exception as exc:
         return [MeterStatus("nvml", False, f"NVML unavailable: {exc}", covers)]
     usable = [p for p in probes if p.method]
     reason = f"{len(usable)} of {len(probes)} visible GPU(s) measurable" + (f"; {'; '.join(problems)}" if problems else "")

@@ -44,7 +44,7 @@ class Poller:
         while not stop.wait(self.interval_s):
             try:
                 self._tick()
-            except BaseException as exc:  # noqa: BLE001 - kept for the owner to report
+            except BaseException as exc:
                 self.error = exc
                 return
 

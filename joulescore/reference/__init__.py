@@ -8,7 +8,7 @@ convert what they use, so that an empty cell stays "not published", never zero.
 from __future__ import annotations
 
 import csv
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 TABLES = (
@@ -26,7 +26,7 @@ TABLES = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_table(name: str) -> tuple[dict[str, str], ...]:
     """All rows of one shipped table, in file order."""
     if name not in TABLES:

@@ -177,7 +177,7 @@ def rate(rows: Iterable[BoardRow], rule: Rule = "equal-bins") -> list[BoardRow]:
             out.append(replace(row, stars=None, stars_note="no energy figure (no prompt succeeded)"))
         else:
             groups[row.peer_key()].append(row)
-    for key, members in groups.items():
+    for members in groups.values():
         if len(members) < MIN_PEERS:
             note = (f"no stars: peer group has {len(members)} run(s), stars need {MIN_PEERS} "
                     f"(same task, hardware class, protocol and size class)")

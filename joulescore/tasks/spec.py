@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import string
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -126,7 +126,7 @@ def data_path(name: str) -> Path:
     return Path(str(resources.files(__package__).joinpath("data", name)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def task_names() -> tuple[str, ...]:
     return tuple(sorted(p.name[:-5] for p in _specs_dir().iterdir() if p.name.endswith(".yaml")))
 
