@@ -38,7 +38,8 @@ PLAIN_TEMPLATE = (
 def render_prompt(formatter: Jinja2ChatFormatter, messages: list[dict[str, str]],
                   template_kwargs: dict[str, Any] | None = None, assistant_prefix: str = "") -> str:
     """The prompt text: the chat template with any extra variables (a reasoning switch), then the forced reply start."""
-    return formatter(messages=messages, **(template_kwargs or {})).prompt + assistant_prefix
+    chat: Any = messages  # llama_cpp types them as its request TypedDicts; plain dicts are what it reads
+    return formatter(messages=chat, **(template_kwargs or {})).prompt + assistant_prefix
 
 
 class LlamaCppBackend(Backend):

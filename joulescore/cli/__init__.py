@@ -49,7 +49,8 @@ def main() -> None:
     except USAGE_ERRORS as exc:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None and getattr(exc, "exit_code", 2) == 2 else ""
-        _fail(exc.format_message() + hint, getattr(exc, "exit_code", 2) or 2)
+        message = getattr(exc, "format_message", lambda: str(exc))()
+        _fail(message + hint, getattr(exc, "exit_code", 2) or 2)
     except ABORTS:
         err.print("interrupted")
         sys.exit(130)

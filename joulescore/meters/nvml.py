@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from joulescore.errors import MeterUnavailable
-from joulescore.meters.base import Domain, Meter, MeterStatus, Provenance, Reading, now_s
+from joulescore.meters.base import Domain, Meter, MeterKind, MeterStatus, Provenance, Reading, now_s
 from joulescore.meters.poller import Poller
 from joulescore.reference import as_float, load_table
 
@@ -287,7 +287,7 @@ class NvmlMeter(Meter):
 
     def provenance(self) -> Provenance:
         estimated = [p for p in self.gpus if p.method == "estimate"]
-        kind = "estimated" if estimated else "measured"
+        kind: MeterKind = "estimated" if estimated else "measured"
         methods = sorted({p.method for p in self.gpus if p.method})
         notes = [f"{p.label} {p.name} not counted: {p.reason}" for p in self.refused] + self.problems
         if any(p.method == "polling" for p in self.gpus) and self._poller is not None:

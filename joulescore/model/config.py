@@ -141,14 +141,14 @@ def engine_option_names() -> list[str]:
 
 def flag_of(field: str) -> str:
     """The command-line flag of a run setting or engine option."""
-    for model in (RunConfig, *ENGINE_OPTIONS.values()):
+    models: list[type[BaseModel]] = [RunConfig, *ENGINE_OPTIONS.values()]
+    for model in models:
         info = model.model_fields.get(field)
-        if info is not None:
-            extra = info.json_schema_extra
-            if isinstance(extra, dict) and extra.get("flags"):
-                return str(extra["flags"][0])  # type: ignore[index]  # a list of flags, set by _flag()
-            if isinstance(extra, dict) and extra.get("flag"):
-                return str(extra["flag"])
+        extra = info.json_schema_extra if info is not None else None
+        if isinstance(extra, dict):
+            flags = extra.get("flags") or [extra.get("flag")]
+            if isinstance(flags, list) and flags[0]:
+                return str(flags[0])
     return "--" + field.replace("_", "-")
 
 
