@@ -87,9 +87,12 @@ class RunConfig(BaseModel):
             if name in data and name not in cls.model_fields:
                 engine[name] = data.pop(name)
         if options is not None:
+            # Runs stored by 0.1.0 carry every engine's settings at their defaults: those are not a choice.
+            engine = {k: v for k, v in engine.items() if k in options.model_fields or not _is_default(k, v)}
             wrong = [k for k in engine if k not in options.model_fields]
             if wrong:
-                raise ValueError(f"backend {backend} does not take {flag_of(wrong[0])}{options.refusal_hint}")
+                hint = options.refusal_hint if wrong[0] in ("dtype", "quantization") else ""
+                raise ValueError(f"backend {backend} does not take {flag_of(wrong[0])}{hint}")
             engine["backend"] = backend
         data["engine"] = engine
         reasoning = data.get("reasoning")
@@ -129,6 +132,15 @@ class RunConfig(BaseModel):
         if "request_timeout_s" in own:  # the HTTP engine's name for it
             own["timeout_s"] = own.pop("request_timeout_s")
         return {"threads": self.threads, "n_ctx": self.n_ctx, "seed": self.seed, **own}
+
+
+def _is_default(name: str, value: Any) -> bool:
+    """Whether an engine option holds the default of the engine that defines it."""
+    for options in ENGINE_OPTIONS.values():
+        info = options.model_fields.get(name)
+        if info is not None:
+            return bool(value == info.get_default(call_default_factory=True))
+    return False
 
 
 def engine_option_names() -> list[str]:
