@@ -62,6 +62,17 @@ def test_every_setting_is_a_flag_of_run() -> None:
     """The run command's flags are made from the model: each field is there, with its help."""
     proc = cli("run", "--help", env={"COLUMNS": "300"})
     assert proc.returncode == 0
-    fields = [n for n in RunConfig.model_fields if n != "engine"] + ["prompt_cache", "dtype", "endpoint"]
+    fields = [n for n in RunConfig.model_fields if n != "engine"] + ["prompt_cache", "n_batch", "dtype", "endpoint"]
     for name in fields:
         assert flag_of(name) in proc.stdout, name
+def test_adding_an_engine_option_needs_no_cli_code(db: Path, tmp_path: Path) -> None:
+    """--n-batch exists only as a field of LlamaCppOptions: flag, validation, storage and use follow."""
+    assert_one_line_error(cli("run", "--n-batch", "0", db=db), "--n-batch must be at least 1")
+    assert_one_line_error(cli("run", "--backend", "transformers", "--n-batch", "8", db=db),
+                          "backend transformers does not take --n-batch")
+    proc = cli("run", "--n-batch", "16", "--limit", "1", "--warmup", "0", "--max-new-tokens", "2", "--json",
+               "--no-progress", "--out", str(tmp_path / "out"), db=db)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["config"]["engine"] == {"backend": "llama.cpp", "prompt_cache": True, "n_batch": 16}
+    assert record["model"]["extra"]["n_batch"] == 16

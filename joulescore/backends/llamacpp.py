@@ -91,6 +91,7 @@ class LlamaCppBackend(Backend):
                 "threads": self.threads,
                 "n_ctx": n_ctx,
                 "prompt_cache": prompt_cache,
+                "n_batch": n_batch,
                 "engine_version": llama_cpp.__version__,
             },
         )

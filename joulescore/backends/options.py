@@ -28,6 +28,7 @@ class LlamaCppOptions(EngineOptions):
     refusal_hint: ClassVar[str] = " (llama.cpp's quantization is the GGUF file's)"
     prompt_cache: bool = Field(True, description="llama.cpp: reuse the KV cache of the prefix shared with the "
                                "previous prompt (the engine's default); --no-prompt-cache prefills every prompt in full")
+    n_batch: int = Field(512, ge=1, description="llama.cpp: prompt tokens evaluated per prefill step (its n_batch)")
 
 
 class TransformersOptions(EngineOptions):
