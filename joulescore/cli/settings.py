@@ -33,8 +33,8 @@ def _plain_type(annotation: Any) -> Any:
 
 def _flags(name: str, info: FieldInfo) -> list[str]:
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-    flags = extra.get("flags") or [flag_of(name)]
-    return [str(f) for f in flags]  # type: ignore[union-attr]  # a list set by the model's _flag()
+    flags = extra.get("flags")
+    return [str(f) for f in flags] if isinstance(flags, list) else [flag_of(name)]
 
 
 def _option(name: str, info: FieldInfo) -> inspect.Parameter:
@@ -67,7 +67,8 @@ def settings_command(func: Callable[..., Any], extra: list[inspect.Parameter],
         settings = {k: v for k, v in kwargs.items() if k not in names and v is not None}
         return func(settings, **{k: v for k, v in kwargs.items() if k in names})
 
-    command.__signature__ = inspect.Signature([*setting_params(skip), *extra])  # type: ignore[attr-defined]
+    command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]  # typer reads this signature
+        [*setting_params(skip), *extra])
     command.__doc__ = func.__doc__
     command.__name__ = func.__name__
     return command

@@ -280,7 +280,8 @@ class NvmlMeter(Meter):
                     j = (self._counter_mj(p) - self._base_mj[p.index]) / 1000.0
                     per[p.label] = (j, j, j)
                 else:
-                    per[p.label] = tuple(self._integrals[p.index].j)  # type: ignore[assignment]
+                    low, central, high = self._integrals[p.index].j
+                    per[p.label] = (low, central, high)
         total = [sum(v[k] for v in per.values()) for k in range(3)]
         return Reading(t, {Domain.GPU: total[0]}, {Domain.GPU: total[1]}, {Domain.GPU: total[2]},
                        {f"gpu:{label}": v[0] for label, v in per.items()})

@@ -183,7 +183,7 @@ def rate(rows: Iterable[BoardRow], rule: Rule = "equal-bins") -> list[BoardRow]:
                     f"(same task, hardware class, protocol and size class)")
             out.extend(replace(m, stars=None, stars_note=note) for m in members)
             continue
-        stars = stars_of([m.wh_per_1000 for m in members])  # type: ignore[misc]
+        stars = stars_of([float(m.wh_per_1000 or 0.0) for m in members])  # grouped rows all have a figure
         note = f"{rule} over {len(members)} runs in peer group"
         out.extend(replace(m, stars=s, stars_note=note) for m, s in zip(members, stars))
     return out
@@ -199,13 +199,14 @@ def pareto(rows: Iterable[BoardRow]) -> list[BoardRow]:
     placed = [r for r in rows if not r.is_reference and r.wh_per_1000 is not None
               and r.quality is not None and r.higher_is_better is not None]
 
-    def better_or_equal(a: BoardRow, b: BoardRow) -> bool:  # a's quality at least b's
-        return a.quality >= b.quality if a.higher_is_better else a.quality <= b.quality  # type: ignore[operator]
+    def axes(r: BoardRow) -> tuple[float, float]:
+        """(energy, quality as higher-is-better) of a placed row, whose figures are all set."""
+        quality = float(r.quality or 0.0)
+        return float(r.wh_per_1000 or 0.0), quality if r.higher_is_better else -quality
 
     def dominates(a: BoardRow, b: BoardRow) -> bool:
-        at_least = a.wh_per_1000 <= b.wh_per_1000 and better_or_equal(a, b)  # type: ignore[operator]
-        strictly = a.wh_per_1000 < b.wh_per_1000 or a.quality != b.quality  # type: ignore[operator]
-        return at_least and strictly
+        (ea, qa), (eb, qb) = axes(a), axes(b)
+        return ea <= eb and qa >= qb and (ea < eb or qa != qb)
 
     on_front = {id(r): not any(dominates(o, r) for o in placed if o is not r and o.peer_key() == r.peer_key())
                 for r in placed}
