@@ -147,7 +147,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         "task": spec["task"],
         "config": config,
         "hardware": spec["hardware"],
-        "meter": {k: v for k, v in spec["meter"].items() if k != "domains"},
+        "meter": spec["meter"],
         "counts": {
             "prompts": run.num_prompts,
             "done": len(results),

@@ -68,6 +68,8 @@ class Meter(_Section):
     uncertainty_pct: Optional[float] = None
     notes: list[str] = []
     per_domain: Optional[dict[str, dict[str, Any]]] = None
+    #: the domains the figures cover (cpu, dram, gpu, system): energy.*_j is null for the others
+    domains: list[str] = []
     #: only with --idle-baseline
     idle_baseline_s: Optional[float] = None
     idle_power_w: Optional[dict[str, float]] = None
