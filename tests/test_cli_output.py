@@ -80,6 +80,6 @@ def test_a_bad_sweep_plan_key_names_the_key_and_its_line(db: Path, tmp_path: Pat
     assert_one_line_error(cli("sweep", str(plan), db=db), "line 3", "limt")
     plan.write_text("name: p\nlimit: 3\nengines:\n  - {backend: llama.cpp}\n  - {backend: llama.cpp, dtype: bf16}\n",
                     encoding="utf-8")
-    assert_one_line_error(cli("sweep", str(plan), db=db), "line 5", "engines.1.dtype", "does not take --dtype")
+    assert_one_line_error(cli("sweep", str(plan), db=db), "line 5", "engines.1.dtype", "does not take dtype")
     plan.write_text("name: p\nbatch_sizes: [1, 0]\nengines:\n  - {backend: llama.cpp}\n", encoding="utf-8")
     assert_one_line_error(cli("sweep", str(plan), db=db), "line 2", "batch_sizes.1")

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from joulescore.backends.options import ENGINE_OPTIONS
 from joulescore.errors import BadInput, JoulescoreError
 from joulescore.model.config import RunConfig, describe_error, engine_option_names
 from joulescore.model.record import RunRecord
@@ -159,6 +160,11 @@ class VariantError(BadInput):
 
 def variants(plan: Plan) -> list[tuple[str, RunConfig]]:
     """Every (name, run settings) of the grid, in plan order: model, engine, batch size."""
+    for e, engine in enumerate(plan.engines):
+        takes = ENGINE_OPTIONS.get(engine.backend)
+        wrong = [k for k in engine.model_extra or {} if takes is not None and k not in takes.model_fields]
+        if wrong:
+            raise VariantError(["engines", e, wrong[0]], f"backend {engine.backend} does not take {wrong[0]}")
     out = []
     for model in plan.models:
         for e, engine in enumerate(plan.engines):
