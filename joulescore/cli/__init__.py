@@ -49,7 +49,7 @@ def main() -> None:
     except USAGE_ERRORS as exc:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see: {ctx.command_path} --help)" if ctx is not None and getattr(exc, "exit_code", 2) == 2 else ""
-        message = getattr(exc, "format_message", lambda: str(exc))()
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         _fail(message + hint, getattr(exc, "exit_code", 2) or 2)
     except ABORTS:
         err.print("interrupted")
