@@ -32,6 +32,9 @@ class FakeGpu:
     mig: int | None = None  # None: not MIG-capable (NOT_SUPPORTED)
     virt: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # NVML function -> error code
+    memory_bytes: int = 80 * 10**9
+    power_limit_mw: int = 700_000
+    processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, used bytes) of compute processes
 
 
 class FakeNvml:
@@ -82,3 +85,15 @@ class FakeNvml:
 
     def nvmlDeviceGetUtilizationRates(self, h: FakeGpu) -> object:
         return self._call(h, "util", SimpleNamespace(gpu=h.util_pct, memory=0))
+
+    def nvmlDeviceGetMemoryInfo(self, h: FakeGpu) -> object:
+        return self._call(h, "memory", SimpleNamespace(total=h.memory_bytes, used=0, free=h.memory_bytes))
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, h: FakeGpu) -> object:
+        return self._call(h, "power_limit", h.power_limit_mw)
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        return "560.35.03"
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGpu) -> object:
+        return self._call(h, "processes", [SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in h.processes])

@@ -181,6 +181,8 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         },
         "wh_per_1000_queries": _r(per_query * 1000 / J_PER_WH) if per_query is not None else None,
         "j_per_query": _r(per_query),
+        "gpu_wh_per_1000_queries": _r(domains.get("gpu", 0.0) / len(ok) * 1000 / J_PER_WH)
+        if ok and "gpu" in covered else None,
         "j_per_output_token": _r(total_j / output_tokens) if output_tokens else None,
         "duration_s": _r(duration_s, 3),
         "tokens_per_s": _r(output_tokens / duration_s, 3) if duration_s and output_tokens else None,

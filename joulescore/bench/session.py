@@ -114,6 +114,11 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
     provenance = p.meter.provenance().as_dict()
     provenance["notes"] = [*provenance.get("notes", []), *p.backend.notes()]
     provenance["domains"] = [d.value for d in p.meter.read().energy_j]
+    sharing = p.meter.sharing()
+    if sharing:
+        who = ", ".join(f"pid {s['pid']} ({s['name']}) on {s['gpu']}" for s in sharing)
+        provenance["notes"].append(f"the GPU is shared: other compute processes ({who}) were running at the start; "
+                                   "NVML counts the whole GPU, so their energy is in these figures")
     if idle_w is not None:
         provenance["idle_baseline_s"] = p.config.idle_baseline_s
         provenance["idle_power_w"] = {d.value: round(w, 6) for d, w in idle_w.items()}
@@ -130,7 +135,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
             "reference_field": p.spec.reference_field,
             "template": p.config.template,
         },
-        "hardware": hardware_info().as_dict(),
+        "hardware": {**hardware_info(gpus=p.meter.devices()).as_dict(), "other_gpu_processes": sharing},
         "meter": provenance,
         "tool_version": __version__,
         **({"sweep": sweep} if sweep else {}),

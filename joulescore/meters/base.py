@@ -13,7 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 #: "mixed": some domains measured, some estimated; the per-domain detail is in
 #: ``Provenance.domains``.  Only an all-measured meter may say "measured".
@@ -156,6 +156,14 @@ class Meter(ABC):
 
     def stop(self) -> None:
         """Stop sampling and release the hardware handle."""
+
+    def devices(self) -> list[dict[str, Any]]:
+        """The accelerators whose energy this meter counts, as the record's ``hardware.gpus`` lists them."""
+        return []
+
+    def sharing(self) -> list[dict[str, Any]]:
+        """Other processes using the metered devices now: their energy is in the figures too."""
+        return []
 
     def domains(self) -> frozenset[Domain]:
         """The domains this meter covers here, so ``auto`` gives it only those (default: its provenance's)."""

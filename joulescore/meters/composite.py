@@ -8,6 +8,7 @@ otherwise "estimated" (all estimated) or "mixed", with per-domain detail.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from joulescore.meters.base import Domain, Meter, MeterKind, Provenance, Reading, now_s
 
@@ -47,6 +48,12 @@ class CompositeMeter(Meter):
     def start(self) -> None:
         for meter, _ in self.parts:
             meter.start()
+
+    def devices(self) -> list[dict[str, Any]]:
+        return [d for meter, _ in self.parts for d in meter.devices()]
+
+    def sharing(self) -> list[dict[str, Any]]:
+        return [s for meter, _ in self.parts for s in meter.sharing()]
 
     def stop(self) -> None:
         for meter, _ in self.parts:

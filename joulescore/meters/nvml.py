@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from joulescore.errors import MeterUnavailable
 from joulescore.meters.base import Domain, Meter, MeterKind, MeterStatus, Provenance, Reading, now_s
+from joulescore.meters.nvml_devices import device_facts, other_processes, own_pids
 from joulescore.meters.poller import Poller
 from joulescore.reference import as_float, load_table
 
@@ -259,6 +260,12 @@ class NvmlMeter(Meter):
                 if p.index in self._integrals:
                     w = self._watts(p)
                     self._integrals[p.index].add(now_s(), w)
+
+    def devices(self) -> list[dict[str, Any]]:
+        return [device_facts(self.nvml, p.index, p.name, p.uuid, p.handle, p.method) for p in self.gpus]
+
+    def sharing(self) -> list[dict[str, Any]]:
+        return other_processes(self.nvml, [(p.label, p.handle) for p in self.gpus], own_pids())
 
     def start(self) -> None:
         if self._poller is not None:

@@ -55,6 +55,8 @@ class Hardware(_Section):
     ram_gb: float = 0.0
     #: each GPU the meter covers: name, UUID, memory, power limit, driver
     gpus: list[dict[str, Any]] = []
+    #: compute processes of others seen on those GPUs at the start (their energy is in the GPU's counter)
+    other_gpu_processes: list[dict[str, Any]] = []
     os: str = ""
     machine: str = ""
 
@@ -189,6 +191,8 @@ class RunRecord(_Section):
     phase_split: PhaseSplit
     wh_per_1000_queries: Optional[float] = None
     j_per_query: Optional[float] = None
+    #: the GPU-only figure, as AI Energy Score publishes it (None where no GPU was metered)
+    gpu_wh_per_1000_queries: Optional[float] = None
     j_per_output_token: Optional[float] = None
     duration_s: float
     tokens_per_s: Optional[float] = None
