@@ -13,7 +13,14 @@ PYTHON="${PYTHON:-python3}"
 
 # llama.cpp builds from source.  A portable AVX2 build: a -march=native build
 # can use instructions (AMX) that a VM advertises but does not let a process use.
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF}"
+# With the CUDA compiler and an NVIDIA GPU present, it is built with CUDA so that
+# its layers run on the GPU (a CUDA compiler alone, without a GPU, builds for CPU).
+CPU_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF"
+if [ -z "${CMAKE_ARGS:-}" ] && command -v nvcc >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q "^GPU"; then
+    echo "quickstart: nvcc and an NVIDIA GPU found: building llama.cpp with CUDA" >&2
+    CPU_ARGS="$CPU_ARGS -DGGML_CUDA=ON"
+fi
+export CMAKE_ARGS="${CMAKE_ARGS:-$CPU_ARGS}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 # torch first, pinned, so that the engines' "torch>=2.2" is already met and pip
 # never pulls a multi-GB CUDA build onto a CPU machine (TORCH_SPEC overrides).

@@ -74,5 +74,14 @@ def test_adding_an_engine_option_needs_no_cli_code(db: Path, tmp_path: Path) -> 
                "--no-progress", "--out", str(tmp_path / "out"), db=db)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
-    assert record["config"]["engine"] == {"backend": "llama.cpp", "prompt_cache": True, "n_batch": 16}
+    assert record["config"]["engine"] == {"backend": "llama.cpp", "prompt_cache": True, "n_batch": 16, "gpu_layers": None}
     assert record["model"]["extra"]["n_batch"] == 16
+
+
+def test_gpu_offload_on_a_cpu_build_of_llama_cpp_is_refused_with_how_to_rebuild(db: Path) -> None:
+    import llama_cpp
+
+    if llama_cpp.llama_supports_gpu_offload():
+        pytest.skip("this llama-cpp-python is a GPU build")
+    assert_one_line_error(cli("run", "--gpu-layers", "4", "--limit", "1", db=db), "built without GPU support",
+                          "CMAKE_ARGS")

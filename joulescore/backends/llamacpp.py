@@ -46,7 +46,7 @@ class LlamaCppBackend(Backend):
     name = "llama.cpp"
 
     def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0,
-                 n_batch: int = 512, prompt_cache: bool = True) -> None:
+                 n_batch: int = 512, prompt_cache: bool = True, gpu_layers: int | None = None) -> None:
         resolved = resolve_model(model)
         check_gguf(resolved.path)
         self.threads = threads or logical_cpus()
@@ -54,10 +54,16 @@ class LlamaCppBackend(Backend):
         #: keep the KV cache of the prefix shared with the previous prompt (llama.cpp's and
         #: llama-server's default); off, every prompt is prefilled from scratch
         self.prompt_cache = prompt_cache
+        # A CUDA (or Metal...) build offloads every layer unless told otherwise; a CPU build cannot.
+        can_offload = bool(llama_cpp.llama_supports_gpu_offload())
+        layers = (-1 if can_offload else 0) if gpu_layers is None else gpu_layers
+        if layers and not can_offload:
+            raise ModelError("this llama-cpp-python was built without GPU support, so --gpu-layers cannot offload; "
+                             "rebuild it with CMAKE_ARGS='-DGGML_CUDA=on' (see README)")
         try:
             self.llm = Llama(
                 model_path=str(resolved.path), n_ctx=n_ctx, n_batch=n_batch, n_threads=self.threads,
-                n_threads_batch=self.threads, seed=seed, verbose=False,
+                n_threads_batch=self.threads, seed=seed, verbose=False, n_gpu_layers=layers,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"llama.cpp cannot load {resolved.path}: {exc}") from None
@@ -92,6 +98,8 @@ class LlamaCppBackend(Backend):
                 "n_ctx": n_ctx,
                 "prompt_cache": prompt_cache,
                 "n_batch": n_batch,
+                "gpu_offload": bool(layers),
+                "gpu_layers": layers,
                 "engine_version": llama_cpp.__version__,
             },
         )

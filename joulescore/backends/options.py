@@ -29,6 +29,8 @@ class LlamaCppOptions(EngineOptions):
     prompt_cache: bool = Field(True, description="llama.cpp: reuse the KV cache of the prefix shared with the "
                                "previous prompt (the engine's default); --no-prompt-cache prefills every prompt in full")
     n_batch: int = Field(512, ge=1, description="llama.cpp: prompt tokens evaluated per prefill step (its n_batch)")
+    gpu_layers: Optional[int] = Field(None, ge=-1, description="llama.cpp: layers offloaded to the GPU (-1: all; "
+                                      "default: all on a GPU build, none on a CPU build)")
 
 
 class TransformersOptions(EngineOptions):
