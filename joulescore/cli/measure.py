@@ -15,16 +15,17 @@ import typer
 from rich.table import Table
 
 from joulescore.cli.app import app, err, out
-from joulescore.cli.console import print_json
+from joulescore.cli.console import plain, print_json
 from joulescore.cli.options import JsonOption
 from joulescore.errors import BadInput
+from joulescore.meters import METER_NAMES
 from joulescore.meters.base import Measurement
 from joulescore.meters.command import exit_status, run_measured
 
 
 def _table(m: Measurement, status: int) -> Table:
     per = m.provenance.domains
-    table = Table(title=f"energy of: {m.name}  (exit status {status})", show_header=True)
+    table = Table(title=f"energy of: {plain(m.name)}  (exit status {status})", show_header=True)
     for col in ("domain", "energy J", "band J", "avg W", "kind", "source"):
         table.add_column(col)
     for d, e in m.energy_j.items():
@@ -40,7 +41,7 @@ def _table(m: Measurement, status: int) -> Table:
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def measure(
     command: Annotated[list[str], typer.Argument(help="the command and its arguments, after --")],
-    meter: Annotated[str, typer.Option(help="energy source: auto, nvml, rapl, amdsmi, estimator")] = "auto",
+    meter: Annotated[str, typer.Option(help=f"energy source: {', '.join(METER_NAMES)}")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="report as JSON (on stderr)")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="also write the JSON report here")] = None,
 ) -> None:
@@ -60,7 +61,8 @@ def measure(
         try:
             output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
-            raise BadInput(f"cannot write {output}: {exc.strerror}") from None
+            # the command ran and was measured: its exit status stands, the lost copy is a warning
+            err.print(f"warning: cannot write {plain(output)}: {exc.strerror or exc}")
     raise typer.Exit(status)
 
 
