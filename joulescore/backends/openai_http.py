@@ -97,7 +97,7 @@ class OpenAIBackend(Backend):
         try:
             if serve:
                 self.child = ServedProcess(serve, endpoint)
-                self._wait_ready(ready_timeout_s)
+                self._wait_ready(self.child, ready_timeout_s)
             ids = self._list_models()
         except BaseException:  # a failed start, or Ctrl-C while the server loads: stop what was started
             self.close()
@@ -110,15 +110,14 @@ class OpenAIBackend(Backend):
         )
 
     # server lifecycle ------------------------------------------------------
-    def _wait_ready(self, ready_timeout_s: float) -> None:
+    def _wait_ready(self, child: ServedProcess, ready_timeout_s: float) -> None:
         """Wait until the served engine answers /v1/models at all; what it answers is checked next."""
-        assert self.child is not None
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
-            status = self.child.exited()
+            status = child.exited()
             if status is not None:
                 raise ModelError(f"--serve command exited with status {status} before it was ready: "
-                                 f"{self.child.last_line()}")
+                                 f"{child.last_line()}")
             try:
                 # 502-504: a proxy in front, or a server still loading its model
                 if self.client.get(f"{self.base}/v1/models", timeout=2.0).status_code not in (502, 503, 504):
@@ -214,9 +213,9 @@ class OpenAIBackend(Backend):
                         other = other or line.strip()
                         continue
                     data = line[5:].strip()
+                    events += 1
                     if data == "[DONE]":
                         break
-                    events += 1
                     event = parse_event(data)
                     usage = event.usage or usage
                     finish = event.finish or finish
@@ -233,8 +232,6 @@ class OpenAIBackend(Backend):
                         count += 1
         except (httpx.HTTPError, httpx.StreamError, BadStream) as exc:
             return self._broken(exc, received, text, count, start, first)
-        except Exception as exc:  # a server can send anything: a failed prompt, never a traceback
-            return self._broken(exc, received, text, count, start, first, unexpected=True)
         end = time.perf_counter()
         first = first or end
         if not events:
@@ -246,10 +243,10 @@ class OpenAIBackend(Backend):
                           "error" if problem else "stop" if finish == "stop" else "length", error=problem)
 
     @staticmethod
-    def _broken(exc: Exception, received: bool, text: list[str], count: int, start: float, first: float | None,
-                unexpected: bool = False) -> Generation | str:
+    def _broken(exc: Exception, received: bool, text: list[str], count: int, start: float,
+                first: float | None) -> Generation | str:
         """A stream that failed: the reason to retry when nothing arrived, else a failed prompt."""
-        why = f"{type(exc).__name__}: {_why(exc)}" if unexpected else _why(exc)
+        why = _why(exc)
         if not received and first is None:
             return why
         end = time.perf_counter()

@@ -35,7 +35,7 @@ def model_ids(base: str, status: int, body: str) -> list[str]:
         raise BadInput(f"{said} HTTP {status} ({snippet(body) or 'no body'}); is it an OpenAI-compatible server?")
     try:
         listing = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadInput(f"{said} something that is not JSON ({snippet(body) or 'an empty body'}); "
                        f"is it an OpenAI-compatible server?") from None
     data = listing.get("data") if isinstance(listing, dict) else None
@@ -61,7 +61,7 @@ def parse_event(data: str) -> Event:
     """A ``data:`` line's JSON as an Event; BadStream says what was wrong with it."""
     try:
         chunk = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise BadStream(f"the server sent a stream event that is not JSON: {snippet(data)}") from None
     if not isinstance(chunk, dict):
         raise BadStream(f"the server sent a stream event that is not a JSON object: {snippet(data)}")
