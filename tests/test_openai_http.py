@@ -43,6 +43,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 180) 
     raise AssertionError("server not ready in time")
 
 
+@pytest.mark.slow
 def test_served_engine_is_measured_and_stopped(db: Path, smollm2_gguf: Path) -> None:
     port = free_port()
     command = " ".join(server_command(smollm2_gguf, port))
@@ -60,6 +61,7 @@ def test_served_engine_is_measured_and_stopped(db: Path, smollm2_gguf: Path) -> 
         httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
 
 
+@pytest.mark.slow
 def test_server_killed_mid_run_gives_failed_prompts_not_a_hang(db: Path, smollm2_gguf: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"

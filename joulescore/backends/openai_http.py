@@ -11,12 +11,6 @@ answer we saw); once anything arrived, a broken stream is a failed prompt.
 
 from __future__ import annotations
 
-import json
-import os
-import shlex
-import signal
-import subprocess
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +26,8 @@ from joulescore.backends.base import (
     ModelInfo,
     SteadyEndHook,
 )
+from joulescore.backends.openai_wire import BadStream, model_ids, parse_event, snippet, token_counts
+from joulescore.backends.serve import ServedProcess
 from joulescore.errors import BadInput, ModelError
 
 RETRY_BACKOFF_S = 0.5
@@ -92,22 +88,21 @@ class OpenAIBackend(Backend):
         self.base = endpoint.rstrip("/").removesuffix("/v1")
         self.timeout_s, self.retries, self.seed = timeout_s, retries, seed
         self.serve = serve
-        self.child: subprocess.Popen[bytes] | None = None
+        self.child: ServedProcess | None = None
         self._dead_streak = 0
         self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0),
                                    limits=httpx.Limits(max_connections=64))
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
-        if serve:
-            self._start_server(serve, ready_timeout_s)
         try:
-            listed = self.client.get(f"{self.base}/v1/models", timeout=10.0)
-            listed.raise_for_status()
-            ids = [m["id"] for m in listed.json().get("data", [])]
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            if serve:
+                self.child = ServedProcess(serve, endpoint)
+                self._wait_ready(self.child, ready_timeout_s)
+            ids = self._list_models()
+        except BaseException:  # a failed start, or Ctrl-C while the server loads: stop what was started
             self.close()
-            raise BadInput(f"cannot reach an OpenAI-compatible server at {self.base}: {_why(exc)}") from None
-        self.model_id = model if model in ids or not ids else ids[0]
+            raise
+        self.model_id = model if model in ids else ids[0]
         self._info = ModelInfo(
             name=self.model_id, path=None, backend=self.name, quantization=None,
             extra={"endpoint": self.base, "asked_for": model, "server_models": ids, "served_by": serve,
@@ -115,31 +110,30 @@ class OpenAIBackend(Backend):
         )
 
     # server lifecycle ------------------------------------------------------
-    def _start_server(self, command: str, ready_timeout_s: float) -> None:
-        """Start the server as our child (its own process group) and wait until /v1/models answers."""
-        # The server's log goes to a file: a pipe nobody drains fills up and stalls the server.
-        self._log = tempfile.TemporaryFile()
-        try:
-            self.child = subprocess.Popen(shlex.split(command), stdout=self._log, stderr=subprocess.STDOUT,
-                                          start_new_session=True)
-        except OSError as exc:
-            raise BadInput(f"cannot start --serve command {command!r}: {exc.strerror}") from None
+    def _wait_ready(self, child: ServedProcess, ready_timeout_s: float) -> None:
+        """Wait until the served engine answers /v1/models at all; what it answers is checked next."""
         deadline = time.monotonic() + ready_timeout_s
         while time.monotonic() < deadline:
-            if self.child.poll() is not None:
-                self._log.seek(0)
-                tail = self._log.read()[-4000:].decode(errors="replace")
-                last = next((ln for ln in reversed(tail.splitlines()) if ln.strip()), "no output")
-                raise ModelError(f"--serve command exited with status {self.child.returncode} before it was "
-                                 f"ready: {last.strip()}")
+            status = child.exited()
+            if status is not None:
+                raise ModelError(f"--serve command exited with status {status} before it was ready: "
+                                 f"{child.last_line()}")
             try:
-                if self.client.get(f"{self.base}/v1/models", timeout=2.0).status_code == 200:
+                # 502-504: a proxy in front, or a server still loading its model
+                if self.client.get(f"{self.base}/v1/models", timeout=2.0).status_code not in (502, 503, 504):
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
-        self.close()
         raise ModelError(f"--serve command did not answer {self.base}/v1/models within {ready_timeout_s:.0f} s")
+
+    def _list_models(self) -> list[str]:
+        """The model ids the server lists; anything but an OpenAI model list is a one-line error."""
+        try:
+            listed = self.client.get(f"{self.base}/v1/models", timeout=10.0)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise BadInput(f"cannot reach an OpenAI-compatible server at {self.base}: {_why(exc)}") from None
+        return model_ids(self.base, listed.status_code, listed.text)
 
     def notes(self) -> list[str]:
         if self.child is not None:
@@ -153,23 +147,17 @@ class OpenAIBackend(Backend):
             self._pool.shutdown(wait=True)
             self._pool = None
         self.client.close()
-        if self.child is not None and self.child.poll() is None:
-            try:
-                os.killpg(self.child.pid, signal.SIGTERM)
-                self.child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.child.pid, signal.SIGKILL)
-                self.child.wait()
-            except ProcessLookupError:
-                pass
+        if self.child is not None:
+            self.child.stop()
 
     def info(self) -> ModelInfo:
         return self._info
 
     # requests --------------------------------------------------------------
     def _server_gone(self) -> str | None:
-        if self.child is not None and self.child.poll() is not None:
-            return f"the served engine exited with status {self.child.returncode}"
+        status = self.child.exited() if self.child is not None else None
+        if status is not None:
+            return f"the served engine exited with status {status}"
         if self._dead_streak >= DEAD_AFTER:
             return f"the server at {self.base} stopped answering ({self._dead_streak} prompts in a row)"
         return None
@@ -208,52 +196,63 @@ class OpenAIBackend(Backend):
                 batch: _BatchState | None) -> Generation | str:
         """One attempt.  A Generation once any byte arrived (ok or failed); else the reason, to retry."""
         text: list[str] = []
-        count, finish, usage = 0, "length", None
+        count, events, finish, usage = 0, 0, "length", None
         start = time.perf_counter()
         first: float | None = None
         received = False
+        other = ""  # the first line that was not a stream event, to say what came instead
         try:
             with self.client.stream("POST", f"{self.base}/v1/chat/completions", json=body) as resp:
                 received = True
                 if resp.status_code != 200:
-                    detail = resp.read().decode(errors="replace")[:200]
+                    detail = snippet(resp.read().decode(errors="replace"))
                     return Generation("", 0, 0, time.perf_counter() - start, 0.0, "error",
                                       error=f"HTTP {resp.status_code}: {detail}")
                 for line in resp.iter_lines():
                     if not line.startswith("data:"):
+                        other = other or line.strip()
                         continue
                     data = line[5:].strip()
+                    events += 1
                     if data == "[DONE]":
                         break
-                    chunk = json.loads(data)
-                    usage = chunk.get("usage") or usage
-                    for choice in chunk.get("choices") or []:
-                        piece = (choice.get("delta") or {}).get("content")
-                        if piece:
-                            if first is None:
-                                first = time.perf_counter()
-                                if on_first is not None:
-                                    on_first()
-                                if batch is not None:
-                                    batch.first_token()
-                            elif batch is not None:
-                                batch.token()
-                            text.append(piece)
-                            count += 1
-                        finish = choice.get("finish_reason") or finish
-        except (httpx.HTTPError, json.JSONDecodeError) as exc:
-            if not received and first is None:
-                return _why(exc)
-            end = time.perf_counter()
-            first_s = (first or end) - start
-            return Generation("".join(text), 0, count, first_s, end - start - first_s, "error",
-                              error=f"stream broken after {count} tokens: {_why(exc)}")
+                    event = parse_event(data)
+                    usage = event.usage or usage
+                    finish = event.finish or finish
+                    for piece in event.pieces:
+                        if first is None:
+                            first = time.perf_counter()
+                            if on_first is not None:
+                                on_first()
+                            if batch is not None:
+                                batch.first_token()
+                        elif batch is not None:
+                            batch.token()
+                        text.append(piece)
+                        count += 1
+        except (httpx.HTTPError, httpx.StreamError, BadStream) as exc:
+            return self._broken(exc, received, text, count, start, first)
         end = time.perf_counter()
         first = first or end
-        n_in = int(usage["prompt_tokens"]) if usage else 0
-        n_out = int(usage["completion_tokens"]) if usage else count  # else: one streamed chunk per token
+        if not events:
+            return Generation("", 0, 0, end - start, 0.0, "error",
+                              error=f"the server's answer held no stream events (data: lines); it began: "
+                                    f"{snippet(other) or 'nothing'}")
+        n_in, n_out, problem = token_counts(usage, count)
         return Generation("".join(text), n_in, n_out, first - start, end - first,
-                          "stop" if finish == "stop" else "length")
+                          "error" if problem else "stop" if finish == "stop" else "length", error=problem)
+
+    @staticmethod
+    def _broken(exc: Exception, received: bool, text: list[str], count: int, start: float,
+                first: float | None) -> Generation | str:
+        """A stream that failed: the reason to retry when nothing arrived, else a failed prompt."""
+        why = _why(exc)
+        if not received and first is None:
+            return why
+        end = time.perf_counter()
+        first_s = (first or end) - start
+        return Generation("".join(text), 0, count, first_s, end - start - first_s, "error",
+                          error=f"stream broken after {count} tokens: {why}")
 
     def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
                  on_first_token: FirstTokenHook | None = None) -> Generation:
@@ -273,5 +272,4 @@ class OpenAIBackend(Backend):
 
 
 def _why(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
+    return snippet(str(exc), 200) or type(exc).__name__

@@ -7,9 +7,11 @@ anything loads.  A setting an engine does not take is refused by its model.
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated, ClassVar, Literal, Optional, Union
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Dtype = Literal["fp32", "bf16", "fp16"]
 Quantization = Literal["none", "int8"]
@@ -59,6 +61,38 @@ class OpenAIOptions(EngineOptions):
     request_timeout_s: float = Field(60.0, gt=0, description="openai: seconds without a byte before a request fails",
                                      json_schema_extra={"flag": "--request-timeout"})
     retries: int = Field(2, ge=0, description="openai: times a request is retried when no byte of it arrived")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_is_url(cls, endpoint: Optional[str]) -> Optional[str]:
+        """An http(s) URL with a host: anything else would fail later, deep inside the HTTP client."""
+        if endpoint is None:
+            return None
+        hint = f"--endpoint must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8000; got {endpoint!r}"
+        if any(c.isspace() or not c.isprintable() for c in endpoint):
+            raise ValueError(hint)
+        try:
+            parts = urlsplit(endpoint)
+            port = parts.port
+        except ValueError:  # a port that is not a number or out of range, a malformed [IPv6] host
+            raise ValueError(hint) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+            raise ValueError(hint)
+        return endpoint
+
+    @field_validator("serve")
+    @classmethod
+    def _serve_is_a_command(cls, serve: Optional[str]) -> Optional[str]:
+        """A command line that splits into words (the server is started without a shell)."""
+        if serve is None:
+            return None
+        try:
+            words = shlex.split(serve)
+        except ValueError as exc:  # an unbalanced quote, a trailing backslash
+            raise ValueError(f"--serve {serve!r} is not a command line: {str(exc).lower()}") from None
+        if not words:
+            raise ValueError("--serve needs a command that starts the server, e.g. \"python -m llama_cpp.server ...\"")
+        return serve
 
 
 #: one engine's options, chosen by the ``backend`` key that each carries
