@@ -230,4 +230,47 @@ def test_dataset_that_is_a_directory(db: Path, tmp_path: Path) -> None:
 
 
 def test_missing_dataset(db: Path, tmp_path: Path) -> None:
-    assert_one_line_error(_run_custom(db, tmp_path / "nope.jsonl"), "dataset", "nope.jsonl", "No such file")
+    assert_one_line_error(_run_custom(db, tmp_path / "nope.jsonl"), "dataset not found", "nope.jsonl")
+
+
+# --- other user files ----------------------------------------------------------------------------
+
+def _encoder_copy(tmp_path: Path, sbert: bytes) -> Path:
+    """The shipped MiniLM folder (files linked, not copied) with our own sentence_bert_config.json."""
+    from joulescore.backends.models import resolve_encoder
+
+    source = resolve_encoder("minilm-l6").path
+    folder = tmp_path / "minilm"
+    folder.mkdir()
+    for item in source.iterdir():
+        if item.name != "sentence_bert_config.json":
+            (folder / item.name).symlink_to(item)
+    (folder / "sentence_bert_config.json").write_bytes(sbert)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sbert", "fragments"), [
+    ('{"max_seq_length": 256}'.encode("utf-16"), ("sentence_bert_config.json", "UTF-16")),
+    (b'{"max_seq_length": 256, "note": "caf\xe9"}', ("sentence_bert_config.json", "not UTF-8")),
+    (b'{"max_seq_length": ', ("sentence_bert_config.json", "not valid JSON")),
+    (b'{"max_seq_length": "long"}', ("max_seq_length", "not a positive whole number")),
+], ids=["utf16", "latin1", "truncated", "not-a-number"])
+def test_encoder_settings_file(db: Path, tmp_path: Path, sbert: bytes, fragments: tuple[str, ...]) -> None:
+    model = _encoder_copy(tmp_path, sbert)
+    proc = cli("run", "--backend", "encoder", "--model", str(model), "--task", "sentence-similarity",
+               "--limit", "1", "--warmup", "0", "--no-progress", db=db)
+    assert_one_line_error(proc, *fragments)
+    assert _runs(db) == []
+
+
+@pytest.mark.slow
+def test_bom_dataset_and_brace_escapes_run_for_real(db: Path, tmp_path: Path) -> None:
+    f = tmp_path / "bom.jsonl"
+    f.write_bytes(ROWS.encode("utf-8-sig"))
+    proc = cli("run", "--dataset", str(f), "--template", "Reply with {{ok}}: {text}", "--limit", "1",
+               "--warmup", "0", "--max-new-tokens", "2", "--no-progress", "--json", db=db)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["status"] == "complete" and record["counts"]["succeeded"] == 1
+    assert record["task"]["template"] == "Reply with {{ok}}: {text}"

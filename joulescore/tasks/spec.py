@@ -178,6 +178,8 @@ def _json_type(value: Any) -> str:
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All rows of a JSONL file; a bad line is reported by its number."""
+    if not path.expanduser().exists():
+        raise DatasetError(f"dataset not found: {path}")
     text = read_text(path, "dataset", DatasetError)
     rows: list[dict[str, Any]] = []
     for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
