@@ -21,6 +21,7 @@ from joulescore.backends.models import resolve_encoder
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
 from joulescore.tasks.spec import TaskSpec
+from joulescore.textfile import read_text
 
 #: The task modes each kind of encoder model can run.
 MODES = {"embedding": "similarity", "classifier": "classification"}
@@ -31,7 +32,14 @@ def _max_length(path: Path, tokenizer: Any, n_ctx: int) -> int:
     sbert = path / "sentence_bert_config.json"
     limit = None
     if sbert.is_file():
-        limit = json.loads(sbert.read_text(encoding="utf-8")).get("max_seq_length")
+        try:
+            settings = json.loads(read_text(sbert, "model settings file", ModelError))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deep"
+            raise ModelError(f"model settings file {sbert} is not valid JSON ({reason})") from None
+        limit = settings.get("max_seq_length") if isinstance(settings, dict) else None
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ModelError(f"model settings file {sbert}: max_seq_length {limit!r} is not a positive whole number")
     if not limit:
         limit = tokenizer.model_max_length if tokenizer.model_max_length < 100_000 else 512
     return int(min(limit, n_ctx))

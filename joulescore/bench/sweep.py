@@ -27,6 +27,7 @@ from joulescore.errors import BadInput, JoulescoreError
 from joulescore.model.config import RunConfig, describe_error, engine_option_names
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, Store
+from joulescore.textfile import MAX_DEPTH, read_text, shape_problem
 
 #: what a variant may fail with and still let the sweep go on (a bug elsewhere still stops it)
 VARIANT_FAILURES = (JoulescoreError, MemoryError, RuntimeError, OSError, ImportError, ValueError, TypeError)
@@ -126,15 +127,18 @@ def _key_lines(node: yaml.Node, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any,
 
 def load_plan(path: Path) -> Plan:
     """A plan file, checked down to every variant's settings; any problem is a one-line error."""
+    text = read_text(path, "sweep plan")
     try:
-        text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text)
+        problem = shape_problem(data)  # before walking the nodes: aliases can make a small file huge
+        if problem:
+            raise BadInput(f"sweep plan {path}: {problem}")
         root = yaml.compose(text)
         lines = _key_lines(root) if root is not None else {}
-    except OSError as exc:
-        raise BadInput(f"cannot read sweep plan {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise BadInput(f"sweep plan {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:  # PyYAML composes recursively: a very deep document overflows the stack
+        raise BadInput(f"sweep plan {path}: nested too deep (over {MAX_DEPTH} levels)") from None
     if data is not None and not isinstance(data, dict):
         raise BadInput(f"sweep plan {path}: expected a mapping of settings, got {type(data).__name__}")
     try:

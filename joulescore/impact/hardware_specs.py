@@ -6,7 +6,6 @@ or TDP is not in the table is reported as such; nothing is guessed.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import re
 from dataclasses import dataclass, replace
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from joulescore.errors import BadInput
 from joulescore.reference import as_float, load_table
+from joulescore.textfile import read_csv
 
 _PEAK_COLUMNS = (("peak_dense_bf16_tflops", "dense BF16"), ("peak_dense_fp8_tflops", "dense FP8"),
                  ("peak_int8_tops", "dense INT8 (ops)"))
@@ -85,14 +85,20 @@ def accelerator_rows(path: Path | None = None) -> tuple[dict[str, str], ...]:
     """The shipped accelerators table, or the user's file with the same columns."""
     if path is None:
         return load_table("accelerators")
-    try:
-        with path.expanduser().open(encoding="utf-8", newline="") as fh:
-            rows = tuple(dict(r) for r in csv.DictReader(fh))
-    except OSError as exc:
-        raise BadInput(f"cannot read accelerator file {path}: {exc.strerror}") from None
+    rows = tuple(read_csv(path, "accelerator file"))
     need = {"name", "tdp_w", "memory_bw_gbs", "peak_dense_bf16_tflops"}
     if not rows or not need <= set(rows[0]):
         raise BadInput(f"accelerator file {path} needs the columns {', '.join(sorted(need))}")
+    numeric = ("tdp_w", "memory_bw_gbs", *(c for c, _ in _PEAK_COLUMNS))
+    for line, row in enumerate(rows, start=2):
+        if not (row.get("name") or "").strip():
+            raise BadInput(f"accelerator file {path}: line {line}: the name is empty")
+        for column in numeric:
+            try:
+                as_float(row.get(column))
+            except ValueError:
+                raise BadInput(f"accelerator file {path}: line {line}: {column} {row.get(column)!r} "
+                               f"is not a number") from None
     return rows
 
 

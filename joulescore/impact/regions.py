@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import difflib
+import io
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from joulescore.errors import BadInput
 from joulescore.reference import as_float, load_table
+from joulescore.textfile import read_csv
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,8 @@ class Region:
 @lru_cache(maxsize=1)
 def iso2_to_iso3() -> dict[str, str]:
     """ISO 3166-1 alpha-2 -> alpha-3 for the countries in the grid table (shipped CSV)."""
-    path = resources.files(__package__).joinpath("data", "iso3166.csv")
-    with path.open(encoding="utf-8", newline="") as fh:
-        return {r["iso2"].upper(): r["iso3"].upper() for r in csv.DictReader(fh)}
+    text = resources.files(__package__).joinpath("data").joinpath("iso3166.csv").read_text(encoding="utf-8")
+    return {r["iso2"].upper(): r["iso3"].upper() for r in csv.DictReader(io.StringIO(text, newline=""))}
 
 
 def _rows_to_regions(rows: tuple[dict[str, str], ...] | list[dict[str, str]], origin: str) -> dict[str, Region]:
@@ -51,11 +52,7 @@ def load_regions(grid_file: Path | None = None) -> dict[str, Region]:
     """The shipped grid table, with the rows of ``grid_file`` (same columns) replacing or adding."""
     regions = _rows_to_regions(load_table("grid_intensity"), "grid_intensity.csv")
     if grid_file is not None:
-        try:
-            with grid_file.expanduser().open(encoding="utf-8", newline="") as fh:
-                rows = list(csv.DictReader(fh))
-        except OSError as exc:
-            raise BadInput(f"cannot read grid file {grid_file}: {exc.strerror}") from None
+        rows = read_csv(grid_file, "grid file")
         if not rows or not {"iso3", "g_per_kwh"} <= set(rows[0]):
             raise BadInput(f"grid file {grid_file} needs at least the columns iso3 and g_per_kwh")
         try:

@@ -8,6 +8,7 @@ convert what they use, so that an empty cell stays "not published", never zero.
 from __future__ import annotations
 
 import csv
+import io
 from functools import cache
 from importlib import resources
 
@@ -31,9 +32,8 @@ def load_table(name: str) -> tuple[dict[str, str], ...]:
     """All rows of one shipped table, in file order."""
     if name not in TABLES:
         raise KeyError(f"unknown reference table {name!r}; known: {', '.join(TABLES)}")
-    path = resources.files(__package__).joinpath("data", f"{name}.csv")
-    with path.open(encoding="utf-8", newline="") as fh:
-        return tuple(dict(row) for row in csv.DictReader(fh))
+    text = resources.files(__package__).joinpath("data").joinpath(f"{name}.csv").read_text(encoding="utf-8")
+    return tuple(dict(row) for row in csv.DictReader(io.StringIO(text, newline="")))
 
 
 def as_float(value: str | None) -> float | None:

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from joulescore.errors import BadInput, DatasetError
+from joulescore.textfile import MAX_DEPTH, read_text, shape_problem
 
 
 class Message(BaseModel):
@@ -62,17 +63,11 @@ class TaskSpec(BaseModel):
         return [m.content for m in self.messages]
 
     def template_fields(self, for_encoder: bool = False) -> list[str]:
-        """Every ``{field}`` the templates read from a row."""
+        """Every ``{field}`` the templates read from a row; an unsafe template is a one-line error."""
         names: list[str] = []
         for text in self.templates(for_encoder):
-            try:
-                parsed = list(string.Formatter().parse(text))
-            except ValueError as exc:
-                raise BadInput(f"template is not valid ({exc}); write fields as {{name}}, braces as {{{{ }}}}") from None
-            for _, name, _, _ in parsed:
-                if name is not None and not name.isidentifier():
-                    raise BadInput(f"template field {{{name}}} is not a plain field name")
-                if name and name not in names:
+            for name in template_fields(text):
+                if name not in names:
                     names.append(name)
         return names
 
@@ -86,6 +81,35 @@ class TaskSpec(BaseModel):
         if for_encoder:
             return [{"role": "user", "content": t.format_map(row)} for t in self.templates(True)]
         return [{"role": m.role, "content": m.content.format_map(row)} for m in self.messages]
+
+
+def template_fields(template: str) -> list[str]:
+    """The row fields a template reads, in order; only plain ``{name}`` fields are allowed.
+
+    A format spec or conversion (``{text:>999999999}``, ``{text!x}``) could crash or exhaust memory
+    mid-run, and attribute or index access (``{a.b}``, ``{a[0]}``) reaches into row values; all are
+    refused here, before any model loads.  ``{{`` and ``}}`` stay literal braces.
+    """
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise BadInput(f"template is not valid ({exc}); write fields as {{name}}, braces as {{{{ }}}}") from None
+    names: list[str] = []
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+        if not name:
+            raise BadInput(f"template field {shown} has no name; write {{name}}, or {{{{ }}}} for a literal brace")
+        if not name.isidentifier():
+            raise BadInput(f"template field {shown} is not a plain field name: write {{name}}, "
+                           f"without attribute, index or position")
+        if conversion:
+            raise BadInput(f"template field {shown}: conversions are not allowed; write {{{name}}}")
+        if spec:
+            raise BadInput(f"template field {shown}: format specs are not allowed; write {{{name}}}")
+        names.append(name)
+    return names
 
 
 def custom_spec(base: TaskSpec, template: str, dataset: Path, metric: str | None = None,
@@ -123,7 +147,7 @@ def _specs_dir() -> Any:
 
 def data_path(name: str) -> Path:
     """A shipped prompt set's path inside the package."""
-    return Path(str(resources.files(__package__).joinpath("data", name)))
+    return Path(str(resources.files(__package__).joinpath("data").joinpath(name)))
 
 
 @cache
@@ -147,24 +171,34 @@ def load_spec(name: str) -> TaskSpec:
     return spec
 
 
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """All rows of a JSONL file; a bad line is reported by its number."""
-    if not path.is_file():
+    if not path.expanduser().exists():
         raise DatasetError(f"dataset not found: {path}")
+    text = read_text(path, "dataset", DatasetError)
     rows: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            rows.append(row)
+    for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise DatasetError(f"{path}:{lineno}: nested too deep (over {MAX_DEPTH} levels)") from None
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {_json_type(row)}")
+        problem = shape_problem(row)
+        if problem:
+            raise DatasetError(f"{path}:{lineno}: {problem}")
+        rows.append(row)
     if not rows:
-        raise DatasetError(f"{path}: no rows")
+        raise DatasetError(f"{path}: no rows (the file is empty or blank)")
     return rows
 
 
