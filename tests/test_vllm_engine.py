@@ -194,3 +194,14 @@ def test_a_damaged_safetensors_header_is_noted_not_raised(tmp_path: Path) -> Non
     (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", 10**12))
     facts = weights_summary(str(tmp_path))
     assert facts.parameters is None and "weights not read" in facts.extra["weights_note"]
+
+
+def test_docs_llama_cpp_python_recipe_is_the_one_tested() -> None:
+    """docs/engines.md says its llama-cpp-python recipe is what test_openai_http runs: keep them one command."""
+    from test_openai_http import server_command
+
+    doc = (Path(__file__).parent.parent / "docs" / "engines.md").read_text(encoding="utf-8")
+    served = next(line for line in doc.splitlines() if "-m llama_cpp.server" in line)
+    documented = served.split('--serve "', 1)[1].rstrip('"').split()
+    tested = [str(a) for a in server_command(Path("$MODEL"), 8000)]
+    assert documented[0] == "python" and documented[1:] == tested[1:]
