@@ -71,6 +71,16 @@ def test_engine_options_reach_vllm(db: Path, tmp_path: Path) -> None:
     assert record["batching"]["mode"] == "continuous" and record["steady_state"] is None  # batch 1
 
 
+def test_a_shipped_alias_is_given_to_vllm_as_its_gguf_file(db: Path, tmp_path: Path, smollm2_gguf: Path) -> None:
+    log = tmp_path / "llm_args.json"
+    proc = run_vllm(db, "--limit", "1", "--max-new-tokens", "2", "--model", "smollm2-135m", log=log)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(log.read_text())["model"] == str(smollm2_gguf.resolve())
+    model = json.loads(proc.stdout)["model"]
+    assert model["name"] == "SmolLM2-135M-Instruct" and model["path"] == str(smollm2_gguf.resolve())
+    assert model["extra"]["size_bytes"] == smollm2_gguf.stat().st_size and model["extra"]["weights"] == "gguf"
+
+
 def test_natural_lengths_with_old_metrics_names(db: Path) -> None:
     proc = run_vllm(db, "--batch-size", "4", "--limit", "4", "--protocol", "natural", "--max-new-tokens", "16",
                     metrics="v0")

@@ -109,7 +109,7 @@ class VllmBackend(Backend):
             raise BadInput(f"vllm is installed but cannot be imported: {_first_line(exc)}") from None
         self._vllm = vllm
         self.n_ctx = n_ctx
-        source, revision = self._source(model)
+        source, revision, display = self._source(model)
         kwargs: dict[str, Any] = {
             "model": source, "dtype": DTYPES[dtype], "tensor_parallel_size": tensor_parallel_size,
             "gpu_memory_utilization": gpu_memory_utilization, "enforce_eager": enforce_eager, "seed": seed,
@@ -127,19 +127,30 @@ class VllmBackend(Backend):
         except Exception as exc:  # vLLM raises many kinds (OSError, ValueError, RuntimeError, CUDA's)
             raise ModelError(f"vllm cannot load {model}: {_first_line(exc)}") from None
         self.engine = self.llm.llm_engine
-        self._info = self._describe(model, source, revision, kwargs)
+        self._info = self._describe(model, source, revision, display, kwargs)
 
     @staticmethod
-    def _source(model: str) -> tuple[str, str | None]:
-        """What vLLM loads: a shipped alias's GGUF file, a local path, or a hub id (``org/name@revision``)."""
+    def _source(model: str) -> tuple[str, str | None, str | None]:
+        """What vLLM loads (a shipped alias's GGUF file, a local path, or a hub id ``org/name@revision``),
+        its revision, and the alias's display name."""
         if model in ALIASES:
-            return str(resolve_model(model).path), None
+            resolved = resolve_model(model)
+            return str(resolved.path), None, resolved.name
         path = Path(model).expanduser()
         if path.exists():
-            return str(path.resolve()), None
-        return split_revision(model)
+            return str(path.resolve()), None, None
+        name, revision = split_revision(model)
+        return name, revision, None
 
-    def _describe(self, asked: str, source: str, revision: str | None, kwargs: dict[str, Any]) -> ModelInfo:
+    def _device(self) -> str:
+        """The device vLLM runs on, as its config names it (CUDA unless a non-GPU build)."""
+        config = getattr(self.engine, "device_config", None) or getattr(
+            getattr(self.engine, "vllm_config", None), "device_config", None)
+        device = getattr(config, "device_type", None) or getattr(config, "device", None)
+        return str(device) if device else "cuda"
+
+    def _describe(self, asked: str, source: str, revision: str | None, display: str | None,
+                  kwargs: dict[str, Any]) -> ModelInfo:
         config = getattr(self.llm, "model_config", None) or getattr(self.engine, "model_config", None)
         hf_config = getattr(config, "hf_config", None)
         raw_dtype = str(getattr(config, "dtype", kwargs["dtype"])).removeprefix("torch.")
@@ -149,7 +160,7 @@ class VllmBackend(Backend):
             getattr(self.engine, "vllm_config", None), "scheduler_config", None)
         quant = getattr(config, "quantization", None)
         extra: dict[str, Any] = {
-            "dtype": dtype, "device": "cuda", "batching": self.batching,
+            "dtype": dtype, "device": self._device(), "batching": self.batching,
             "tensor_parallel_size": kwargs["tensor_parallel_size"],
             "gpu_memory_utilization": kwargs["gpu_memory_utilization"],
             "max_num_seqs": getattr(scheduler, "max_num_seqs", kwargs.get("max_num_seqs")),
@@ -161,7 +172,7 @@ class VllmBackend(Backend):
             **facts.extra,
         }
         return ModelInfo(
-            name=facts.name or Path(source).name, path=facts.path or source, backend=self.name,
+            name=display or facts.name or Path(source).name, path=facts.path or source, backend=self.name,
             quantization=str(quant) if quant else dtype, parameters=facts.parameters,
             architecture=getattr(hf_config, "model_type", None),
             context_length=getattr(config, "max_model_len", None) or self.n_ctx,
