@@ -17,7 +17,10 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
     "transformers": ("joulescore.backends.hf_causal", "TransformersBackend", "transformers torch gguf accelerate"),
     "onnxruntime": ("joulescore.backends.onnx", "OnnxBackend", "onnxruntime onnx transformers torch gguf accelerate"),
     "openai": ("joulescore.backends.openai_http", "OpenAIBackend", "httpx"),
+    "vllm": ("joulescore.backends.vllm_engine", "VllmBackend", "vllm"),
 }
+#: what to install where it is more than the package itself (an optional extra of joulescore)
+INSTALL_HINTS = {"vllm": "'joulescore[vllm]'"}
 #: backends whose models encode rather than generate: they run only tasks with an ``encoder`` section
 ENCODER_BACKENDS = frozenset({"encoder"})
 
@@ -30,6 +33,7 @@ def load_backend(name: str, model: str, **options: Any) -> Backend:
     try:
         module = import_module(module_name)
     except ImportError as exc:
-        raise BadInput(f"backend {name!r} needs {package}: pip install {package} ({exc})") from None
+        hint = INSTALL_HINTS.get(name, package)
+        raise BadInput(f"backend {name!r} needs {package}: pip install {hint} ({exc})") from None
     backend_cls = getattr(module, class_name)
     return backend_cls(model, **options)

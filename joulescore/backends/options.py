@@ -37,7 +37,8 @@ class LlamaCppOptions(EngineOptions):
 
 class TransformersOptions(EngineOptions):
     backend: Literal["transformers"] = "transformers"
-    dtype: Optional[Dtype] = Field(None, description="transformers: fp32, bf16 or fp16")
+    dtype: Optional[Dtype] = Field(None, description="transformers/vllm: fp32, bf16 or fp16 (vllm also auto: "
+                                   "the checkpoint's)")
     quantization: Optional[Quantization] = Field(
         None, description="transformers/onnxruntime: none or int8 (dynamic)")
     device: Optional[str] = Field(None, description="transformers/onnxruntime: cpu or cuda (default: the best here)")
@@ -95,11 +96,24 @@ class OpenAIOptions(EngineOptions):
         return serve
 
 
+class VllmOptions(EngineOptions):
+    backend: Literal["vllm"] = "vllm"
+    refusal_hint: ClassVar[str] = " (vLLM takes the checkpoint's own quantization)"
+    dtype: Optional[Literal["auto", "fp32", "bf16", "fp16"]] = Field(
+        None, description="vllm: auto (the checkpoint's), fp32, bf16 or fp16")
+    tensor_parallel_size: int = Field(1, ge=1, description="vllm: GPUs the model is split across (tensor parallel)")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="vllm: share of each GPU's memory vLLM "
+                                          "may take for weights and KV cache")
+    max_num_seqs: Optional[int] = Field(None, ge=1, description="vllm: most sequences decoded together (the "
+                                        "engine's batch; default: vLLM's); keep it >= --batch-size")
+    enforce_eager: bool = Field(False, description="vllm: run eagerly, without CUDA graphs")
+
+
 #: one engine's options, chosen by the ``backend`` key that each carries
-AnyEngineOptions = Annotated[Union[LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions],
-                             Field(discriminator="backend")]
+AnyEngineOptions = Annotated[Union[LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions,
+                                   VllmOptions], Field(discriminator="backend")]
 #: backend name -> its options model (the backends' registry names the engine classes)
 ENGINE_OPTIONS: dict[str, type[EngineOptions]] = {
     o.model_fields["backend"].default: o
-    for o in (LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions)
+    for o in (LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions, VllmOptions)
 }

@@ -95,8 +95,8 @@ def prepare(config: RunConfig) -> Prepared:
     prompts, dataset_path = load_prompts(spec, dataset, for_encoder=encoder)
     if config.limit is not None:
         prompts = prompts[: config.limit]
-    # A served engine is a live child: count its process tree's CPU time, not just ours.
-    serving = isinstance(config.engine, OpenAIOptions) and config.engine.serve
+    # A served engine (and vLLM's engine core) is a live child: count its process tree's CPU time, not just ours.
+    serving = (isinstance(config.engine, OpenAIOptions) and config.engine.serve) or config.backend == "vllm"
     meter = select_meter(config.meter, cpu_seconds=tree_cpu_s) if serving else select_meter(config.meter)
     backend = load_backend(config.backend, config.model, **config.engine_kwargs())
     try:
