@@ -121,12 +121,16 @@ def resolve_model(spec: str) -> ResolvedModel:
         raise ModelError(f"model {spec!r} is an encoder: run it with --backend encoder "
                          f"(it fits the sentence-similarity task)")
     path = Path(spec).expanduser()
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte...
+        raise ModelError(f"model path cannot be opened ({getattr(exc, 'strerror', None) or exc}): {spec!r}") from None
+    if not exists:
         known = ", ".join([*ALIASES, *ENCODER_ALIASES])
         if path.suffix or "/" in spec:
             raise ModelError(f"model file not found: {spec}")
         raise ModelError(f"unknown model {spec!r}: not a file, and not an alias ({known})")
-    if path.is_dir():
+    if is_dir:
         raise ModelError(f"model path is a directory, expected a file: {spec}")
     return ResolvedModel(path.stem, path)
 

@@ -1,55 +1,109 @@
 """The one console factory: what the CLI prints is text, never markup or terminal control.
 
 Strings that reach a terminal come from outside (model names, paths, dataset
-values, server error texts), so every console here has markup off, and every
-string it renders has its control characters shown escaped: a model file named
-with ``\\e[2J`` cannot clear the screen, and ``[/x]`` in a name cannot crash a
-listing.  Styling is applied with ``style=`` and :class:`rich.text.Text`, not markup.
+values, server error texts), so every console here has markup and emoji codes
+off, and every string or :class:`rich.text.Text` it renders is one line with its
+control characters shown escaped: a model file named with ``\\x1b[2J`` cannot
+clear the screen, ``\\r`` cannot overwrite what came before, a bidi override
+cannot reorder a line, a newline cannot forge a table row, and ``[/x]`` in a
+name cannot crash a listing.  Styling is applied with ``style=`` and
+:class:`rich.text.Text`, not markup.
 
-When stdout is not a terminal the width is generous and ignores ``COLUMNS``,
-so a piped table never cuts a run id, a sweep id or a path.
+When stdout is not a terminal the width is unbounded in practice and ignores
+``COLUMNS``, so a piped table never cuts a run id, a sweep id or a path.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
 from rich.table import Table
-from rich.text import Text
+from rich.text import Span, Text
 
 #: width of a console that writes to a pipe or a file: tables take their natural width up to this
-PIPE_WIDTH = 4000
+PIPE_WIDTH = 1_000_000
 
 
-def escape_control(text: str) -> str:
-    """Control characters (ESC, CR, BEL, C1 codes...) as visible escapes; newlines and tabs kept."""
+#: characters that move the cursor, ring, recolour or reorder a terminal's text: C0/C1 controls, format
+#: characters (bidi overrides, zero-width marks), lone surrogates (undecodable file-name bytes), line separators
+UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+#: format characters that only join glyphs (emoji sequences, Indic and Persian scripts): kept
+JOINERS = frozenset("\u200c\u200d")
+SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _unsafe(ch: str) -> bool:
+    return unicodedata.category(ch) in UNSAFE_CATEGORIES and ch not in JOINERS
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in SHORT_ESCAPES:
+        return SHORT_ESCAPES[ch]
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape_control(text: str, keep: str = "\n\t") -> str:
+    """Control characters (ESC, CR, BEL, C1 codes, bidi overrides...) as visible escapes; ``keep`` is kept."""
     if text.isprintable():
         return text
-    out = []
-    for ch in text:
-        if ch.isprintable() or ch in "\n\t":
-            out.append(ch)
-        else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-    return "".join(out)
+    return "".join(_escape(ch) if _unsafe(ch) and ch not in keep else ch for ch in text)
 
 
 def plain(value: Any) -> str:
-    """One line of text from any value: control characters and newlines escaped."""
-    return escape_control(str(value)).replace("\n", "\\n").replace("\t", " ")
+    """One line of text from any value: control characters and newlines escaped, tabs as spaces."""
+    return escape_control(str(value).replace("\t", " "), keep="")
+
+
+def _unsafe_in_text(ch: str) -> bool:
+    return ch == "\n" or _unsafe(ch) and ch != "\t"
+
+
+def safe_text(text: Text) -> Text:
+    """``text`` on one line, its control characters and newlines escaped, its styles kept.
+
+    rich itself strips only a few control characters (BEL, BS, CR...) from a
+    :class:`Text`, and passes ESC, C1 codes and bidi overrides through.
+    """
+    cuts = [i for i, ch in enumerate(text.plain) if _unsafe_in_text(ch)]
+    if not cuts:
+        return text
+    out = text.blank_copy()
+    for piece in text.divide(sorted({c for i in cuts for c in (i, i + 1)})):
+        if len(piece.plain) == 1 and _unsafe_in_text(piece.plain):
+            shown = _escape(piece.plain)
+            piece = Text(shown, style=piece.style, spans=[Span(0, len(shown), s.style) for s in piece.spans])
+        out.append_text(piece)
+    return out
 
 
 class SafeConsole(Console):
-    """A rich console that renders every string as plain, escaped text."""
+    """A rich console that renders every string, and every :class:`Text`, as one line of escaped text.
 
-    def render_str(self, text: str, **kwargs: Any) -> Text:  # type: ignore[override]  # rich's signature is keyword-rich
+    Newlines show as ``\\n`` and control characters as ``\\x1b``-style escapes, so a
+    stored name can neither drive the terminal nor forge a line of a table: to
+    print two lines, print twice.  Strings put into a ``Text`` are best passed
+    through :func:`plain` first, so that tables measure them as they are shown;
+    the escaping here is the last guard.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
         kwargs["markup"] = False
         kwargs.setdefault("highlight", False)
-        return super().render_str(escape_control(text), **kwargs)
+        kwargs["emoji"] = False
+        return super().render_str(plain(text), **kwargs)
+
+    def render(self, renderable: RenderableType, options: ConsoleOptions | None = None) -> Iterable[Segment]:
+        if isinstance(renderable, Text):
+            renderable = safe_text(renderable)
+        return super().render(renderable, options)
 
 
 def make_console(stderr: bool = False) -> SafeConsole:
@@ -67,7 +121,7 @@ def table(title: str | None = None, **kwargs: Any) -> Table:
 
 def id_column(t: Table, header: str, values: list[str]) -> None:
     """A column that holds identifiers (run ids, models, paths): never wrapped, never cut short."""
-    widest = max([len(header), *(len(v) for v in values)]) if values else len(header)
+    widest = max(cell_len(plain(v)) for v in [header, *values])
     t.add_column(header, no_wrap=True, min_width=widest, overflow="ignore")
 
 

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from joulescore.cli.console import escape_control, id_column
+from joulescore.cli.console import id_column, plain
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow
 from joulescore.units import energy_mark
@@ -59,7 +59,7 @@ def print_summary(console: Console, record: RunRecord) -> None:
     word = energy_mark(meter.kind).split()[0]
     mark = Text(word, "bold green" if word == "MEASURED" else "bold yellow")
     if meter.kind == "mixed":
-        mark.append(f" (estimated: {', '.join(est_domains)}; the rest measured)", style="")
+        mark.append(plain(f" (estimated: {', '.join(est_domains)}; the rest measured)"), style="")
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -97,9 +97,11 @@ def print_summary(console: Console, record: RunRecord) -> None:
                       f"mid-reasoning and {counts.reasoning_unclosed} never closed it (not scored)")
     q = record.quality
     table.add_row("quality", f"{q.metric} = {_fmt(q.value)}" + (f"  ({q.note})" if q.note else ""))
+    if record.errors:
+        table.add_row("errors", f"{counts.failed} prompt(s) failed; first error: {record.errors[0]}")
     table.add_row("meter", f"{meter.kind}, +/-{meter.uncertainty_pct:.0f}%: {'; '.join(meter.includes)}")
     for note in meter.notes:
-        table.add_row("", Text(escape_control(note), style="dim"))
+        table.add_row("", Text(plain(note), style="dim"))
     if record.run_json:
         table.add_row("saved", record.run_json)
     console.print(table)

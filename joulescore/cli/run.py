@@ -11,7 +11,7 @@ from rich.text import Text
 
 from joulescore import __version__
 from joulescore.cli.app import app, err, out
-from joulescore.cli.console import id_column, print_json
+from joulescore.cli.console import id_column, plain, print_json
 from joulescore.cli.options import DbOption, JsonOption, OutOption, ProgressOption, open_store, run_json_dir
 from joulescore.cli.settings import extra_param, settings_command
 from joulescore.errors import BadInput
@@ -20,7 +20,7 @@ from joulescore.model.record import RunRecord
 
 
 def stars_row(stars: str) -> Text:
-    return Text.assemble(("stars", "bold"), f"    {stars}")
+    return Text.assemble(("stars", "bold"), plain(f"    {stars}"))  # plain: the peer group names stored strings
 
 
 def run(settings: dict[str, Any], *, resume: str | None, db: Path | None, target_dir: Path | None,

@@ -3,12 +3,16 @@
 matplotlib draws both formats from the same figure, so the PNG is a real
 rendering, not a converted SVG.  Text is kept as text in the SVG
 (``svg.fonttype = none``), where matplotlib XML-escapes it; ``$`` is escaped so
-a model name never turns into mathtext.  Long names wrap.
+a model name never turns into mathtext, and control characters (ESC, CR, bidi
+overrides, newlines) are shown as escapes, as in the terminal.  Long names wrap
+onto a second line, then end in "…", so that the card keeps its layout.
 """
 
 from __future__ import annotations
 
 import textwrap
+import unicodedata
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +28,45 @@ MEASURED_GREEN = "#1b7f3b"
 ESTIMATED_ORANGE = "#c25e00"
 STAR_GOLD = "#f2b705"
 STAR_GREY = "#d0d0d0"
+#: lines a wrapped value may take before it is cut with "…"
+MAX_LINES = 2
+#: control and format characters (C0/C1, bidi overrides, separators, lone surrogates), shown escaped; joiners kept
+_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+_JOINERS = frozenset("\u200c\u200d")
+
+
+def _visible(text: Any) -> str:
+    """One line with control characters as escapes (``\\x1b``, ``\\n``), as the terminal shows them."""
+    out = []
+    for ch in str(text):
+        if unicodedata.category(ch) not in _UNSAFE or ch in _JOINERS:
+            out.append(ch)
+        elif ch in "\n\r\t":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
+
+def _no_math(line: str) -> str:
+    return line.replace("$", r"\$")
 
 
 def safe(text: Any) -> str:
     """Plain text for matplotlib: no mathtext (``$``), no control characters."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in str(text))
-    return cleaned.replace("$", r"\$")
+    return _no_math(_visible(text))
 
 
-def wrap(text: Any, width: int) -> str:
-    return "\n".join(textwrap.wrap(safe(text), width=width, break_long_words=True)) or "-"
+def wrap(text: Any, width: int, max_lines: int = MAX_LINES) -> str:
+    """Wrapped to ``width``, at most ``max_lines`` lines, the last cut with "…" if the text goes on.
+
+    ``$`` is escaped per line, after wrapping, so that a break never splits ``\\$``.
+    """
+    lines = textwrap.wrap(_visible(text), width=width, break_long_words=True)
+    if len(lines) > max_lines:
+        lines = [*lines[:max_lines - 1], lines[max_lines - 1][:width - 1].rstrip() + "…"]
+    return "\n".join(map(_no_math, lines)) or "-"
 
 
 def _stars_from_line(line: str) -> int | None:
@@ -64,7 +97,9 @@ def render_label(record: RunRecord, stars_line: str, output: Path) -> Path:
         f", {', '.join(str(g.get('name')) for g in hw.gpus)}" if hw.gpus else "")
     quality = record.quality
 
-    with matplotlib.rc_context({"svg.fonttype": "none", "font.family": "DejaVu Sans", "text.usetex": False}):
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.family": "DejaVu Sans", "text.usetex": False}), \
+            warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # drawn as a box: no noise on stderr
         fig = Figure(figsize=(CARD_W_IN, CARD_H_IN))
         FigureCanvasAgg(fig)
         ax = fig.add_axes((0, 0, 1, 1))
@@ -78,10 +113,11 @@ def render_label(record: RunRecord, stars_line: str, output: Path) -> Path:
         ax.text(0.5, 0.935, "AI ENERGY LABEL", color="white", ha="center", va="center", fontsize=14,
                 fontweight="bold")
         y = 0.865
-        for label_text, value, width in (("model", model.name, 34), ("task", task.name, 34),
-                                         ("hardware", hardware, 40),
-                                         ("date", record.created_at[:10], 34)):
-            body = wrap(value, width)
+        # (field, value, characters per line, lines at most): the card has room for two extra lines in all
+        for label_text, value, width, lines in (("model", model.name, 34, 2), ("task", task.name, 34, 1),
+                                                ("hardware", hardware, 40, 2),
+                                                ("date", record.created_at[:10], 34, 1)):
+            body = wrap(value, width, lines)
             ax.text(0.07, y, label_text.upper(), fontsize=6.5, color="#666666", va="top")
             ax.text(0.07, y - 0.022, body, fontsize=9 if label_text != "hardware" else 7.5, va="top",
                     fontweight="bold" if label_text == "model" else "normal", linespacing=1.2)

@@ -100,6 +100,17 @@ class ResultRow:
         return self.prefill_s + self.decode_s
 
 
+def _storable(value: Any) -> Any:
+    """A string SQLite can hold: a lone surrogate (an undecodable byte of a file name, e.g. in an error text)
+    is kept as its escape, ``\\udcff``, instead of failing the write."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def writable(path: Path) -> bool:
     """Whether this process may change an existing database: the file, and its directory, which must
     take the ``-wal``/``-shm``/``-journal`` files SQLite writes beside it."""
@@ -193,7 +204,7 @@ class Store:
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         self._check_writable()
         try:
-            return self._conn.execute(sql, params).rowcount
+            return self._conn.execute(sql, tuple(map(_storable, params))).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to results database {self.path}: {exc}") from None
 
@@ -239,7 +250,7 @@ class Store:
             row = self._conn.execute(
                 "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
                 " FROM runs WHERE run_id=?",
-                (run_id,),
+                (_storable(run_id),),
             ).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.path}")
@@ -350,7 +361,8 @@ class Store:
     def get_sweep(self, sweep_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A sweep's plan and its variants in plan order."""
         with self._reading():
-            row = self._conn.execute("SELECT plan_json FROM sweeps WHERE sweep_id=?", (sweep_id,)).fetchone()
+            row = self._conn.execute("SELECT plan_json FROM sweeps WHERE sweep_id=?",
+                                     (_storable(sweep_id),)).fetchone()
             if row is None:
                 raise StoreError(f"no sweep {sweep_id!r} in {self.path}")
             rows = self._conn.execute(
