@@ -269,3 +269,12 @@ def test_an_error_text_with_an_undecodable_file_name_byte_is_stored_and_shown_es
         assert store.record("r-sur").errors[0] == "cannot open /m/bad\\udcff.gguf"
     out, _ = joulescore("show", "r-sur", db=db)
     assert "2 prompt(s) failed" in out and "cannot open /m/bad\\udcff.gguf" in out
+
+
+def test_a_model_name_with_undecodable_bytes_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    proc = subprocess.run([sys.executable, "-m", "joulescore.cli", "run", "--model", b"a\xffb.gguf", "--db", str(db)],
+                          capture_output=True, env={**os.environ, "COLUMNS": "200"})
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.decode().strip()
+    assert line.startswith("error: --model:") and "not UTF-8" in line and "\n" not in line

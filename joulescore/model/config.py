@@ -109,6 +109,17 @@ class RunConfig(BaseModel):
                 data["max_new_tokens"] = load_spec(str(data.get("task", "chat"))).natural_max_new_tokens
         return data
 
+    @field_validator("model", "task", "dataset", "template", "metric", "reference_field", "meter")
+    @classmethod
+    def _text(cls, value: Optional[str]) -> Optional[str]:
+        """Text that UTF-8 can store: a name with undecodable bytes (a lone surrogate) cannot be recorded."""
+        if value is not None:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("holds bytes that are not UTF-8 text; rename it, or give it as a UTF-8 path") from None
+        return value
+
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
@@ -178,7 +189,7 @@ def describe_error(error: Any, flags: bool = True) -> str:
     ctx = error.get("ctx") or {}
     if kind == "value_error" and "error" in ctx:
         text = str(ctx["error"])
-        return f"{where}: {text}" if where and not flags else text
+        return f"{where}: {text}" if where else text
     if kind == "literal_error":
         noun = _NOUNS.get(field, field.replace("_", " "))
         choices = ", ".join(str(c).strip("'") for c in str(ctx.get("expected", "")).replace(" or ", ", ").split(", "))
