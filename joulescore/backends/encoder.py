@@ -6,6 +6,7 @@ of its two sentence embeddings, pooled the way sentence-transformers pools them
 its predicted label.  Either way ``generate`` returns the answer as text, so the
 runner, the meter and the metrics treat encoders exactly like generative models:
 all the work is one forward pass, counted as prefill; no token is generated.
+The model is an alias, a local model folder, or a Hugging Face hub id (see ``hf_common``).
 """
 
 from __future__ import annotations
@@ -16,22 +17,37 @@ from pathlib import Path
 from typing import Any
 
 from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo
-from joulescore.backends.hf_common import offline_env
-from joulescore.backends.models import resolve_encoder
+from joulescore.backends.hf_common import check_architecture, offline_env, one_line, quiet_transformers
+from joulescore.backends.models import Checkpoint, resolve_encoder
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
 from joulescore.tasks.spec import TaskSpec
 from joulescore.textfile import read_text
 
+#: torch's dtype names as --dtype spells them, so every engine's record says fp32, bf16 or fp16
+SHORT_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 #: The task modes each kind of encoder model can run.
 MODES = {"embedding": "similarity", "classifier": "classification"}
 
 
-def _max_length(path: Path, tokenizer: Any, n_ctx: int) -> int:
+def _sbert_config(ckpt: Checkpoint) -> Path | None:
+    """sentence-transformers' settings file, fetched with the hub model's files when it has one."""
+    path = ckpt.path / "sentence_bert_config.json"
+    if path.is_file() or ckpt.kind != "hub":
+        return path if path.is_file() else None
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(str(ckpt.repo_id), path.name, revision=ckpt.commit))
+    except (OSError, ValueError):  # not in the repo, or offline and not cached: the tokenizer's limit applies
+        return None
+
+
+def _max_length(ckpt: Checkpoint, tokenizer: Any, n_ctx: int) -> int:
     """The sequence length the model was trained for (sentence-transformers' own setting first)."""
-    sbert = path / "sentence_bert_config.json"
+    sbert = _sbert_config(ckpt)
     limit = None
-    if sbert.is_file():
+    if sbert is not None and sbert.is_file():
         try:
             settings = json.loads(read_text(sbert, "model settings file", ModelError))
         except (json.JSONDecodeError, RecursionError) as exc:
@@ -49,29 +65,31 @@ class EncoderBackend(Backend):
     name = "encoder"
     kind = "encoder"
 
-    def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0) -> None:
-        offline_env()  # local folders only, never a hub; before transformers is imported
+    def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0,
+                 trust_remote_code: bool = False) -> None:
+        offline_env(model)  # local models never touch the network; before transformers is imported
+        resolved = resolve_encoder(model, trust_remote_code)
+        check_architecture(resolved)
         import torch
         import transformers
         from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-        transformers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-        resolved = resolve_encoder(model)
+        quiet_transformers()
+        source, kwargs = resolved.source()
         self.threads = threads or logical_cpus()
         torch.set_num_threads(self.threads)
         torch.manual_seed(seed)
         self._torch = torch
         try:
-            config = AutoConfig.from_pretrained(resolved.path, local_files_only=True)
-            self.tokenizer = AutoTokenizer.from_pretrained(resolved.path, local_files_only=True)
+            config = AutoConfig.from_pretrained(source, **kwargs)
+            self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             archs = config.architectures or []
             self.model_kind = "classifier" if any(a.endswith("ForSequenceClassification") for a in archs) else "embedding"
             loader = AutoModelForSequenceClassification if self.model_kind == "classifier" else AutoModel
-            self.model = loader.from_pretrained(resolved.path, local_files_only=True).eval()
-        except (OSError, ValueError, KeyError) as exc:
-            raise ModelError(f"transformers cannot load encoder {resolved.path}: {str(exc).splitlines()[0]}") from None
-        self.max_length = _max_length(resolved.path, self.tokenizer, n_ctx)
+            self.model = loader.from_pretrained(source, **kwargs).eval()
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError, TypeError) as exc:
+            raise ModelError(f"transformers cannot load encoder {source}: {one_line(exc)}") from None
+        self.max_length = _max_length(resolved, self.tokenizer, n_ctx)
         self.labels = {int(i): str(n).lower() for i, n in (config.id2label or {}).items()}
         params = sum(p.numel() for p in self.model.parameters())
         size = sum(p.numel() * p.element_size() for p in self.model.parameters())
@@ -80,6 +98,7 @@ class EncoderBackend(Backend):
             name=resolved.name, path=str(resolved.path), backend=self.name, quantization=dtype.upper(),
             parameters=int(params), architecture=config.model_type, context_length=self.max_length,
             extra={"encoder_kind": self.model_kind, "mode": MODES[self.model_kind], "size_bytes": int(size),
+                   "dtype": SHORT_DTYPES.get(dtype, dtype), **resolved.facts(),
                    "threads": self.threads, "engine_version": f"transformers {transformers.__version__}, "
                                                              f"torch {torch.__version__}",
                    "labels": sorted(set(self.labels.values())) if self.model_kind == "classifier" else None},

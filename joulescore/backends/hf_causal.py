@@ -1,7 +1,8 @@
 """Hugging Face transformers on CPU or GPU: fp32, bf16, fp16, or dynamic int8 on CPU.
 
-The GGUF file is dequantized by transformers' ``gguf_file=`` loader, so this
-engine runs the same weights as llama.cpp at a different precision.  Batches
+The model is a transformers checkpoint (a local folder or a Hugging Face hub
+id), or a GGUF file dequantized by transformers' ``gguf_file=`` loader, so that
+it runs the same weights as llama.cpp at a different precision.  Batches
 are left-padded and go through ``model.generate`` together (static batching);
 a streamer observes each decode step, which gives the exact first-token moment
 and the moment the batch stops being full (the steady-state window).
@@ -20,7 +21,7 @@ from joulescore.backends.base import (
     ModelInfo,
     SteadyEndHook,
 )
-from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load_gguf, offline_env, overflow, trim
+from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load_checkpoint, overflow, resolve, trim
 from joulescore.errors import BadInput
 from joulescore.hardware import logical_cpus
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     import torch
 
 # Fail at import when the engine is missing, so load_backend names the package to install;
-# torch and transformers themselves are imported only when a model is loaded (see offline_env).
+# torch and transformers themselves are imported only when a model is loaded (see hf_common.offline_env).
 for _package in ("torch", "transformers"):
     if find_spec(_package) is None:
         raise ModuleNotFoundError(f"No module named {_package!r}", name=_package)
@@ -88,13 +89,25 @@ class _StepWatch:
         self.row_end_s = [t if t is not None else now for t in self.row_end_s]
 
 
+def weight_stats(net: Any, int8: bool) -> tuple[int, int]:
+    """(parameters, bytes the weights take as run): int8 keeps one byte per Linear weight."""
+    import torch
+
+    linear = {id(m.weight) for m in net.modules() if isinstance(m, torch.nn.Linear)}
+    params = list(net.parameters())  # each shared (tied) tensor once
+    size = sum(p.numel() * (1 if int8 and id(p) in linear else p.element_size()) for p in params)
+    return sum(p.numel() for p in params), int(size)
+
+
 class TransformersBackend(PaddedBatchBackend):
     name = "transformers"
     batching = "static"
 
     def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0,
-                 dtype: str | None = None, quantization: str | None = None, device: str | None = None) -> None:
-        offline_env()  # before torch (which imports tqdm) and transformers are first imported
+                 dtype: str | None = None, quantization: str | None = None, device: str | None = None,
+                 trust_remote_code: bool = False) -> None:
+        # resolve() sets the environment before torch (which imports tqdm) and transformers are first imported
+        ckpt = resolve(model, trust_remote_code)
         import torch
         import transformers
 
@@ -113,8 +126,9 @@ class TransformersBackend(PaddedBatchBackend):
         if self.device == "cpu":
             torch.set_num_threads(self.threads)
         self.n_ctx, self.seed = n_ctx, seed
-        loaded = load_gguf(model, getattr(torch, DTYPES[dtype]))
+        loaded = load_checkpoint(ckpt, getattr(torch, DTYPES[dtype]))
         net = loaded.model
+        parameters, size_bytes = weight_stats(net, int8)
         if int8:
             # Linear layers hold nearly all the weights; activations are quantized on the fly.
             net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
@@ -123,11 +137,13 @@ class TransformersBackend(PaddedBatchBackend):
         self._info = ModelInfo(
             name=loaded.name, path=loaded.path, backend=self.name,
             quantization="int8-dynamic" if int8 else dtype,
-            parameters=sum(p.numel() for p in loaded.model.parameters()),
+            parameters=parameters,
             architecture=getattr(net.config, "model_type", None),
             context_length=getattr(net.config, "max_position_embeddings", None),
             extra={"dtype": dtype, "device": self.device, "threads": self.threads, "batching": self.batching,
-                   "weights": "GGUF dequantized by transformers" + (", Linear layers int8 (dynamic)" if int8 else ""),
+                   "size_bytes": size_bytes, **ckpt.facts(),
+                   "weights": ("GGUF dequantized by transformers" if ckpt.kind == "gguf" else f"{ckpt.kind} checkpoint")
+                   + (", Linear layers int8 (dynamic)" if int8 else ""),
                    "chat_template": "tokenizer" if self.tokenizer.chat_template else "plain",
                    "engine_version": f"transformers {transformers.__version__}, torch {torch.__version__}"},
         )

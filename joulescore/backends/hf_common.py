@@ -1,8 +1,10 @@
 """What the transformers and ONNX Runtime engines share: loading, chat template, left padding.
 
-Both load the same GGUF file through transformers' ``gguf_file=`` (dequantized
-to fp32), so they answer with the same weights and tokenizer as llama.cpp
-starts from.  Nothing is ever fetched from a hub.
+A model is a GGUF file (dequantized by transformers' ``gguf_file=`` loader, so
+it answers with the same weights and tokenizer as llama.cpp starts from), a
+local model folder, or a Hugging Face hub id.  Local models never touch the
+network; a hub id is read from the hub cache and fetched through
+``huggingface_hub`` only when missing and ``HF_HUB_OFFLINE`` is not set.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, context_overflow
-from joulescore.backends.models import check_gguf, resolve_model
+from joulescore.backends.models import REMOTE_CODE_FLAG, Checkpoint, hub_id, resolve_checkpoint
 from joulescore.errors import ModelError
 
-#: set (unless the user already set them) when a model is loaded, never at import
+#: set (unless the user already set them) when a local model is loaded, never at import
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -23,19 +25,60 @@ OFFLINE_ENV = {
 }
 
 
-def offline_env() -> None:
+def offline_env(model: str | None = None) -> None:
     """Never fetch from a hub, and draw no progress bars: called by each engine before it loads a model.
 
     huggingface_hub, transformers and tqdm read these variables when they are
-    first imported, so engines call this before importing them.
+    first imported, so engines call this before importing them.  A hub id
+    (``model``) leaves them alone: the user's own ``HF_HUB_OFFLINE`` decides
+    whether a model missing from the cache may be fetched, with its progress bar.
     """
+    if model is not None and hub_id(model) is not None:
+        return
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
 
 
+def quiet_transformers() -> None:
+    """No progress bars or warnings from transformers on stderr: the CLI's errors are one line."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message as one line (transformers' messages run to paragraphs)."""
+    text = " ".join(str(exc).split())
+    return (text[:300] + "...") if len(text) > 300 else text or type(exc).__name__
+
+
+def check_architecture(ckpt: Checkpoint) -> None:
+    """A model type this transformers does not know would need the model's own code: refuse it, naming the flag."""
+    if ckpt.kind == "gguf" or ckpt.trust_remote_code:
+        return
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    model_type = ckpt.config.get("model_type")
+    if not model_type:
+        raise ModelError(f"config.json of {ckpt.name} names no model_type")
+    if model_type not in CONFIG_MAPPING_NAMES:
+        raise ModelError(f"model type {model_type!r} of {ckpt.name} is not built into transformers "
+                         f"{transformers.__version__}: it needs its own code ({REMOTE_CODE_FLAG}) or a newer transformers")
+
+
+def resolve(model: str, trust_remote_code: bool = False, gguf: bool = True) -> Checkpoint:
+    """The checkpoint behind ``--model``, after the environment is set and with its architecture checked."""
+    offline_env(model)
+    ckpt = resolve_checkpoint(model, trust_remote_code, gguf=gguf)
+    check_architecture(ckpt)
+    return ckpt
+
+
 @dataclass
 class Loaded:
-    """A transformers model and tokenizer read from a GGUF file."""
+    """A transformers model and tokenizer read from a checkpoint."""
 
     name: str
     path: str
@@ -44,33 +87,30 @@ class Loaded:
     tokenizer: Any
     eos_ids: frozenset[int]
     pad_id: int
+    checkpoint: Checkpoint
 
 
-def load_gguf(model: str, dtype: Any = None, weights: bool = True) -> Loaded:
-    """Load a GGUF model into transformers (fp32 unless ``dtype`` says otherwise).
+def load_checkpoint(ckpt: Checkpoint, dtype: Any = None, weights: bool = True) -> Loaded:
+    """Load a causal LM into transformers (fp32 unless ``dtype`` says otherwise).
 
-    ``weights=False`` reads only the tokenizer and config: dequantizing the
-    weights is the slow part, and a cached ONNX export does not need them.
+    ``weights=False`` reads only the tokenizer and config: loading (for GGUF,
+    dequantizing) the weights is the slow part, and a cached ONNX export does not need them.
     """
-    offline_env()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    resolved = resolve_model(model)
-    check_gguf(resolved.path)
-    folder, name = str(resolved.path.parent), resolved.path.name
+    quiet_transformers()
+    source, kwargs = ckpt.source()
+    what = ckpt.repo_id if ckpt.kind == "hub" else ckpt.path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        config = AutoConfig.from_pretrained(folder, gguf_file=name)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        config = AutoConfig.from_pretrained(source, **kwargs)
         net = None
         if weights:
-            net = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype or torch.float32)
+            net = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **kwargs)
             net.eval()
-    except (ValueError, OSError, KeyError, RuntimeError) as exc:
-        raise ModelError(f"transformers cannot load {resolved.path}: {exc}") from None
+    except (ValueError, OSError, KeyError, RuntimeError, ImportError, TypeError) as exc:
+        raise ModelError(f"transformers cannot load {what}: {one_line(exc)}") from None
     eos: set[int] = set()
     gen_eos = getattr(net.generation_config, "eos_token_id", None) if net is not None else None
     for candidate in (tokenizer.eos_token_id, gen_eos, getattr(config, "eos_token_id", None)):
@@ -79,11 +119,11 @@ def load_gguf(model: str, dtype: Any = None, weights: bool = True) -> Loaded:
         elif isinstance(candidate, (list, tuple)):
             eos.update(int(c) for c in candidate)
     if not eos:
-        raise ModelError(f"{resolved.path} names no end-of-sequence token")
+        raise ModelError(f"{what} names no end-of-sequence token")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     tokenizer.pad_token_id = pad
     tokenizer.padding_side = "left"
-    return Loaded(resolved.name, str(resolved.path), net, config, tokenizer, frozenset(eos), pad)
+    return Loaded(ckpt.name, str(ckpt.path), net, config, tokenizer, frozenset(eos), pad, ckpt)
 
 
 def render(tokenizer: Any, messages: list[dict[str, str]]) -> str:

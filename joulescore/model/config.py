@@ -38,7 +38,8 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
-    model: str = Field("smollm2-135m", description="GGUF path or alias (smollm2-135m, gemma3-270m)")
+    model: str = Field("smollm2-135m", description="GGUF file or alias (smollm2-135m, gemma3-270m); transformers, "
+                       "onnxruntime and encoder also take a model folder or a hub id org/name[@revision]")
     task: str = Field("chat", description="task name (see `joulescore tasks`)")
     dataset: Optional[str] = Field(None, description="your own JSONL prompt set instead of the task's")
     #: a custom task: the user message template (with --dataset), its metric and reference field
