@@ -28,10 +28,13 @@ def stars_row(stars: str) -> Text:
     return Text.assemble(("stars", "bold"), f"    {stars}")
 
 
-def check_out_dir(path: Path, given: bool) -> None:
-    """Refuse a run.json folder that cannot be made, before anything runs or is stored."""
+def check_out_dir(path: Path) -> None:
+    """Refuse an ``--out`` that cannot be a folder, before anything runs or is stored.
+
+    The default folder, beside the database, is not checked here: the database's own checks come first.
+    """
     path = path.expanduser()
-    name = f"--out {path}" if given else f"the run.json folder {path} (beside the database)"
+    name = f"--out {path}"
     if path.exists() and not path.is_dir():
         raise BadInput(f"{name} is a file; give a folder (each run's run.json goes into a folder of its own)")
     ancestor = next(a for a in (path, *path.parents) if a.exists())
@@ -53,8 +56,9 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
     if force and not resume:
         raise BadInput("--force applies only with --resume RUN_ID")
     config = None if resume else RunConfig.model_validate(settings)
+    if target_dir is not None:
+        check_out_dir(target_dir)
     target = run_json_dir(db, target_dir)
-    check_out_dir(target, given=target_dir is not None)
     store = open_store(db)
     # One Ctrl-C stops the run; later ones are ignored until the resume command is printed.
     with session.stopping():
