@@ -133,7 +133,7 @@ def test_a_future_schema_change_is_one_appended_step(tmp_path: Path, monkeypatch
         with Store(path) as store:
             assert store.get_run(store.list_runs()[0].run_id)
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == len(steps)
             assert "note" in {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
     Store(current).close()  # already at version 2: nothing left to apply
     assert applied == ["v1->v2", "v1->v2"]

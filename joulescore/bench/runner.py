@@ -205,15 +205,26 @@ def really_batches(backend: Backend, batch_size: int) -> bool:
     return batch_size > 1 and backend.batching != "sequential"
 
 
+#: asked between prompts whether to stop (a Ctrl-C whose KeyboardInterrupt an engine swallowed)
+StopCheck = Callable[[], bool]
+
+
+def _check(stop: StopCheck | None) -> None:
+    if stop is not None and stop():
+        raise KeyboardInterrupt
+
+
 def warm_up(backend: Backend, prompts: Sequence[Prompt], config: GenerationConfig, count: int,
-            plan: ReasoningPlan | None = None, batch_size: int = 1) -> None:
+            plan: ReasoningPlan | None = None, batch_size: int = 1, stop: StopCheck | None = None) -> None:
     """Run prompts that are not counted, so caches and clocks settle before measuring."""
     config = with_plan(config, plan)
     if really_batches(backend, batch_size):
         for group in batches_of(list(prompts)[:count], batch_size):
+            _check(stop)
             backend.generate_batch([_messages(p, plan) for p in group], config)
         return
     for prompt in list(prompts)[:count]:
+        _check(stop)
         backend.generate(_messages(prompt, plan), config)
 
 
@@ -228,11 +239,12 @@ def run_pending(
     after_each: Callable[[ResultRow], None] | None = None,
     plan: ReasoningPlan | None = None,
     batch_size: int = 1,
+    stop: StopCheck | None = None,
 ) -> RunOutcome:
     """Answer every prompt of the run that has no stored result yet.
 
     Ctrl-C stops after storing what finished; the prompt in flight is dropped
-    and is answered again by ``--resume``.
+    and is answered again by ``--resume``.  ``stop`` is asked before each prompt.
     """
     done = store.done_indices(run_id)
     pending = [p for p in prompts if p.index not in done]
@@ -241,6 +253,7 @@ def run_pending(
     try:
         batched = really_batches(backend, batch_size)
         for group in batches_of(pending, batch_size if batched else 1):
+            _check(stop)
             if batched:
                 results = run_batch(backend, meter, group, config, batch_id=group[0].index, plan=plan)
                 store.add_results(run_id, results)

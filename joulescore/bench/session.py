@@ -1,19 +1,32 @@
 """A rating from start to finish: resolve everything, check it, run, store, report.
 
 Every input is checked before the run is created, so bad input never leaves
-a run behind.  ``resume`` rebuilds the same run from its stored settings.
+a run behind.  ``resume`` rebuilds the same run from its stored settings, on
+the same prompts (checked by their fingerprint), and answers again the
+prompts that failed.
+
+Ctrl-C (or SIGTERM) stops a run once: what finished is stored and the run is
+marked partial; further Ctrl-Cs while that happens are ignored, so a run is
+never left marked "running" by a quick double Ctrl-C.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from types import FrameType
 from typing import Any
+
+import psutil
 
 from joulescore import __version__
 from joulescore.backends import ENCODER_BACKENDS, load_backend
@@ -21,7 +34,7 @@ from joulescore.backends.base import Backend
 from joulescore.backends.options import OpenAIOptions
 from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
-from joulescore.errors import BadInput, StoreError
+from joulescore.errors import BadInput, DatasetError, StoreError
 from joulescore.hardware import hardware_info
 from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter
@@ -29,7 +42,7 @@ from joulescore.meters.estimator import tree_cpu_s
 from joulescore.meters.monitor import idle_power_w
 from joulescore.model.config import RunConfig
 from joulescore.model.record import RunRecord
-from joulescore.store.sqlite import Store
+from joulescore.store.sqlite import RunRow, Store
 from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, load_spec, task_names
 
 #: (prompts in the run, prompts already stored, the meter's kind) -> a progress sink
@@ -134,6 +147,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
             "metric": p.spec.metric,
             "reference_field": p.spec.reference_field,
             "template": p.config.template,
+            "prompts_sha256": prompts_sha256(p.prompts),
         },
         "hardware": {**hardware_info(gpus=p.meter.devices()).as_dict(), "other_gpu_processes": sharing},
         "meter": provenance,
@@ -157,62 +171,192 @@ def finish(store: Store, run_id: str, out_dir: Path | None) -> RunRecord:
     return record
 
 
+class Stop:
+    """The stop request of a run in hand: the first Ctrl-C (or SIGTERM) sets it, later ones are ignored.
+
+    The handler raises KeyboardInterrupt as well, to cut short the prompt in flight.  That exception can
+    be lost: llama.cpp calls a Python log hook from C while it loads a model, and an exception raised in
+    such a ctypes callback is dropped.  So the flag is also checked after loading and between prompts.
+    While ``held`` (storing), the handler only sets the flag.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._holding = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def check(self) -> None:
+        """Stop here if a stop was asked for, even if its KeyboardInterrupt was swallowed."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.requested:
+            return
+        self.requested = True
+        if not self._holding:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A short step that must not be cut in two (a run's row, its final status): a stop waits for it."""
+        holding, self._holding = self._holding, True
+        try:
+            yield
+        finally:
+            self._holding = holding
+
+
+@contextmanager
+def stopping() -> Iterator[Stop]:
+    """Route SIGINT and SIGTERM to a ``Stop`` for the run (in the main thread, where signals land).
+
+    Inside another ``stopping`` (the CLI holds one until its message is printed) the outer one is
+    shared, so a Ctrl-C already seen keeps later ones ignored up to the end.
+    """
+    current = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
+    if isinstance(current, Stop):
+        yield current
+        return
+    stop = Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {signum: signal.signal(signum, stop.handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
 def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory | None,
-             warmup: int) -> RunOutcome:
+             warmup: int, stop: Stop) -> RunOutcome:
     generation = p.config.generation()
     done = store.done_indices(run_id)
     sink = progress(len(p.prompts), len(done), p.meter.provenance().kind) if progress else None
     try:
-        warm_up(p.backend, p.prompts, generation, warmup, p.plan, p.config.batch_size)
+        warm_up(p.backend, p.prompts, generation, warmup, p.plan, p.config.batch_size, stop=stop)
     except KeyboardInterrupt:
         return RunOutcome(run_id, 0, interrupted=True)
     return run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink, plan=p.plan,
-                       batch_size=p.config.batch_size)
+                       batch_size=p.config.batch_size, stop=stop)
 
 
 def start(config: RunConfig, store: Store, out_dir: Path | None,
           progress: ProgressFactory | None = None, sweep: dict[str, Any] | None = None,
           ) -> tuple[RunRecord, RunOutcome]:
-    """A new run: prepare, store its settings, answer every prompt, report."""
-    p = prepare(config)
-    try:
-        idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
+    """A new run: prepare, store its settings, answer every prompt, report.
+
+    Ctrl-C before the run is stored (while the model loads) raises KeyboardInterrupt, with nothing
+    stored; after, it stops the run, which is finished as partial.
+    """
+    with stopping() as stop:
+        p = prepare(config)
         run_id = new_run_id()
-        store.create_run(run_id, len(p.prompts), run_spec(p, idle_w, sweep))
-        outcome = _execute(store, run_id, p, progress, config.warmup)
-    finally:
-        p.backend.close()
-    return finish(store, run_id, out_dir), outcome
+        created = False
+        try:
+            stop.check()
+            idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
+            spec = run_spec(p, idle_w, sweep)
+            with stop.held():
+                store.create_run(run_id, len(p.prompts), spec)
+                created = True
+            outcome = _execute(store, run_id, p, progress, config.warmup, stop)
+        except KeyboardInterrupt:
+            if not created:
+                raise
+            outcome = RunOutcome(run_id, 0, interrupted=True)
+        finally:
+            with stop.held():
+                p.backend.close()
+        with stop.held():
+            return finish(store, run_id, out_dir), outcome
 
 
-def _pid_alive(pid: int | None) -> bool:
-    if not pid or pid == os.getpid():
+#: how far apart two readings of one process's start time may be (the boot time they are
+#: computed from is whole seconds, and can move by one)
+START_TOLERANCE_S = 2.0
+
+
+def owner_alive(run: RunRow) -> bool:
+    """Whether another process on this machine is still working on the run.
+
+    A live pid is not enough: after a crash (or a reboot) the system may have handed the pid to an
+    unrelated process, so its start time must match the one stored with the run.  A run stored
+    before start times were kept has only its pid to go by.
+    """
+    if run.status != "running" or run.host != os.uname().nodename or not run.pid or run.pid == os.getpid():
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(run.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started_s = proc.create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
+    except psutil.AccessDenied:
+        return True  # another user's process: it cannot be told apart, so take it for the owner
+    return run.pid_started_s is None or abs(started_s - run.pid_started_s) <= START_TOLERANCE_S
 
 
-def resume(run_id: str, store: Store, out_dir: Path | None,
-           progress: ProgressFactory | None = None) -> tuple[RunRecord, RunOutcome]:
-    """Finish a stored run with the settings it was started with; each prompt counts once."""
+def prompts_sha256(prompts: Sequence[Prompt]) -> str:
+    """The prompt set's fingerprint: each prompt's id and messages, in order, as the model sees them."""
+    rows = [[p.id, p.messages] for p in prompts]
+    text = json.dumps(rows, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_same_prompts(run: RunRow, prompts: Sequence[Prompt]) -> None:
+    """Refuse to resume on other prompts than the run started with: its figures would mix two sets.
+
+    Runs stored before the fingerprint was kept are checked by their number of prompts only.
+    """
+    stored = run.spec.get("task", {}).get("prompts_sha256")
+    if stored is None:
+        if len(prompts) != run.num_prompts:
+            raise DatasetError(f"run {run.run_id} had {run.num_prompts} prompts but its dataset now gives "
+                               f"{len(prompts)}; the dataset changed since")
+        return
+    now = prompts_sha256(prompts)
+    if now != stored:
+        raise DatasetError(f"run {run.run_id} started on a different prompt set ({run.num_prompts} prompts, hash "
+                           f"{stored[:12]}...); the dataset changed since (it now gives {len(prompts)} prompts, "
+                           f"hash {now[:12]}...)")
+
+
+def resume(run_id: str, store: Store, out_dir: Path | None, progress: ProgressFactory | None = None,
+           force: bool = False) -> tuple[RunRecord, RunOutcome]:
+    """Finish a stored run with the settings it was started with; each prompt counts once.
+
+    Failed prompts are answered again: their rows are deleted first, so a prompt still counts once.
+    ``force`` takes over a run whose owner process looks alive.  Ctrl-C at any point after the run is
+    read finishes it as partial.
+    """
     run = store.get_run(run_id)
-    if run.status == "running" and run.host == os.uname().nodename and _pid_alive(run.pid):
-        raise StoreError(f"run {run_id} is still running in process {run.pid}")
+    if not force and owner_alive(run):
+        raise StoreError(f"run {run_id} is still running in process {run.pid} on this machine; let it finish, "
+                         "stop it, or take the run over with --force")
     config = RunConfig.model_validate(run.spec["config"])
-    p = prepare(config)
-    if len(p.prompts) != run.num_prompts:
-        raise StoreError(
-            f"run {run_id} had {run.num_prompts} prompts but its dataset now gives {len(p.prompts)}"
-        )
-    store.claim_run(run_id)
-    try:
-        # Warm up again: this is a fresh process whose caches are cold.
-        outcome = _execute(store, run_id, p, progress, config.warmup)
-    finally:
-        p.backend.close()
-    return finish(store, run_id, out_dir), outcome
+    with stopping() as stop:
+        p: Prepared | None = None
+        outcome = RunOutcome(run_id, 0, interrupted=True)
+        try:
+            p = prepare(config)
+            check_same_prompts(run, p.prompts)
+            stop.check()
+            with stop.held():
+                store.claim_run(run_id)
+                store.delete_failed_results(run_id)
+            # Warm up again: this is a fresh process whose caches are cold.
+            outcome = _execute(store, run_id, p, progress, config.warmup, stop)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if p is not None:
+                with stop.held():
+                    p.backend.close()
+        with stop.held():
+            return finish(store, run_id, out_dir), outcome

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -17,36 +18,84 @@ from joulescore.cli.settings import extra_param, settings_command
 from joulescore.errors import BadInput
 from joulescore.model.config import RunConfig, flag_of
 from joulescore.model.record import RunRecord
+from joulescore.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from joulescore.bench.runner import RunOutcome
 
 
 def stars_row(stars: str) -> Text:
     return Text.assemble(("stars", "bold"), plain(f"    {stars}"))  # plain: the peer group names stored strings
 
 
-def run(settings: dict[str, Any], *, resume: str | None, db: Path | None, target_dir: Path | None,
+def check_out_dir(path: Path) -> None:
+    """Refuse an ``--out`` that cannot be a folder, before anything runs or is stored.
+
+    The default folder, beside the database, is not checked here: the database's own checks come first.
+    """
+    path = path.expanduser()
+    name = f"--out {path}"
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{name} is a file; give a folder (each run's run.json goes into a folder of its own)")
+    ancestor = next(a for a in (path, *path.parents) if a.exists())
+    if not ancestor.is_dir():
+        raise BadInput(f"{name} cannot be made: {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise BadInput(f"{name} cannot be made: no write permission in {ancestor}")
+
+
+def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path | None, target_dir: Path | None,
         as_json: bool, progress: bool, repeats: int) -> None:
     """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
     from joulescore.bench import session
-    from joulescore.cli.render import RichProgress, print_summary
-    from joulescore.report.board import run_stars
 
     if repeats < 1 or (resume and repeats > 1):
         raise BadInput("--repeats must be at least 1, and cannot be combined with --resume")
     if resume and settings:
         raise BadInput(f"--resume repeats the run's stored settings; drop {flag_of(next(iter(settings)))}")
+    if force and not resume:
+        raise BadInput("--force applies only with --resume RUN_ID")
     config = None if resume else RunConfig.model_validate(settings)
+    if target_dir is not None:
+        check_out_dir(target_dir)
+    target = run_json_dir(db, target_dir)
     store = open_store(db)
+    # One Ctrl-C stops the run; later ones are ignored until the resume command is printed.
+    with session.stopping():
+        records, outcome, stopped_unstored = _runs(config, resume, force, store, target, progress, repeats)
+        if not records:
+            err.print(f"interrupted: nothing changed; continue with: joulescore run --resume {resume}" if resume
+                      else "interrupted before the run was stored: nothing stored")
+            raise typer.Exit(130)
+        _report(store, records, as_json, single=bool(resume) or repeats == 1)
+        record = records[-1]
+        if outcome is not None and outcome.interrupted:
+            err.print(f"interrupted: {record.counts.done} of {record.counts.prompts} prompts stored; "
+                      f"continue with: joulescore run --resume {record.run_id}")
+            raise typer.Exit(130)
+        if stopped_unstored:
+            err.print(f"interrupted: {len(records)} of {repeats} runs done, the next was not stored")
+            raise typer.Exit(130)
+
+
+def _runs(config: RunConfig | None, resume: str | None, force: bool, store: Store, target: Path, progress: bool,
+          repeats: int) -> tuple[list[RunRecord], RunOutcome | None, bool]:
+    """Start (``repeats`` times) or resume; also whether a Ctrl-C came before a run was stored."""
+    from joulescore.bench import session
+    from joulescore.cli.render import RichProgress
+
     bars: list[RichProgress] = []
 
     def make_progress(total: int, done: int, kind: str) -> RichProgress:
         bars.append(RichProgress(err, total, done, kind))
         return bars[-1]
 
-    target = run_json_dir(db, target_dir)
     records: list[RunRecord] = []
+    outcome = None
     try:
         if config is None:
-            record, outcome = session.resume(str(resume), store, target, make_progress if progress else None)
+            record, outcome = session.resume(str(resume), store, target, make_progress if progress else None,
+                                             force=force)
             records.append(record)
         else:
             for _ in range(repeats):
@@ -54,13 +103,24 @@ def run(settings: dict[str, Any], *, resume: str | None, db: Path | None, target
                 records.append(record)
                 if outcome.interrupted:
                     break
+    except KeyboardInterrupt:
+        return records, outcome, True
     finally:
         for bar in bars:
             bar.close()
+    return records, outcome, False
+
+
+def _report(store: Store, records: list[RunRecord], as_json: bool, single: bool) -> None:
+    """Print the run (or the repeats and their spread), and how to answer failed prompts again."""
+    from joulescore.cli.render import print_summary
+    from joulescore.report.board import run_stars
+
     stored = store.records()
     for rec in records:
         rec.stars = run_stars(rec, stored)
-    if resume or repeats == 1:
+    record = records[-1]
+    if single:
         if as_json:
             print_json(out, record.as_json())
         else:
@@ -79,15 +139,18 @@ def run(settings: dict[str, Any], *, resume: str | None, db: Path | None, target
             out.print(variance_table(variance))
     failed = record.counts.failed
     if failed:
-        err.print(f"{failed} of {record.counts.done} prompts failed; first error: {(record.errors or ['?'])[0]}")
-    if outcome.interrupted:
-        err.print(f"interrupted: {record.counts.done} of {record.counts.prompts} prompts stored; "
-                  f"continue with: joulescore run --resume {record.run_id}")
-        raise typer.Exit(130)
+        err.print(f"{failed} of {record.counts.done} prompts failed; first error: {(record.errors or ['?'])[0]}; "
+                  f"answer them again with: joulescore run --resume {record.run_id}")
 
 
 app.command("run")(settings_command(run, [
-    extra_param("resume", Annotated[Optional[str], typer.Option(help="finish an interrupted run by its id")], None),
+    extra_param("resume", Annotated[Optional[str], typer.Option(
+        help="finish a run by its id, with its stored settings and prompts: the prompts not yet stored, and "
+             "those that failed, are answered (each counts once)")], None),
+    extra_param("force", Annotated[bool, typer.Option(
+        "--force", help="with --resume: take over a run whose process still looks alive (its pid and start "
+                        "time match). If that process really is still running the run, both measure at once "
+                        "and each one's energy figures include the other's work")], False),
     extra_param("db", DbOption, None),
     extra_param("target_dir", OutOption, None),
     extra_param("as_json", JsonOption, False),

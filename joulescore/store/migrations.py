@@ -99,7 +99,16 @@ def _v0_to_v1(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(_v0_to_v1, readable_before=True),)
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    """Version 2: when the process in ``runs.pid`` started, so a pid the system has since given to
+    another process does not pass for the run's owner.  Readable before: it is NULL in old rows."""
+    conn.execute("ALTER TABLE runs ADD COLUMN pid_started_s REAL")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(_v0_to_v1, readable_before=True),
+    Migration(_v1_to_v2, readable_before=True),
+)
 CURRENT_VERSION = len(MIGRATIONS)
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import psutil
+
 from joulescore.errors import StoreError
 from joulescore.store.migrations import (
     APPLICATION_ID,
@@ -44,6 +46,15 @@ RESULT_COLUMNS = (
     "prefill_s", "decode_s", "prefill_j", "decode_j", "low_j", "high_j", "domains_json", "text",
     "extra_json",
 )
+
+
+RUN_COLUMNS = "run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
+
+
+def own_start_s() -> float:
+    """When this process started (Unix time): stored beside its pid, so that pid and start time name
+    one process for good, even after the system hands the pid to another one."""
+    return psutil.Process().create_time()
 
 
 def default_db_path() -> Path:
@@ -70,6 +81,8 @@ class RunRow:
     host: str | None
     spec: dict[str, Any]
     record: dict[str, Any] | None
+    #: when the process ``pid`` started (Unix time); None for runs stored before it was kept
+    pid_started_s: float | None = None
 
 
 @dataclass
@@ -129,8 +142,12 @@ class Store:
         self.readonly = readonly or (self._exists() and not writable(self.path))
         try:
             self._conn = self._open()
+            # A read-only file may be older than version 2, which added the owner's start time.
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open results database {self.path}: {exc}") from None
+        started = "pid_started_s" if "pid_started_s" in columns else "NULL"
+        self._select_runs = f"SELECT {RUN_COLUMNS}, {started} FROM runs"
 
     def _exists(self) -> bool:
         """A file with something in it: a missing or 0-byte file is made into a new database."""
@@ -224,16 +241,16 @@ class Store:
     def create_run(self, run_id: str, num_prompts: int, spec: dict[str, Any]) -> None:
         now = utc_now()
         self._write(
-            "INSERT INTO runs (run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json)"
-            " VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-            (run_id, now, now, num_prompts, os.getpid(), os.uname().nodename, json.dumps(spec)),
+            "INSERT INTO runs (run_id, created_at, updated_at, status, num_prompts, pid, pid_started_s, host,"
+            " spec_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+            (run_id, now, now, num_prompts, os.getpid(), own_start_s(), os.uname().nodename, json.dumps(spec)),
         )
 
     def claim_run(self, run_id: str) -> None:
         """Mark a run as being worked on by this process (for ``--resume``)."""
         self._write(
-            "UPDATE runs SET status='running', pid=?, host=?, updated_at=? WHERE run_id=?",
-            (os.getpid(), os.uname().nodename, utc_now(), run_id),
+            "UPDATE runs SET status='running', pid=?, pid_started_s=?, host=?, updated_at=? WHERE run_id=?",
+            (os.getpid(), own_start_s(), os.uname().nodename, utc_now(), run_id),
         )
 
     def set_status(self, run_id: str, status: str, record: RunRecord | None = None) -> None:
@@ -247,11 +264,7 @@ class Store:
 
     def get_run(self, run_id: str) -> RunRow:
         with self._reading():
-            row = self._conn.execute(
-                "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
-                " FROM runs WHERE run_id=?",
-                (_storable(run_id),),
-            ).fetchone()
+            row = self._conn.execute(f"{self._select_runs} WHERE run_id=?", (_storable(run_id),)).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.path}")
         return self._run_row(row)
@@ -259,14 +272,11 @@ class Store:
     @staticmethod
     def _run_row(row: tuple[Any, ...]) -> RunRow:
         return RunRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                      json.loads(row[7]), json.loads(row[8]) if row[8] else None)
+                      json.loads(row[7]), json.loads(row[8]) if row[8] else None, row[9])
 
     def list_runs(self) -> list[RunRow]:
         with self._reading():
-            rows = self._conn.execute(
-                "SELECT run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
-                " FROM runs ORDER BY created_at, run_id"
-            ).fetchall()
+            rows = self._conn.execute(f"{self._select_runs} ORDER BY created_at, run_id").fetchall()
         return [self._run_row(r) for r in rows]
 
     def record(self, run_id: str) -> RunRecord:
@@ -321,6 +331,11 @@ class Store:
             f"INSERT OR IGNORE INTO results ({cols}) VALUES ({marks})", (run_id, *values, utc_now())
         )
         return added == 1
+
+    def delete_failed_results(self, run_id: str) -> int:
+        """Forget the run's failed prompts, in one transaction, so that resuming answers them again
+        (each still counts once).  Returns how many were deleted."""
+        return self._write("DELETE FROM results WHERE run_id=? AND ok=0", (run_id,))
 
     def done_indices(self, run_id: str) -> set[int]:
         with self._reading():
