@@ -48,6 +48,11 @@ RESULT_COLUMNS = (
 )
 
 
+#: databases this process holds open, by real path.  Closing any descriptor of a file drops every
+#: POSIX lock this process holds on it, SQLite's included, so a file already open here is never
+#: opened again by Python to read its header: it was recognised when it was first opened.
+_OPEN_HERE: dict[str, int] = {}
+
 RUN_COLUMNS = "run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
 
 
@@ -142,6 +147,8 @@ class Store:
         self.readonly = readonly or (self._exists() and not writable(self.path))
         try:
             self._conn = self._open()
+            self._key = str(self.path.resolve())
+            _OPEN_HERE[self._key] = _OPEN_HERE.get(self._key, 0) + 1
             # A read-only file may be older than version 2, which added the owner's start time.
             columns = {r[1] for r in self._conn.execute("PRAGMA table_info(runs)")}
         except (OSError, sqlite3.Error) as exc:
@@ -154,14 +161,14 @@ class Store:
         return self.path.exists() and self.path.stat().st_size > 0
 
     def _open(self) -> sqlite3.Connection:
-        if self._exists():
+        if self._exists() and str(self.path.resolve()) not in _OPEN_HERE:
             header = read_header(self.path)  # raw bytes first: a foreign file is refused before SQLite sees it
             if not header.is_sqlite:
                 raise StoreError(f"{self.path} is not a SQLite database; refusing to use it as the results database")
             if header.application_id not in (0, APPLICATION_ID):
                 raise StoreError(f"{self.path} is not a joulescore database (its application id is "
                                  f"{header.application_id:#010x}); refusing to modify it")
-        elif self.readonly:
+        elif self.readonly and not self._exists():
             raise StoreError(f"results database {self.path} is empty or missing, and read-only")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,6 +218,11 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+        left = _OPEN_HERE.get(self._key, 0) - 1
+        if left > 0:
+            _OPEN_HERE[self._key] = left
+        else:
+            _OPEN_HERE.pop(self._key, None)
 
     def __enter__(self) -> Store:
         return self
