@@ -13,6 +13,7 @@ lowest-energy variant that meets the limits.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,15 +49,27 @@ class Candidate:
         return self.record.quality.value if self.record else None
 
 
-def parse_seconds(text: str) -> float:
-    """'2s', '500ms', '1.5' -> seconds."""
+def parse_seconds(text: str, flag: str = "--max-p90-latency") -> float:
+    """'2s', '500ms', '1.5' -> seconds; NaN, infinity and negative durations are refused."""
     t = text.strip().lower()
     try:
         if t.endswith("ms"):
-            return float(t[:-2]) / 1000.0
-        return float(t[:-1]) if t.endswith("s") else float(t)
+            seconds = float(t[:-2]) / 1000.0
+        else:
+            seconds = float(t[:-1]) if t.endswith("s") else float(t)
     except ValueError:
-        raise BadInput(f"not a duration: {text!r} (try 2s or 500ms)") from None
+        raise BadInput(f"{flag}: not a duration: {text!r} (try 2s or 500ms)") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise BadInput(f"{flag} must be a finite duration of 0 s or more, got {text!r} (try 2s or 500ms)")
+    return seconds
+
+
+def check_limits(max_quality_drop: float | None, max_p90_s: float | None) -> None:
+    """Limits are finite numbers (a negative quality drop asks for a gain); a latency limit is not negative."""
+    if max_quality_drop is not None and not math.isfinite(max_quality_drop):
+        raise BadInput(f"--max-quality-drop must be a finite number of points, got {max_quality_drop:g}")
+    if max_p90_s is not None and not (math.isfinite(max_p90_s) and max_p90_s >= 0):
+        raise BadInput(f"--max-p90-latency must be a finite duration of 0 s or more, got {max_p90_s:g} s")
 
 
 def candidates(store: Store, sweep_id: str) -> tuple[dict[str, Any], list[Candidate]]:
@@ -103,6 +116,7 @@ def pareto(cands: list[Candidate], hib: bool | None) -> list[Candidate]:
 def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_s: float | None
            ) -> dict[str, Any]:
     """The Pareto set, the recommendation and its savings against the baseline."""
+    check_limits(max_quality_drop, max_p90_s)
     plan, cands = candidates(store, sweep_id)
     usable = [c for c in cands if c.usable]
     if not usable:
@@ -136,7 +150,7 @@ def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_
             "j_per_query": rec and rec.j_per_query, "wh_per_1000_queries": rec and rec.wh_per_1000_queries,
             "j_per_output_token": rec and rec.j_per_output_token,
             "steady_j_per_output_token": rec.steady_state.j_per_output_token if rec and rec.steady_state else None,
-            "tokens_per_s": rec and rec.tokens_per_s, "p90_latency_s": None if not c.usable else c.p90_s,
+            "tokens_per_s": rec and rec.tokens_per_s, "p90_latency_s": _finite(c.p90_s) if c.usable else None,
             "quality": c.quality, "energy_kind": rec and rec.meter.kind,
             "pareto": c in front, "meets_limits": c in feasible,
         })
@@ -153,6 +167,11 @@ def advise(store: Store, sweep_id: str, max_quality_drop: float | None, max_p90_
             "quality_delta": None if delta is None else round(delta, 6),
             "quality_delta_points": None if delta is None or hib is None else round(100 * delta, 4),
             "quality_metric": chosen.record.quality.metric if chosen.record else None,
-            "p90_latency_s": chosen.p90_s, "energy_kind": chosen.record.meter.kind if chosen.record else None,
+            "p90_latency_s": _finite(chosen.p90_s), "energy_kind": chosen.record.meter.kind if chosen.record else None,
         }
     return out
+
+
+def _finite(value: float) -> float | None:
+    """A figure, or None where there is none (a missing p90 ranks as infinitely slow, but is not a value)."""
+    return value if math.isfinite(value) else None

@@ -6,6 +6,7 @@ so a resumed run reports exactly what a single uninterrupted one would.
 
 from __future__ import annotations
 
+import os
 import statistics
 from typing import Any
 
@@ -21,11 +22,32 @@ def _r(value: float | None, digits: int = 6) -> float | None:
 
 
 
-def run_status(run: RunRow, results: list[ResultRow]) -> str:
-    """complete: every prompt answered; failed: none succeeded; partial: some left to do."""
-    if len(results) < run.num_prompts:
+def owner_alive(run: RunRow) -> bool:
+    """The process that owns the run is alive on this host, and is not this one (which is finishing it)."""
+    if run.host != os.uname().nodename or not run.pid or run.pid == os.getpid():
+        return False
+    try:
+        os.kill(run.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
+
+
+def run_status(run: RunRow, done: int, succeeded: int) -> str:
+    """The one status of a run, for ``runs``, ``show`` and the board alike.
+
+    running: the store says so and its process is alive on this host (on another host
+    only the store can tell, so it is believed).  Otherwise from the stored rows:
+    complete (every prompt answered), failed (none succeeded) or partial (prompts left:
+    interrupted, or killed before it could say so; ``run --resume`` finishes it).
+    """
+    if run.status == "running" and (run.host != os.uname().nodename or owner_alive(run)):
+        return "running"
+    if done < run.num_prompts:
         return "partial"
-    return "complete" if any(r.ok for r in results) else "failed"
+    return "complete" if succeeded else "failed"
 
 
 def quality_of(metric: str, results: list[ResultRow]) -> Quality:
@@ -139,7 +161,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
     batch_size = spec["config"].get("batch_size", 1)
     return RunRecord.model_validate({
         "run_id": run.run_id,
-        "status": run_status(run, results),
+        "status": run_status(run, len(results), len(ok)),
         "tool": {"name": "joulescore", "version": spec.get("tool_version", tool_version)},
         "created_at": run.created_at,
         "updated_at": run.updated_at,
@@ -205,15 +227,16 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
     })
 
 
-def summary_row(run: RunRow) -> dict[str, Any]:
-    """One line of ``joulescore runs``: from the stored record where the run has one."""
+def summary_row(run: RunRow, done: int, succeeded: int) -> dict[str, Any]:
+    """One line of ``joulescore runs``: its status and prompt counts from the stored rows (as ``show``
+    has them), its figures from the stored record where the run has one."""
     rec = run.record or {}
     return {
         "run_id": run.run_id,
-        "status": run.status,
+        "status": run_status(run, done, succeeded),
         "model": run.spec["model"]["name"],
         "task": run.spec["task"]["name"],
-        "prompts": f"{(rec.get('counts') or {}).get('done', '?')}/{run.num_prompts}",
+        "prompts": f"{done}/{run.num_prompts}",
         "wh": rec.get("wh_per_1000_queries"),
         "jpt": rec.get("j_per_output_token"),
         "kind": run.spec["meter"]["kind"],

@@ -31,11 +31,13 @@ import psutil
 from joulescore import __version__
 from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
+from joulescore.backends.models import resolve_model
 from joulescore.backends.options import OpenAIOptions
 from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
-from joulescore.errors import BadInput, DatasetError, StoreError
-from joulescore.hardware import hardware_info
+from joulescore.errors import BadInput, DatasetError, JoulescoreError, StoreError
+from joulescore.hardware import hardware_info, logical_cpus
+from joulescore.impact.gguf import context_length
 from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter
 from joulescore.meters.estimator import tree_cpu_s
@@ -96,8 +98,50 @@ def task_spec(config: RunConfig) -> TaskSpec:
                        config.reference_field)
 
 
+def check_threads(config: RunConfig) -> None:
+    """More engine threads than CPUs only time-slices them: the run would measure contention, not the model."""
+    cpus = logical_cpus()
+    if config.threads is not None and config.threads > cpus:
+        raise BadInput(f"--threads {config.threads} is more than the {cpus} CPUs this process may run on; "
+                       f"give at most --threads {cpus}")
+
+
+def check_context(config: RunConfig, model_context: int | None) -> None:
+    """--max-new-tokens must leave room for a prompt in the context window: refused before any prompt runs.
+
+    The window is --n-ctx, or the model's own context where that is smaller.  An encoder writes
+    no tokens, and a server's window is the server's own, so neither is checked here.
+    """
+    if config.backend in ENCODER_BACKENDS or isinstance(config.engine, OpenAIOptions):
+        return
+    window, whose = config.n_ctx, "--n-ctx"
+    if model_context and model_context < window:
+        window, whose = model_context, "the model's"
+    if config.max_new_tokens >= window:
+        raise BadInput(f"--max-new-tokens {config.max_new_tokens} does not fit the context window of {window} "
+                       f"tokens ({whose}), which must hold the prompt too")
+
+
+def _gguf_context(config: RunConfig) -> int | None:
+    """A llama.cpp model's trained context, from its file's header: known before the engine loads it."""
+    if config.backend != "llama.cpp":
+        return None
+    try:
+        path = resolve_model(config.model).path
+    except JoulescoreError:
+        return None  # loading the model reports it
+    return context_length(path)
+
+
+def check_settings(config: RunConfig) -> None:
+    """What can be refused before anything loads or prints: threads, and the window for the new tokens."""
+    check_threads(config)
+    check_context(config, _gguf_context(config))
+
+
 def prepare(config: RunConfig) -> Prepared:
     """Load the task, its prompts, the model and the meter; any problem is a one-line error."""
+    check_settings(config)
     spec = task_spec(config)
     encoder = config.backend in ENCODER_BACKENDS
     if encoder and spec.encoder is None:
@@ -114,6 +158,7 @@ def prepare(config: RunConfig) -> Prepared:
     backend = load_backend(config.backend, config.model, **config.engine_kwargs())
     try:
         backend.check_task(spec)
+        check_context(config, backend.info().context_length)
     except BadInput:
         backend.close()
         raise

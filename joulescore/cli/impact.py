@@ -19,6 +19,8 @@ from joulescore.units import fmt_sig as _fmt
 TdpOption = Annotated[Optional[float], typer.Option("--tdp-w", help="your chip's TDP in W (floor)")]
 PeakOption = Annotated[Optional[float], typer.Option("--peak-tflops", help="your chip's peak dense TFLOP/s (floor)")]
 BwOption = Annotated[Optional[float], typer.Option("--mem-bw-gbs", help="your chip's memory bandwidth in GB/s (floor)")]
+ParamsOption = Annotated[Optional[float], typer.Option(
+    "--active-params", help="the model's parameters active per token, e.g. 7e9 (where the run records none)")]
 
 
 def _print_impact(d: dict[str, Any]) -> None:
@@ -98,6 +100,7 @@ def impact(
     queries_per_day: Annotated[float, typer.Option(help="fleet scale")] = 1e9,
     compare_regions: Annotated[Optional[str], typer.Option(help="e.g. NO,IS,FR,US,DE,JP,IN")] = None,
     tdp_w: TdpOption = None, peak_tflops: PeakOption = None, mem_bw_gbs: BwOption = None,
+    active_params: ParamsOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -106,7 +109,8 @@ def impact(
     chip, name = chip_for_floor(record, tdp_w, peak_tflops, mem_bw_gbs)
     d = impact_data(record, region=region, pue=pue, wue=wue, g_per_kwh=g_per_kwh, grid_file=grid_file,
                     renewable_share=renewable_share, price_per_kwh=price_per_kwh,
-                    queries_per_day=queries_per_day, compare=split_list(compare_regions), chip=chip, chip_name=name)
+                    queries_per_day=queries_per_day, compare=split_list(compare_regions), chip=chip, chip_name=name,
+                    active_params=active_params)
     if as_json:
         print_json(out, d)
     else:
@@ -120,6 +124,7 @@ def project(
     list_: Annotated[bool, typer.Option("--list", help="list the accelerators in the table")] = False,
     hardware_file: Annotated[Optional[Path], typer.Option(help="your accelerator CSV (accelerators.csv columns)")] = None,
     tdp_w: TdpOption = None, peak_tflops: PeakOption = None, mem_bw_gbs: BwOption = None,
+    active_params: ParamsOption = None,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -160,7 +165,7 @@ def project(
     targets = [find_accelerator(n, hardware_file) for n in names]
     record = open_store(db).record(run_id)
     chip, name = chip_for_floor(record, tdp_w, peak_tflops, mem_bw_gbs)
-    p = projection.project(record, targets, chip, name)
+    p = projection.project(record, targets, chip, name, active_params)
     if as_json:
         print_json(out, p)
         return
@@ -176,7 +181,8 @@ def _print_projection(p: dict[str, Any]) -> None:
               f"(prefill {_fmt(m['prefill_j'])} J, decode {_fmt(m['decode_j'])} J in total)", soft_wrap=True)
     ref = eff["reference"]
     if eff["own"]:
-        out.print(f"efficiency carried over: the run's own share of its roofline {eff['own']}", soft_wrap=True)
+        own = ", ".join(f"{phase} {share:.1%}" for phase, share in eff["own"].items())
+        out.print(f"efficiency carried over: the run's own share of its roofline ({own})", soft_wrap=True)
     else:
         out.print(f"the run's hardware has no floor ({m['floor_reason']}); efficiency assumed from {ref['basis']}: "
                   f"median {ref['central']:.1%}, range {ref['low']:.1%}-{ref['high']:.1%}", soft_wrap=True)

@@ -64,6 +64,8 @@ def compare_reasoning(
     configs = {mode: RunConfig(model=model, task=task, protocol="natural", max_new_tokens=budget_by_mode[mode],
                                limit=limit, warmup=warmup, threads=threads, n_ctx=n_ctx, meter=meter,
                                reasoning=mode, reasoning_family=reasoning_family) for mode in mode_list}
+    for config in configs.values():
+        session.check_settings(config)  # before the first mode starts and prints
     store = open_store(db)
     target = run_json_dir(db, target_dir)
     rows = []

@@ -67,8 +67,9 @@ def print_summary(console: Console, record: RunRecord) -> None:
     table.add_row("run", f"{record.run_id}  ({record.status})")
     table.add_row("model", f"{model.name}  ({model.backend}, {model.quantization or 'n/a'})")
     table.add_row("task", f"{record.task.name}: {counts.succeeded}/{counts.prompts} prompts"
-                  f" ({counts.failed} failed), protocol {cfg['protocol']}, batch {cfg['batch_size']}")
-    table.add_row("hardware", f"{record.hardware.cpu}, {record.hardware.logical_cpus} logical CPUs")
+                  f" ({counts.failed} failed), protocol {_cell(cfg.get('protocol'))}, "
+                  f"batch {_cell(cfg.get('batch_size'))}")
+    table.add_row("hardware", f"{record.hardware.cpu}, {record.hardware.logical_cpus or 'n/a'} logical CPUs")
     table.add_row("energy", Text.assemble(mark, f"  {_fmt(record.wh_per_1000_queries)} Wh per 1,000 queries"))
     band = f"band {_fmt(energy.low_j)}-{_fmt(energy.high_j)} J total" if estimated else ""
     table.add_row("", f"{_fmt(record.j_per_query)} J/query, {_fmt(record.j_per_output_token)} J/output token  {band}")
@@ -90,16 +91,18 @@ def print_summary(console: Console, record: RunRecord) -> None:
         per_q = counts.reasoning_tokens_per_query
         p50, p90 = (per_q.p50, per_q.p90) if per_q else (None, None)
         table.add_row("reasoning", f"{reasoning['mode']} ({reasoning['method']}, family {reasoning['family']}, "
-                      f"budget {reasoning['budget']} tokens): {counts.reasoning_tokens} reasoning + "
-                      f"{counts.answer_tokens} answer tokens, p50/p90 {_fmt(p50, '.0f')}/{_fmt(p90, '.0f')} per query")
+                      f"budget {_cell(reasoning['budget'])} tokens): {_cell(counts.reasoning_tokens)} reasoning + "
+                      f"{_cell(counts.answer_tokens)} answer tokens, p50/p90 {_fmt(p50, '.0f')}/{_fmt(p90, '.0f')} "
+                      "per query")
         table.add_row("", f"decode: reasoning {_fmt(energy.reasoning_j, '.4g', ' J')}, answer "
-                      f"{_fmt(energy.answer_j, '.4g', ' J')}; {counts.reasoning_truncated} cut off "
-                      f"mid-reasoning and {counts.reasoning_unclosed} never closed it (not scored)")
+                      f"{_fmt(energy.answer_j, '.4g', ' J')}; {_cell(counts.reasoning_truncated)} cut off "
+                      f"mid-reasoning and {_cell(counts.reasoning_unclosed)} never closed it (not scored)")
     q = record.quality
     table.add_row("quality", f"{q.metric} = {_fmt(q.value)}" + (f"  ({q.note})" if q.note else ""))
     if record.errors:
         table.add_row("errors", f"{counts.failed} prompt(s) failed; first error: {record.errors[0]}")
-    table.add_row("meter", f"{meter.kind}, +/-{meter.uncertainty_pct:.0f}%: {'; '.join(meter.includes)}")
+    stated = "no stated uncertainty" if meter.uncertainty_pct is None else f"+/-{meter.uncertainty_pct:.0f}%"
+    table.add_row("meter", f"{meter.kind}, {stated}: {'; '.join(meter.includes) or 'n/a'}")
     for note in meter.notes:
         table.add_row("", Text(plain(note), style="dim"))
     if record.run_json:

@@ -165,7 +165,9 @@ def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
     from joulescore.bench.record import summary_row
     from joulescore.cli.render import runs_table
 
-    rows = [summary_row(r) for r in open_store(db).list_runs()]
+    store = open_store(db)
+    counts = store.result_counts()
+    rows = [summary_row(r, *counts.get(r.run_id, (0, 0))) for r in store.list_runs()]
     if as_json:
         print_json(out, rows)
     elif not rows:

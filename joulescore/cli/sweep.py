@@ -13,6 +13,7 @@ from joulescore.cli.console import id_column, print_json
 from joulescore.cli.options import DbOption, JsonOption, OutOption, open_store, run_json_dir
 from joulescore.errors import BadInput
 from joulescore.model.record import RunRecord
+from joulescore.units import fmt
 from joulescore.units import fmt_cell as _fmt
 
 
@@ -40,10 +41,10 @@ def print_advice(advice: dict[str, Any]) -> None:
     delta = "n/a" if rec["quality_delta"] is None else f"{rec['quality_delta']:+.4g}"
     if rec.get("quality_delta_points") is not None:
         delta += f" = {rec['quality_delta_points']:+.2f} points"
-    out.print(f"recommended: {rec['variant']} (run {rec['run_id']}): {rec['energy_ratio_vs_baseline']}x less energy "
-              f"per query than {advice['baseline']} ({rec['baseline_j_per_query']:.4g} -> {rec['j_per_query']:.4g} J, "
-              f"{rec['energy_kind']}), quality delta {delta} ({rec['quality_metric']}), "
-              f"p90 latency {rec['p90_latency_s']:.3g} s")
+    out.print(f"recommended: {rec['variant']} (run {rec['run_id']}): {fmt(rec['energy_ratio_vs_baseline'], 'g', 'x')} "
+              f"less energy per query than {advice['baseline']} ({fmt(rec['baseline_j_per_query'])} -> "
+              f"{fmt(rec['j_per_query'])} J, {rec['energy_kind'] or 'n/a'}), quality delta {delta} "
+              f"({rec['quality_metric'] or 'n/a'}), p90 latency {fmt(rec['p90_latency_s'], '.3g', ' s')}")
 
 
 @app.command()

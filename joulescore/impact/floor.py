@@ -20,6 +20,7 @@ this run; it is then reported as inconsistent, never as >100 % efficiency.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,11 +62,14 @@ class Workload:
 
 
 def workload(record: RunRecord, active_params: float | None = None) -> Workload:
+    """The run's token counts and model figures; ``active_params`` (--active-params) over the recorded count."""
     model, counts = record.model, record.counts
+    if active_params is not None and not (math.isfinite(active_params) and active_params > 0):
+        raise BadInput(f"--active-params must be a finite number above 0, got {active_params:g}")
     params = active_params or model.parameters
     if not params:
         raise BadInput(f"run {record.run_id} does not record the model's parameter count; "
-                       "give --active-params")
+                       "give --active-params (e.g. --active-params 7e9)")
     weight_bytes = model.extra.get("size_bytes")
     if not weight_bytes:
         quant = (str(model.quantization or "").upper().split() or [""])[0]

@@ -14,6 +14,7 @@ Formulas (docs/impact.md):
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,6 +68,11 @@ class Assumptions:
     price_per_kwh: float | None = None
 
     def __post_init__(self) -> None:
+        figures = (("PUE", self.pue), ("WUE", self.wue_l_per_kwh), ("grid intensity", self.g_per_kwh),
+                   ("--renewable-share", self.renewable_share), ("--price-per-kwh", self.price_per_kwh))
+        for name, value in figures:
+            if value is not None and not math.isfinite(value):
+                raise BadInput(f"{name} must be a finite number, got {value:g}")
         if self.pue < 1.0:
             raise BadInput(f"PUE must be at least 1.0, got {self.pue:g}")
         if not 0.0 <= self.renewable_share <= 1.0:
@@ -141,7 +147,7 @@ class Scale:
 
 
 def scale(it_j_per_query: float, queries_per_day: float, a: Assumptions) -> Scale:
-    if queries_per_day <= 0:
+    if not (math.isfinite(queries_per_day) and queries_per_day > 0):
         raise BadInput(f"--queries-per-day must be positive, got {queries_per_day:g}")
     day = footprint(it_j_per_query * queries_per_day, a)
     average_mw = day.facility_j / SECONDS_PER_DAY / 1e6

@@ -105,3 +105,20 @@ def kv_shape(path: str | Path | None, architecture: str | None) -> KvShape | Non
             return None
         head_dim = width // heads
     return KvShape(int(layers), int(kv_heads), int(head_dim))
+
+
+def context_length(path: str | Path) -> int | None:
+    """The context the model was trained for (``{arch}.context_length``), or None if it cannot be read.
+
+    Read from the header before llama.cpp loads the file, so a window that cannot hold the run's
+    tokens is refused before llama.cpp warns about it on stderr.
+    """
+    p = Path(path)
+    try:
+        arch = read_metadata(p, {"general.architecture"}).get("general.architecture")
+        if not isinstance(arch, str):
+            return None
+        value = read_metadata(p, {f"{arch}.context_length"}).get(f"{arch}.context_length")
+    except (OSError, ValueError, struct.error):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None

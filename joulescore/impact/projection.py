@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from joulescore.impact.floor import Workload, floor_report, phase_floors
+from joulescore.impact.floor import Workload, floor_report, phase_floors, workload
 from joulescore.impact.hardware_specs import ChipSpec, find_accelerator
 from joulescore.model.record import RunRecord
 from joulescore.reference import as_float, load_table
@@ -62,18 +62,20 @@ def reference_efficiency() -> EfficiencyBand:
 
 
 def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None = None,
-            source_name: str | None = None) -> dict[str, Any]:
-    """Each target's projected energy per phase and per query, with low/high bounds."""
-    here = floor_report(record, source, hardware_name=source_name)
+            source_name: str | None = None, active_params: float | None = None) -> dict[str, Any]:
+    """Each target's projected energy per phase and per query, with low/high bounds.
+
+    ``active_params`` stands in for the model's parameter count where the run does not record one
+    (a served model) or where only some parameters are active per token (a mixture of experts).
+    """
+    w: Workload = workload(record, active_params)  # first: a bad or missing count is the error, not a side note
+    here = floor_report(record, source, hardware_name=source_name, active_params=active_params)
     ref = reference_efficiency()
     own: dict[str, float] = {}
     if here["available"]:
         for phase, entry in here["phases"].items():
             if entry.get("efficiency"):
                 own[phase] = entry["efficiency"]
-    from joulescore.impact.floor import workload
-
-    w: Workload = workload(record)
     queries = max(1, w.queries)
     energy = record.energy
     rows = []
@@ -96,7 +98,8 @@ def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None 
                 totals[k] += entry[k]
         rows.append({
             "accelerator": chip.name, "available": True, "tdp_w": chip.tdp_w,
-            "peak_tflops": chip.peak_flops / 1e12, "peak_basis": chip.peak_basis, "mem_bw_gbs": chip.mem_bw_bps / 1e9,
+            "peak_tflops": chip.peak_flops / 1e12 if chip.peak_flops else None, "peak_basis": chip.peak_basis,
+            "mem_bw_gbs": chip.mem_bw_bps / 1e9 if chip.mem_bw_bps else None,
             "phases": phases,
             **{k.replace("_j", "_j_per_query"): v / queries for k, v in totals.items()},
             "central_j_per_output_token": totals["central_j"] / w.output_tokens if w.output_tokens else None,
@@ -131,7 +134,8 @@ def generations() -> dict[str, Any]:
     rows = load_table("platforms")
     base = rows[0]
     base_unit = as_float(base["unit_power_kw"])
-    base_pkg = base_unit / _packages(base) if base_unit else None
+    base_pkgs = _packages(base)
+    base_pkg = base_unit / base_pkgs if base_unit and base_pkgs else None
     out = []
     for row in rows:
         unit = as_float(row["unit_power_kw"])

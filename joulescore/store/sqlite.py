@@ -299,17 +299,20 @@ class Store:
         return build_record(self.get_run(run_id), self.results(run_id), __version__)
 
     def records(self) -> list[RunRecord]:
-        """Every run's record as written when it last ended, with the run's current status.
+        """Every run's record as written when it last ended, with the run's current status (``run_status``).
 
         Read from the stored JSON (not rebuilt) so that a board over thousands of
         runs stays fast; a run that never ended (killed mid-run) has none yet.
         """
+        from joulescore.bench.record import run_status
         from joulescore.model.record import RunRecord
 
+        counts = self.result_counts()
         out = []
         for run in self.list_runs():
             if run.record:
-                out.append(RunRecord.model_validate({**run.record, "status": run.status}))
+                status = run_status(run, *counts.get(run.run_id, (0, 0)))
+                out.append(RunRecord.model_validate({**run.record, "status": status}))
         return out
 
     # results --------------------------------------------------------------
@@ -348,6 +351,12 @@ class Store:
         """Forget the run's failed prompts, in one transaction, so that resuming answers them again
         (each still counts once).  Returns how many were deleted."""
         return self._write("DELETE FROM results WHERE run_id=? AND ok=0", (run_id,))
+
+    def result_counts(self) -> dict[str, tuple[int, int]]:
+        """Prompts stored and prompts answered, per run: what a run's status is decided from."""
+        with self._reading():
+            rows = self._conn.execute("SELECT run_id, COUNT(*), SUM(ok) FROM results GROUP BY run_id").fetchall()
+        return {r[0]: (int(r[1]), int(r[2] or 0)) for r in rows}
 
     def done_indices(self, run_id: str) -> set[int]:
         with self._reading():
