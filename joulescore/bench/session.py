@@ -72,6 +72,7 @@ def reasoning_plan(config: RunConfig, backend: Backend) -> tuple[ReasoningPlan |
         return None, None
     info = backend.info()
     template = backend.chat_template()
+    family: str
     if config.reasoning_family is not None:
         family, source = config.reasoning_family, "override"
     else:
@@ -169,7 +170,7 @@ def prepare(config: RunConfig) -> Prepared:
 def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
              sweep: dict[str, Any] | None = None) -> dict[str, Any]:
     """What is stored with the run: settings, model, task, hardware and meter (with idle power)."""
-    provenance = p.meter.provenance().as_dict()
+    provenance: dict[str, Any] = p.meter.provenance().as_dict()
     provenance["notes"] = [*provenance.get("notes", []), *p.backend.notes()]
     provenance["domains"] = [d.value for d in p.meter.read().energy_j]
     sharing = p.meter.sharing()

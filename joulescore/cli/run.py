@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from joulescore.bench.runner import RunOutcome
 
 
-def stars_row(stars: str) -> Text:
-    return Text.assemble(("stars", "bold"), plain(f"    {stars}"))  # plain: the peer group names stored strings
+def stars_row(stars: str | None) -> Text:
+    return Text.assemble(("stars", "bold"), plain(f"    {stars or 'n/a'}"))  # plain: the peer group names stored strings
 
 
 def check_out_dir(path: Path) -> None:
