@@ -86,3 +86,15 @@ def test_a_bad_sweep_plan_key_names_the_key_and_its_line(db: Path, tmp_path: Pat
     assert_one_line_error(cli("sweep", str(plan), db=db), "line 5", "engines.1.dtype", "does not take dtype")
     plan.write_text("name: p\nbatch_sizes: [1, 0]\nengines:\n  - {backend: llama.cpp}\n", encoding="utf-8")
     assert_one_line_error(cli("sweep", str(plan), db=db), "line 2", "batch_sizes.1")
+
+
+def test_a_sweep_says_its_id_before_any_variant_runs_and_sweeps_lists_it(db: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: unreachable\nlimit: 1\nwarmup: 0\nengines:\n"
+                    "  - {name: nowhere, backend: openai, endpoint: 'http://127.0.0.1:9'}\n", encoding="utf-8")
+    proc = cli("sweep", str(plan), db=db)
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("sweep sweep-") and "continue with: joulescore sweep --resume sweep-" in first
+    sweep_id = first.split()[1].rstrip(":")
+    listed = json.loads(cli("sweeps", "--json", db=db).stdout)
+    assert [(s["sweep_id"], s["name"], s["failed"]) for s in listed] == [(sweep_id, "unreachable", 1)]
