@@ -10,6 +10,8 @@ import os
 import statistics
 from typing import Any
 
+import psutil
+
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, RunRow
 from joulescore.tasks.metrics import Quality, Response, score
@@ -21,18 +23,30 @@ def _r(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
 
 
+#: how far apart two readings of one process's start time may be (the boot time they are
+#: computed from is whole seconds, and can move by one)
+START_TOLERANCE_S = 2.0
+
 
 def owner_alive(run: RunRow) -> bool:
-    """The process that owns the run is alive on this host, and is not this one (which is finishing it)."""
-    if run.host != os.uname().nodename or not run.pid or run.pid == os.getpid():
+    """Whether another process on this machine is still working on the run.
+
+    A live pid is not enough: after a crash (or a reboot) the system may have handed the pid to an
+    unrelated process, so its start time must match the one stored with the run.  A run stored
+    before start times were kept has only its pid to go by.
+    """
+    if run.status != "running" or run.host != os.uname().nodename or not run.pid or run.pid == os.getpid():
         return False
     try:
-        os.kill(run.pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(run.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started_s = proc.create_time()
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:  # alive, under another user
-        return True
-    return True
+    except psutil.AccessDenied:
+        return True  # another user's process: it cannot be told apart, so take it for the owner
+    return run.pid_started_s is None or abs(started_s - run.pid_started_s) <= START_TOLERANCE_S
 
 
 def run_status(run: RunRow, done: int, succeeded: int) -> str:

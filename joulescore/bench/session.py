@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import signal
 import threading
@@ -26,14 +25,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import psutil
-
 from joulescore import __version__
 from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
 from joulescore.backends.models import resolve_model
 from joulescore.backends.options import OpenAIOptions
 from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
+from joulescore.bench.record import owner_alive
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
 from joulescore.errors import BadInput, DatasetError, JoulescoreError, StoreError
 from joulescore.hardware import hardware_info, logical_cpus
@@ -320,32 +318,6 @@ def start(config: RunConfig, store: Store, out_dir: Path | None,
                 p.backend.close()
         with stop.held():
             return finish(store, run_id, out_dir), outcome
-
-
-#: how far apart two readings of one process's start time may be (the boot time they are
-#: computed from is whole seconds, and can move by one)
-START_TOLERANCE_S = 2.0
-
-
-def owner_alive(run: RunRow) -> bool:
-    """Whether another process on this machine is still working on the run.
-
-    A live pid is not enough: after a crash (or a reboot) the system may have handed the pid to an
-    unrelated process, so its start time must match the one stored with the run.  A run stored
-    before start times were kept has only its pid to go by.
-    """
-    if run.status != "running" or run.host != os.uname().nodename or not run.pid or run.pid == os.getpid():
-        return False
-    try:
-        proc = psutil.Process(run.pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        started_s = proc.create_time()
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True  # another user's process: it cannot be told apart, so take it for the owner
-    return run.pid_started_s is None or abs(started_s - run.pid_started_s) <= START_TOLERANCE_S
 
 
 def prompts_sha256(prompts: Sequence[Prompt]) -> str:

@@ -116,6 +116,7 @@ def impact(
     else:
         _print_impact(d)
 
+
 @app.command()
 def project(
     run_id: Annotated[Optional[str], typer.Argument(help="a stored run")] = None,
