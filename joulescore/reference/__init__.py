@@ -24,6 +24,9 @@ TABLES = (
     "datacenters",
     "reference_results",
     "mlenergy_v3_best_configs",
+    "ai_energy_score",
+    "ai_energy_score_bands",
+    "ai_energy_score_tasks",
 )
 
 
