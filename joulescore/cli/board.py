@@ -52,11 +52,20 @@ def board(
     pareto: Annotated[bool, typer.Option("--pareto", help="mark runs on the energy-quality frontier")] = False,
     rating: Annotated[str, typer.Option(help="star rule: equal-bins (AI Energy Score) or quintile")] = "equal-bins",
     references: Annotated[bool, typer.Option(help="show published reference figures")] = True,
+    scale: Annotated[str, typer.Option(help="local (stars among stored peers) or aies (the runs among the "
+                                            "published AI Energy Score rows of their task)")] = "local",
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Rank stored runs per task: energy, quality, stars within peer groups."""
     rule = _rule(rating)
+    if scale not in ("local", "aies"):
+        raise BadInput(f"unknown scale {scale!r}; choose local or aies")
+    if scale == "aies":
+        from joulescore.cli.aies import print_aies_board
+
+        print_aies_board(open_store(db).records(), task, as_json)
+        return
     rows = build_board(open_store(db).records(), task, rule, pareto, references)
     if as_json:
         print_json(out, [r.as_dict() | {"mark": energy_mark(r.kind, r.source)} for r in rows])
@@ -82,5 +91,7 @@ def label(
     rule = _rule(rating)
     store = open_store(db)
     record = store.record(run_id)
-    path = render_label(record, run_stars(record, store.records(), rule), output)
+    from joulescore.report.aies import aies_view
+
+    path = render_label(record, run_stars(record, store.records(), rule), output, aies_view(record).line)
     out.print(f"label written: {path}")

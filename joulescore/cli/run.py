@@ -28,6 +28,21 @@ def stars_row(stars: str | None) -> Text:
     return Text.assemble(("stars", "bold"), plain(f"    {stars or 'n/a'}"))  # plain: the peer group names stored strings
 
 
+def aies_row(record: RunRecord) -> Text:
+    """The second, labelled view: the run on the published AI Energy Score scale."""
+    line = (record.ai_energy_score or {}).get("line") or "n/a"
+    return Text.assemble(("AI Energy Score", "bold"), plain(f"  {line}"))
+
+
+def rate_record(record: RunRecord, stored: list[RunRecord]) -> None:
+    """Fill the record's local stars and its AI Energy Score view (both shown, never stored)."""
+    from joulescore.report.aies import aies_view
+    from joulescore.report.board import run_stars
+
+    record.stars = run_stars(record, stored)
+    record.ai_energy_score = aies_view(record).as_dict()
+
+
 def check_out_dir(path: Path) -> None:
     """Refuse an ``--out`` that cannot be a folder, before anything runs or is stored.
 
@@ -114,11 +129,10 @@ def _runs(config: RunConfig | None, resume: str | None, force: bool, store: Stor
 def _report(store: Store, records: list[RunRecord], as_json: bool, single: bool) -> None:
     """Print the run (or the repeats and their spread), and how to answer failed prompts again."""
     from joulescore.cli.render import print_summary
-    from joulescore.report.board import run_stars
 
     stored = store.records()
     for rec in records:
-        rec.stars = run_stars(rec, stored)
+        rate_record(rec, stored)
     record = records[-1]
     if single:
         if as_json:
@@ -126,6 +140,7 @@ def _report(store: Store, records: list[RunRecord], as_json: bool, single: bool)
         else:
             print_summary(out, record)
             out.print(stars_row(record.stars))
+            out.print(aies_row(record), soft_wrap=True)
     else:
         from joulescore.bench.repeats import repeat_variance
         from joulescore.cli.render import variance_table
@@ -136,6 +151,7 @@ def _report(store: Store, records: list[RunRecord], as_json: bool, single: bool)
         else:
             print_summary(out, record)
             out.print(stars_row(record.stars))
+            out.print(aies_row(record), soft_wrap=True)
             out.print(variance_table(variance))
     failed = record.counts.failed
     if failed:
@@ -180,16 +196,16 @@ def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
 def show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """One stored run in full."""
     from joulescore.cli.render import print_summary
-    from joulescore.report.board import run_stars
 
     store = open_store(db)
     record = store.record(run_id)
-    record.stars = run_stars(record, store.records())
+    rate_record(record, store.records())
     if as_json:
         print_json(out, record.as_json())
     else:
         print_summary(out, record)
         out.print(stars_row(record.stars))
+        out.print(aies_row(record), soft_wrap=True)
 
 
 @app.command()

@@ -206,6 +206,8 @@ class RunRecord(_Section):
     sweep: Optional[SweepLink] = None
     #: the run's stars among its stored peers, or why it has none (filled when shown)
     stars: Optional[str] = None
+    #: the run on the published AI Energy Score scale: comparable, PROJECTED or none, and why (filled when shown)
+    ai_energy_score: Optional[dict[str, Any]] = None
     #: where run.json was written
     run_json: Optional[str] = None
 

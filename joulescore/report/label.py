@@ -77,8 +77,12 @@ def _stars_from_line(line: str) -> int | None:
     return None
 
 
-def render_label(record: RunRecord, stars_line: str, output: Path) -> Path:
-    """Draw the label of ``record`` to ``output`` (.svg or .png) and return its path."""
+def render_label(record: RunRecord, stars_line: str, output: Path, aies_line: str | None = None) -> Path:
+    """Draw the label of ``record`` to ``output`` (.svg or .png) and return its path.
+
+    ``aies_line`` (the run on the published AI Energy Score scale) is printed under the local stars,
+    labelled, so that the two views are never confused.
+    """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -137,6 +141,10 @@ def render_label(record: RunRecord, stars_line: str, output: Path) -> Path:
         note = f"{stars} of 5 stars" if stars is not None else wrap(stars_line, 52)
         ax.text(0.5, y - 0.045, note, ha="center", va="top", fontsize=7 if stars is None else 8.5)
         y -= 0.14 if stars is None else 0.1
+        if aies_line:
+            ax.text(0.07, y + 0.012, "AI ENERGY SCORE (PUBLISHED SCALE)", fontsize=6.5, color="#666666", va="top")
+            ax.text(0.07, y - 0.008, wrap(aies_line, 70, 3), fontsize=5.5, va="top", linespacing=1.15)
+            y -= 0.065
         ax.text(0.07, y, "QUALITY", fontsize=6.5, color="#666666", va="top")
         ax.text(0.07, y - 0.022, wrap(f"{quality.metric} = {_fmt(quality.value)}"
                                       f" over {quality.n} prompts", 44), fontsize=8.5, va="top")
