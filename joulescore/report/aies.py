@@ -300,8 +300,8 @@ def bands_table() -> list[dict[str, str]]:
         for b in derive_bands([float(r["gpu_wh_per_1000_queries"]) for r in rows]):
             n = sum(1 for r in rows if int(r["stars"]) == b.stars)
             out.append({"leaderboard_version": version, "aies_task": aies, "joulescore_task": task,
-                        "size_class": cls, "stars": str(b.stars), "low_wh_per_1000_queries": f"{b.low_wh:.9g}",
-                        "high_wh_per_1000_queries": f"{b.high_wh:.9g}", "models": str(n),
+                        "size_class": cls, "stars": str(b.stars), "low_wh_per_1000_queries": f"{b.low_wh:.12g}",
+                        "high_wh_per_1000_queries": f"{b.high_wh:.12g}", "models": str(n),
                         "source": ("derived from ai_energy_score.csv by the leaderboard's rule (five equal sections "
                                    "of [min, max], lowest = 5 stars): huggingface/AIEnergyScore:index.md@"
                                    "a5b9a048ecd44aa087cdd5b575a17d705128c424")})
