@@ -15,16 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import assert_one_line_error, cli
+from records import make_record
+
 from joulescore import __version__
 from joulescore.bench.record import build_record
 from joulescore.reference import load_table
-from joulescore.report.aies import (AiesView, Scale, _place, aies_view, band_stars, bands_table, board_rows, derive_bands,
-                                    scales)
+from joulescore.report.aies import (
+    AiesView,
+    Scale,
+    _place,
+    aies_view,
+    band_stars,
+    bands_table,
+    board_rows,
+    derive_bands,
+    scales,
+)
 from joulescore.report.aies import Published as Pub
 from joulescore.store.sqlite import ResultRow, Store
-from records import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIM = Path(__file__).resolve().parent / "fake_nvml_rising"
