@@ -24,6 +24,8 @@ TABLES = (
     "datacenters",
     "reference_results",
     "mlenergy_v3_best_configs",
+    "projection_reference",
+    "model_shapes",
 )
 
 
