@@ -38,8 +38,9 @@ def leave_one_out(rows: list[Row] | None = None) -> tuple[list[Check], list[Row]
     rows = reference_rows() if rows is None else rows
     fitted = [r for r in rows if r.excluded is None and r.case.engine in FITTED_ENGINES]
     checks = []
+    everything = fit(fitted)
     for i, row in enumerate(fitted):
-        model = fit(fitted[:i] + fitted[i + 1:])
+        model = fit(fitted[:i] + fitted[i + 1:], start=everything)
         p = predict(row.case, model)
         checks.append(Check(row, float(p["central_j"]), float(p["low_j"]), float(p["high_j"])))  # type: ignore[arg-type]  # predict returns mixed values
     return checks, [r for r in rows if r not in fitted]

@@ -145,8 +145,11 @@ def reference_rows() -> list[Row]:
     return rows
 
 
-def fit(rows: list[Row]) -> Fit:
-    """Fit eta and the floor per engine to rows (log least squares, robust to a few outliers)."""
+def fit(rows: list[Row], start: Fit | None = None) -> Fit:
+    """Fit eta and the floor per engine to rows (log least squares, robust to a few outliers).
+
+    ``start`` (an earlier fit) replaces the several cold starts with one warm one: leave-one-out refits.
+    """
     used = [r for r in rows if r.excluded is None and r.case.engine in FITTED_ENGINES]
     engines = [e for e in FITTED_ENGINES if any(r.case.engine == e for r in used)]
     if not engines:
@@ -165,8 +168,10 @@ def fit(rows: list[Row]) -> Fit:
         return np.log10(pred) - measured
 
     best = None
-    for floor0 in (-5.0, -4.0, -3.0):  # a few starts: the max() makes the surface piecewise
-        x0 = np.array([v for _ in engines for v in (-0.3, floor0)])
+    starts = [np.array([v for _ in engines for v in (-0.3, floor0)]) for floor0 in (-5.0, -4.0, -3.0)]
+    if start is not None and all(e in start.eta for e in engines):
+        starts = [np.log10([v for e in engines for v in (start.eta[e], start.floor_w[e])])]
+    for x0 in starts:  # a few cold starts: the max() makes the surface piecewise
         lower = np.array([v for _ in engines for v in (-3.0, -9.0)])
         upper = np.array([v for _ in engines for v in (0.0, 0.0)])
         res = least_squares(residuals, x0, bounds=(lower, upper), loss="soft_l1", f_scale=0.1)
@@ -175,7 +180,8 @@ def fit(rows: list[Row]) -> Fit:
     assert best is not None
     eta, floor = unpack(best.x)
     band = float(np.quantile(np.abs(residuals(best.x)), 0.9))
-    return Fit(eta, floor, power_fraction, band, len(used))
+    return Fit({e: float(v) for e, v in eta.items()}, {e: float(v) for e, v in floor.items()}, float(power_fraction),
+               band, len(used))
 
 
 @lru_cache(maxsize=1)
