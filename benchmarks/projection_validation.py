@@ -42,7 +42,7 @@ def leave_one_out(rows: list[Row] | None = None) -> tuple[list[Check], list[Row]
     for i, row in enumerate(fitted):
         model = fit(fitted[:i] + fitted[i + 1:], start=everything)
         p = predict(row.case, model)
-        checks.append(Check(row, float(p["central_j"]), float(p["low_j"]), float(p["high_j"])))  # type: ignore[arg-type]  # predict returns mixed values
+        checks.append(Check(row, float(p["central_j"]), float(p["low_j"]), float(p["high_j"])))
     return checks, [r for r in rows if r not in fitted]
 
 

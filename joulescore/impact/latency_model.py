@@ -20,6 +20,7 @@ import math
 import statistics
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -190,7 +191,7 @@ def shipped_fit() -> Fit:
     return fit(reference_rows())
 
 
-def predict(case: Case, model: Fit) -> dict[str, object]:
+def predict(case: Case, model: Fit) -> dict[str, Any]:
     """Central, low and high J/query with the regime of each phase, for one case."""
     options = model.for_engine(case.engine)
     runs = [(label, phases(case, eta, floor)) for label, eta, floor in options]

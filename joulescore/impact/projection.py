@@ -64,10 +64,10 @@ def _cpu_target(case: Case, fit: Fit, own_eta: float | None) -> dict[str, Any]:
     ph_floor = phases(case, 1.0, 0.0)
     k = 10 ** fit.band_log10
     lo_eta, hi_eta = max(central_eta, max(etas)), min(central_eta, min(etas))
-    ph = {name: {"roofline_j": e.roofline_j, "latency_j": None, "central_j": e.roofline_j / central_eta,
+    ph: dict[str, dict[str, Any]] = {name: {"roofline_j": e.roofline_j, "latency_j": None, "central_j": e.roofline_j / central_eta,
                  "low_j": e.roofline_j / lo_eta, "high_j": e.roofline_j / hi_eta * k, "regime": "throughput-bound"}
           for name, e in ph_floor.items()}
-    total = {key: sum(e[key] for e in ph.values()) for key in ("roofline_j", "low_j", "central_j", "high_j")}
+    total = {key: sum(float(e[key]) for e in ph.values()) for key in ("roofline_j", "low_j", "central_j", "high_j")}
     return {"floor_j": total["roofline_j"], "low_j": total["low_j"], "central_j": total["central_j"],
             "high_j": total["high_j"], "phases": ph, "model": "memory roofline at TDP (not fitted on CPU rows)",
             "note": "CPU: no published CPU rows with batch are fitted; no per-step floor or compute term (no peak "
@@ -93,7 +93,7 @@ def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None 
     assumed: dict[str, Any] = {}
     for chip in targets:
         if not chip.tdp_w or not chip.mem_bw_bps or (chip.kind != "cpu" and not chip.peak_flops):
-            missing = [m for m in chip.missing() if chip.kind != "cpu" or m != "peak FLOP/s"]
+            missing = [m for m in chip.missing() if chip.kind != "cpu" or m != "peak FLOP/s"]  # CPUs need no peak
             rows.append({"accelerator": chip.name, "kind": chip.kind, "available": False,
                          "reason": f"{', '.join(missing)} not in the table"})
             continue
