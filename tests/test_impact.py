@@ -12,13 +12,13 @@ import pytest
 
 from joulescore import __version__
 from joulescore.bench.record import build_record
-from joulescore.model.record import RunRecord
 from joulescore.errors import BadInput
 from joulescore.impact import footprint as fp
 from joulescore.impact.floor import floor_report, workload
 from joulescore.impact.hardware_specs import ChipSpec, find_accelerator
-from joulescore.impact.projection import generations, project, reference_efficiency
+from joulescore.impact.projection import generations, project, project_one
 from joulescore.impact.regions import find_region, load_regions
+from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,33 +218,43 @@ def test_projection_keeps_its_bounds(tmp_path: Path) -> None:
     record = make_run(tmp_path / "a.db")
     targets = [find_accelerator(n) for n in ("H100", "B200", "L4", "MI300X", "TPU v5e")]
     p = project(record, targets)
-    assert p["kind"] == "PROJECTION"
+    assert p["kind"] == "PROJECTION" and p["assumed"]["batch"] == 1
     ok = [t for t in p["targets"] if t["available"]]
     assert len(ok) == 4
     for t in ok:
         assert t["floor_j_per_query"] <= t["low_j_per_query"] <= t["central_j_per_query"] <= t["high_j_per_query"]
         for ph in t["phases"].values():
-            assert ph["floor_j"] <= ph["low_j"] <= ph["central_j"] <= ph["high_j"]
+            assert ph["low_j"] <= ph["central_j"] <= ph["high_j"]
+            assert ph["regime"] in ("latency-bound", "throughput-bound")
     tpu = next(t for t in p["targets"] if not t["available"])
     assert "TDP" in tpu["reason"]
 
 
-def test_projection_carries_the_runs_own_efficiency(tmp_path: Path) -> None:
+def test_small_model_at_batch_1_is_latency_bound_and_batching_lowers_it(tmp_path: Path) -> None:
+    record = make_run(tmp_path / "a.db")  # 135M parameters, 10 output tokens, batch 1
+    one = project_one(record, "H100")
+    assert one["assumed_batch"] == 1 and one["phases"]["decode"]["regime"] == "latency-bound"
+    # the latency-bound energy is many times the roofline: the old roofline-only band sat far below it
+    assert one["central_j_per_query"] > 10 * one["floor_j_per_query"]
+    big = project_one(record, "H100", batch=64)
+    assert big["assumed_batch"] == 64
+    assert big["central_j_per_query"] < one["central_j_per_query"] / 10
+
+
+def test_projection_onto_a_cpu_states_its_band(tmp_path: Path) -> None:
     record = make_run(tmp_path / "a.db")
-    source = ChipSpec("src", 100.0, 1e14, "t", 1e12, "t")
-    h100 = find_accelerator("H100")
-    p = project(record, [h100], source)
-    own = p["efficiency"]["own"]
-    t = p["targets"][0]
-    # same share of the roofline: central decode = measured decode x (source J/B floor ratio)
-    ratio = (1e12 / 100.0) / h100.bytes_per_j
-    assert t["phases"]["decode"]["central_j"] == pytest.approx(record.energy.decode_j * ratio)
-    assert own["decode"] == pytest.approx(t["phases"]["decode"]["floor_j"] / t["phases"]["decode"]["central_j"])
+    t = project_one(record, "EPYC 9654")
+    assert t["kind"] == "cpu" and t["available"]
+    assert t["floor_j_per_query"] <= t["low_j_per_query"] <= t["central_j_per_query"] <= t["high_j_per_query"]
+    assert "not fitted" in t["model"]
+    intel = project_one(record, "Xeon Platinum 8480+")
+    assert not intel["available"] and "memory bandwidth" in intel["reason"]
 
 
-def test_reference_efficiency_band_is_ordered() -> None:
-    band = reference_efficiency()
-    assert 0 < band.low <= band.central <= band.high <= 1
+def test_bad_batch_is_an_error(tmp_path: Path) -> None:
+    record = make_run(tmp_path / "a.db")
+    with pytest.raises(BadInput, match="--batch"):
+        project_one(record, "H100", batch=0)
 
 
 def test_generations_growth() -> None:
@@ -285,6 +295,8 @@ def test_cli_impact_json(tmp_path: Path) -> None:
     ("project", "run-a", "--to", "H100,Z9000"),
     ("project", "run-a", "--to", "TPU"),
     ("project", "no-such-run", "--to", "H100"),
+    ("project", "run-a", "--to", "H100", "--batch", "0"),
+    ("project", "run-a", "--to", "EPYC"),
 ])
 def test_cli_user_errors_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     db = tmp_path / "a.db"
@@ -298,9 +310,9 @@ def test_cli_user_errors_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
 def test_cli_project_text(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     make_run(db)
-    r = _cli("project", "run-a", "--to", "H100,B200", "--db", str(db))
+    r = _cli("project", "run-a", "--to", "H100,B200,EPYC 9654", "--batch", "8", "--db", str(db))
     assert r.returncode == 0, r.stderr
-    assert "PROJECTION" in r.stdout
+    assert "PROJECTION" in r.stdout and "batch 8 (from --batch)" in r.stdout and "latency-bound" in r.stdout
     g = _cli("project", "--generations")
     assert g.returncode == 0 and "92" in g.stdout
 

@@ -120,7 +120,8 @@ def impact(
 @app.command()
 def project(
     run_id: Annotated[Optional[str], typer.Argument(help="a stored run")] = None,
-    to: Annotated[Optional[str], typer.Option(help="accelerators, e.g. H100,B200,MI300X")] = None,
+    to: Annotated[Optional[str], typer.Option(help="accelerators or CPUs, e.g. H100,B200,MI300X,'EPYC 9654'")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="project at this batch size (default: the run's)")] = None,
     generations: Annotated[bool, typer.Option("--generations", help="print platform power, Ampere to Kyber")] = False,
     list_: Annotated[bool, typer.Option("--list", help="list the accelerators in the table")] = False,
     hardware_file: Annotated[Optional[Path], typer.Option(help="your accelerator CSV (accelerators.csv columns)")] = None,
@@ -131,7 +132,7 @@ def project(
 ) -> None:
     """PROJECT a measured run onto other accelerators (roofline-scaled estimate, with bounds)."""
     from joulescore.impact import projection
-    from joulescore.impact.hardware_specs import accelerators, find_accelerator
+    from joulescore.impact.hardware_specs import accelerators, find_target
 
     if list_:
         chips = [c.__dict__ for c in accelerators(hardware_file)]
@@ -158,15 +159,17 @@ def project(
         out.print(f"caveat: {g['caveat']}", soft_wrap=True)
         if not run_id:
             return
+    if batch is not None and batch < 1:
+        raise BadInput(f"--batch must be 1 or more, got {batch}")
     if not run_id:
         raise BadInput("give a RUN_ID (with --to), or --generations / --list")
     names = split_list(to)
     if not names:
         raise BadInput("give --to with one or more accelerators, e.g. --to H100,B200")
-    targets = [find_accelerator(n, hardware_file) for n in names]
+    targets = [find_target(n, hardware_file) for n in names]
     record = open_store(db).record(run_id)
     chip, name = chip_for_floor(record, tdp_w, peak_tflops, mem_bw_gbs)
-    p = projection.project(record, targets, chip, name, active_params)
+    p = projection.project(record, targets, chip, name, active_params, batch=batch)
     if as_json:
         print_json(out, p)
         return
@@ -174,31 +177,36 @@ def project(
 
 
 def _print_projection(p: dict[str, Any]) -> None:
-    m, eff = p["measured"], p["efficiency"]
+    m, fit, a = p["measured"], p["fit"], p["assumed"] or {}
     out.print(Text.assemble(("PROJECTION", "bold red"), f" (not a measurement) of run {p['run_id']}: "
               f"{p['workload']['queries']} queries, {p['workload']['input_tokens']} input / "
-              f"{p['workload']['output_tokens']} output tokens, batch {p['workload']['batch_size']}"))
+              f"{p['workload']['output_tokens']} output tokens, run at batch {p['workload']['batch_size']}"))
     out.print(f"measured on {m['hardware']} ({m['meter_kind']}): {_fmt(m['j_per_query'])} J/query "
               f"(prefill {_fmt(m['prefill_j'])} J, decode {_fmt(m['decode_j'])} J in total)", soft_wrap=True)
-    ref = eff["reference"]
-    if eff["own"]:
-        own = ", ".join(f"{phase} {share:.1%}" for phase, share in eff["own"].items())
-        out.print(f"efficiency carried over: the run's own share of its roofline ({own})", soft_wrap=True)
-    else:
-        out.print(f"the run's hardware has no floor ({m['floor_reason']}); efficiency assumed from {ref['basis']}: "
-                  f"median {ref['central']:.1%}, range {ref['low']:.1%}-{ref['high']:.1%}", soft_wrap=True)
+    if a:
+        out.print(f"assumed: batch {a['batch']} (from {a['batch_from']}), engine {a['engine']}, "
+                  f"{a['layers']:.0f} layers ({a['layers_from']})", soft_wrap=True)
+    eta = ", ".join(f"{k} {v:.0%}" for k, v in fit["eta"].items())
+    floor = ", ".join(f"{k} {v:.3g} ms" for k, v in fit["step_floor_ms_per_layer"].items())
+    out.print(f"model fitted on {fit['rows']} published GPU rows: share of roofline {eta}; step floor per layer "
+              f"{floor}; busy power {fit['busy_power_fraction_of_tdp']:.0%} of TDP; band x/{fit['band_factor']:.2f}",
+              soft_wrap=True)
     t = Table(title="projected energy per query (J)")
-    for col in ("accelerator", "floor", "low", "central", "high", "central J/token", "prefill bound", "decode bound"):
+    for col in ("target", "batch", "roofline", "low", "central", "high", "central J/token", "prefill", "decode"):
         t.add_column(col, justify="right")
+    notes = []
     for r in p["targets"]:
         if not r["available"]:
-            t.add_row(r["accelerator"], "n/a", "", r["reason"], "", "", "", "")
+            t.add_row(r["accelerator"], "", "n/a", "", r["reason"], "", "", "", "")
             continue
-        t.add_row(r["accelerator"], _fmt(r["floor_j_per_query"]), _fmt(r["low_j_per_query"]),
+        t.add_row(r["accelerator"], str(r["assumed_batch"]), _fmt(r["floor_j_per_query"]), _fmt(r["low_j_per_query"]),
                   _fmt(r["central_j_per_query"]), _fmt(r["high_j_per_query"]), _fmt(r["central_j_per_output_token"]),
-                  r["phases"]["prefill"]["bound"], r["phases"]["decode"]["bound"])
+                  r["phases"]["prefill"]["regime"], r["phases"]["decode"]["regime"])
+        if r["note"] and r["note"] not in notes:
+            notes.append(r["note"])
     out.print(t)
-    out.print("note: a roofline at TDP (peak dense figure, memory bandwidth) scaled by an achieved-efficiency band; "
-              "small models at batch 1 usually reach far less of a GPU's roofline than the large-batch reference "
-              "configurations, so the true figure may lie above the high bound. Chip-only: no host CPU, DRAM or PUE.",
-              soft_wrap=True)
+    for note in notes:
+        out.print(f"note: {note}", soft_wrap=True)
+    out.print("note: a PROJECTION from published GPU measurements (docs/impact.md has the leave-one-out check); "
+              "never a measurement, never written into the run's record or label. Chip only: no host CPU, DRAM "
+              "or PUE.", soft_wrap=True)

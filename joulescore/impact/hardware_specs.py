@@ -165,13 +165,25 @@ def cpu_spec(cpu: str | None, microarchitecture: str | None) -> ChipSpec | None:
         row = next((r for r in rows if r["microarchitecture"].lower() == microarchitecture.lower()), None)
     if row is None:
         return None
+    return _cpu_row_spec(row)
+
+
+def _cpu_row_spec(row: dict[str, str]) -> ChipSpec:
     bw = as_float(row.get("mem_bw_per_socket_gbs"))
-    return ChipSpec(
-        name=row["name"],
-        tdp_w=as_float(row.get("tdp_w")),
-        peak_flops=None,
-        peak_basis="",
-        mem_bw_bps=bw * 1e9 if bw is not None else None,
-        source=row.get("source", ""),
-        kind="cpu",
-    )
+    return ChipSpec(name=row["name"], tdp_w=as_float(row.get("tdp_w")), peak_flops=None, peak_basis="",
+                    mem_bw_bps=bw * 1e9 if bw is not None else None, source=row.get("source", ""), kind="cpu")
+
+
+def find_target(query: str, path: Path | None = None) -> ChipSpec:
+    """A projection target: an accelerator (see ``find_accelerator``), else a CPU whose cpus.csv name
+    holds every word of the query (``EPYC 9654``, ``Xeon 8480+``); neither: the accelerator error."""
+    try:
+        return find_accelerator(query, path)
+    except BadInput as exc:
+        tokens = query.lower().split()
+        hits = [r for r in load_table("cpus") if tokens and all(t in r["name"].lower() for t in tokens)]
+        if len(hits) == 1:
+            return _cpu_row_spec(hits[0])
+        if len(hits) > 1:
+            raise BadInput(f"target {query!r} is ambiguous: {'; '.join(r['name'] for r in hits)}") from None
+        raise BadInput(f"{exc} (CPU targets: `joulescore project --list`)") from None

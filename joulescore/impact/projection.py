@@ -1,110 +1,114 @@
-"""PROJECTIONS of a measured run onto other accelerators, and the platform power table.
+"""PROJECTIONS of a measured run onto other chips, and the platform power table.
 
-Nothing here is measured.  For a target chip T and each phase p:
-
-    floor_T,p   = the roofline floor of the run's own tokens on T (see floor.py)
-    central_T,p = floor_T,p / eta_p
-    low_T,p     = floor_T,p / eta_high      high_T,p = floor_T,p / eta_low
-
-eta (the share of the roofline achieved) is the run's own measured efficiency
-when its chip has published figures (the measured phase energy scaled by the
-compute ratio for prefill and the memory ratio for decode); otherwise the
-median of the ML.ENERGY v3 best configurations in the shipped table.  The band
-spans the lowest to highest efficiency in that table (and the run's own).
+Nothing here is measured.  GPU targets use the two-regime model of ``latency_model``: per phase the
+larger of the roofline energy (scaled by the share of it that engines reach) and busy power x the
+latency-bound time (steps x a per-layer step-time floor), both fitted to published GPU measurements
+that state their batch.  CPU targets (cpus.csv) get the memory roofline only, with a band that says
+it is not fitted on CPU measurements.  See docs/impact.md.
 """
 
 from __future__ import annotations
 
+import math
 import re
-import statistics
-from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-from joulescore.impact.floor import Workload, floor_report, phase_floors, workload
-from joulescore.impact.hardware_specs import ChipSpec, find_accelerator
+import numpy as np
+
+from joulescore.errors import BadInput
+from joulescore.impact.floor import Workload, floor_report, workload
+from joulescore.impact.hardware_specs import ChipSpec, find_target
+from joulescore.impact.latency_model import BACKEND_ENGINE, Case, Fit, phases, predict, shipped_fit
 from joulescore.model.record import RunRecord
 from joulescore.reference import as_float, load_table
 
-_BYTES = {"bfloat16": 2.0, "fp8": 1.0, "mxfp4": 4.25 / 8}  # MXFP4: 4 bits + one 8-bit scale per 32
-_TEXT_TASKS = ("gpqa", "lm-arena-chat", "sourcegraph-fim")
+
+def layers_from_params(parameters: float) -> float:
+    """Layer count estimated from the parameter count (log-log fit over model_shapes.csv), for runs without one."""
+    rows = [(float(r["total_params_b"]), float(r["layers"])) for r in load_table("model_shapes")]
+    slope, intercept = np.polyfit(np.log([n for n, _ in rows]), np.log([n for _, n in rows]), 1)
+    return float(math.exp(intercept + slope * math.log(parameters / 1e9)))
 
 
-@dataclass(frozen=True)
-class EfficiencyBand:
-    low: float
-    central: float
-    high: float
-    basis: str
+def run_case(record: RunRecord, w: Workload, chip: ChipSpec, batch: int | None = None) -> tuple[Case, dict[str, Any]]:
+    """The run's work per query as a model Case on ``chip``, and what was assumed to build it."""
+    if batch is not None and batch < 1:
+        raise BadInput(f"--batch must be 1 or more, got {batch}")
+    queries = max(1, w.queries)
+    total = float(record.model.parameters or w.parameters)
+    layers = float(w.kv.layers) if w.kv else layers_from_params(total)
+    engine = BACKEND_ENGINE.get(str(record.model.backend).lower(), "unknown")
+    case = Case(active_params=w.parameters, total_params=max(total, w.parameters), weight_bytes=w.weight_bytes,
+                layers=layers, input_tokens=w.input_tokens / queries, output_tokens=w.output_tokens / queries,
+                batch=float(batch or w.batch_size), engine=engine, chip=chip, kv_bytes_per_step=w.kv_bytes_per_step)
+    assumed = {"batch": int(case.batch), "batch_from": "--batch" if batch else "the run", "engine": engine,
+               "layers": layers, "layers_from": "the GGUF header" if w.kv else "estimated from the parameter count"}
+    return case, assumed
 
 
-@lru_cache(maxsize=1)
-def reference_efficiency() -> EfficiencyBand:
-    """Share of the roofline floor that ML.ENERGY v3's best LLM configurations reached.
+def _gpu_target(case: Case, fit: Fit) -> dict[str, Any]:
+    p = predict(case, fit)
+    scale_lo, scale_hi = p["low_j"] / p["central_j"], p["high_j"] / p["central_j"]
+    ph = {name: {**e, "low_j": e["central_j"] * scale_lo, "high_j": e["central_j"] * scale_hi}
+          for name, e in p["phases"].items()}
+    note = None if case.engine in fit.eta else (
+        f"engine {case.engine}: no published GPU rows; the band spans the fitted vLLM and eager-PyTorch engines")
+    return {"floor_j": p["floor_j"], "low_j": p["low_j"], "central_j": p["central_j"], "high_j": p["high_j"],
+            "phases": ph, "model": "two-regime (fitted on GPU rows)", "note": note}
 
-    Per row: floor per output token = max(2 x active params / (FLOP/J), weight bytes / batch / (B/J))
-    on that GPU; efficiency = floor / measured energy per output token (GPU-only, prefill included).
-    """
-    effs = []
-    for row in load_table("mlenergy_v3_best_configs"):
-        if row["task"] not in _TEXT_TASKS or row["weight_precision"] not in _BYTES:
-            continue
-        chip = find_accelerator(row["gpu"])
-        active, total = as_float(row["active_params_b"]), as_float(row["total_params_b"])
-        batch, measured = as_float(row["batch"]), as_float(row["energy_per_token_j"])
-        if not (active and total and batch and measured and chip.flop_per_j and chip.bytes_per_j):
-            continue
-        floor = max(2 * active * 1e9 / chip.flop_per_j,
-                    total * 1e9 * _BYTES[row["weight_precision"]] / batch / chip.bytes_per_j)
-        effs.append(min(1.0, floor / measured))
-    return EfficiencyBand(min(effs), statistics.median(effs), max(effs),
-                          f"ML.ENERGY v3 best configs, {len(effs)} LLM rows on H100/B200 (GPU-only, best batch)")
+
+def _cpu_target(case: Case, fit: Fit, own_eta: float | None) -> dict[str, Any]:
+    """Memory roofline at TDP over an efficiency band; no CPU rows are fitted, so the band is wide."""
+    etas = list(fit.eta.values())
+    central_eta = own_eta or math.exp(sum(math.log(e) for e in etas) / len(etas))
+    ph_floor = phases(case, 1.0, 0.0)
+    k = 10 ** fit.band_log10
+    lo_eta, hi_eta = max(central_eta, max(etas)), min(central_eta, min(etas))
+    ph: dict[str, dict[str, Any]] = {name: {"roofline_j": e.roofline_j, "latency_j": None, "central_j": e.roofline_j / central_eta,
+                 "low_j": e.roofline_j / lo_eta, "high_j": e.roofline_j / hi_eta * k, "regime": "throughput-bound"}
+          for name, e in ph_floor.items()}
+    total = {key: sum(float(e[key]) for e in ph.values()) for key in ("roofline_j", "low_j", "central_j", "high_j")}
+    return {"floor_j": total["roofline_j"], "low_j": total["low_j"], "central_j": total["central_j"],
+            "high_j": total["high_j"], "phases": ph, "model": "memory roofline at TDP (not fitted on CPU rows)",
+            "note": "CPU: no published CPU rows with batch are fitted; no per-step floor or compute term (no peak "
+                    "FLOP/s in cpus.csv); the band borrows the GPU efficiencies, widened by the GPU fit's spread"}
 
 
 def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None = None,
-            source_name: str | None = None, active_params: float | None = None) -> dict[str, Any]:
-    """Each target's projected energy per phase and per query, with low/high bounds.
+            source_name: str | None = None, active_params: float | None = None, *,
+            batch: int | None = None) -> dict[str, Any]:
+    """Each target's projected energy per phase and per query, with low/high bounds and the regime.
 
     ``active_params`` stands in for the model's parameter count where the run does not record one
     (a served model) or where only some parameters are active per token (a mixture of experts).
+    ``batch`` projects at another batch size than the run's.
     """
     w: Workload = workload(record, active_params)  # first: a bad or missing count is the error, not a side note
     here = floor_report(record, source, hardware_name=source_name, active_params=active_params)
-    ref = reference_efficiency()
-    own: dict[str, float] = {}
-    if here["available"]:
-        for phase, entry in here["phases"].items():
-            if entry.get("efficiency"):
-                own[phase] = entry["efficiency"]
+    cpu_run = "gpu" not in " ".join(record.meter.includes).lower()
+    own_eta = here.get("efficiency") if here["available"] and cpu_run else None  # a CPU run's own share, for CPU targets
+    fit = shipped_fit()
     queries = max(1, w.queries)
-    energy = record.energy
     rows = []
+    assumed: dict[str, Any] = {}
     for chip in targets:
-        floors = phase_floors(w, chip)
-        if floors is None:
-            rows.append({"accelerator": chip.name, "available": False,
-                         "reason": f"{', '.join(chip.missing())} not in the table"})
+        if not chip.tdp_w or not chip.mem_bw_bps or (chip.kind != "cpu" and not chip.peak_flops):
+            missing = [m for m in chip.missing() if chip.kind != "cpu" or m != "peak FLOP/s"]  # CPUs need no peak
+            rows.append({"accelerator": chip.name, "kind": chip.kind, "available": False,
+                         "reason": f"{', '.join(missing)} not in the table"})
             continue
-        phases: dict[str, Any] = {}
-        totals = {"floor_j": 0.0, "low_j": 0.0, "central_j": 0.0, "high_j": 0.0}
-        for phase, f in floors.items():
-            eta = own.get(phase, ref.central)
-            hi_eta = max(ref.high, eta)
-            lo_eta = min(ref.low, eta)
-            entry = {"floor_j": f.floor_j, "bound": f.bound, "efficiency_used": eta,
-                     "low_j": f.floor_j / hi_eta, "central_j": f.floor_j / eta, "high_j": f.floor_j / lo_eta}
-            phases[phase] = entry
-            for k in totals:
-                totals[k] += entry[k]
+        case, assumed = run_case(record, w, chip, batch)
+        est = _cpu_target(case, fit, own_eta) if chip.kind == "cpu" else _gpu_target(case, fit)
         rows.append({
-            "accelerator": chip.name, "available": True, "tdp_w": chip.tdp_w,
+            "accelerator": chip.name, "kind": chip.kind, "available": True, "tdp_w": chip.tdp_w,
             "peak_tflops": chip.peak_flops / 1e12 if chip.peak_flops else None, "peak_basis": chip.peak_basis,
-            "mem_bw_gbs": chip.mem_bw_bps / 1e9 if chip.mem_bw_bps else None,
-            "phases": phases,
-            **{k.replace("_j", "_j_per_query"): v / queries for k, v in totals.items()},
-            "central_j_per_output_token": totals["central_j"] / w.output_tokens if w.output_tokens else None,
+            "mem_bw_gbs": chip.mem_bw_bps / 1e9, "assumed_batch": int(case.batch), "engine": case.engine,
+            "phases": est["phases"], "model": est["model"], "note": est["note"],
+            **{f"{k}_per_query": est[f"{k}"] for k in ("floor_j", "low_j", "central_j", "high_j")},
+            "central_j_per_output_token": est["central_j"] * queries / w.output_tokens if w.output_tokens else None,
             "source": chip.source,
         })
+    energy = record.energy
     return {
         "kind": "PROJECTION",
         "run_id": record.run_id,
@@ -112,11 +116,22 @@ def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None 
                      "j_per_query": energy.total_j / queries if energy.total_j else None,
                      "prefill_j": energy.prefill_j, "decode_j": energy.decode_j,
                      "floor_available": here["available"], "floor_reason": here.get("reason")},
-        "efficiency": {"own": own or None, "reference": ref.__dict__},
+        "fit": {"eta": {k: float(v) for k, v in fit.eta.items()},
+                "step_floor_ms_per_layer": {k: fit.tau_s(k) * 1e3 for k in fit.floor_w},
+                "busy_power_fraction_of_tdp": fit.power_fraction, "band_factor": 10 ** fit.band_log10,
+                "rows": fit.rows, "basis": "projection_reference.csv: ML.ENERGY v3 batch 8/16 (vLLM) and "
+                                          "AI Energy Score v1 text generation (transformers, batch 1), GPU-only"},
+        "assumed": assumed or None,
         "workload": {"queries": w.queries, "input_tokens": w.input_tokens, "output_tokens": w.output_tokens,
                      "batch_size": w.batch_size, "parameters": w.parameters, "weight_bytes": w.weight_bytes},
         "targets": rows,
     }
+
+
+def project_one(record: RunRecord, target: str, batch: int | None = None,
+                active_params: float | None = None) -> dict[str, Any]:
+    """One target's projection row by name (accelerators.csv or cpus.csv), e.g. ``project_one(r, "H100")``."""
+    return project(record, [find_target(target)], active_params=active_params, batch=batch)["targets"][0]
 
 
 def _packages(row: dict[str, str]) -> float | None:

@@ -27,6 +27,8 @@ TABLES = (
     "ai_energy_score",
     "ai_energy_score_bands",
     "ai_energy_score_tasks",
+    "projection_reference",
+    "model_shapes",
 )
 
 
