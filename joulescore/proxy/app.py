@@ -35,6 +35,8 @@ METERED = ("/v1/chat/completions", "/v1/completions")
 #: hop-by-hop headers (RFC 9110 7.6.1) and those the transport recomputes
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "content-length"}
+#: the model of a request that names none, until the answer names it
+UNKNOWN = "unknown"
 ENERGY_HEADER, METER_HEADER = "x-joulescore-energy-j", "x-joulescore-meter"
 
 
@@ -109,8 +111,10 @@ class Proxy:
         return _error(401, "missing or wrong bearer token (the proxy was started with --api-key)",
                       "invalid_api_key")
 
-    def _headers(self, request: Request) -> list[tuple[str, str]]:
+    def _headers(self, request: Request, keep_length: bool = False) -> list[tuple[str, str]]:
         drop = _HOP | ({"authorization"} if self.api_key is not None else set())
+        if keep_length:  # the body is streamed on as it came: its length stands, no chunking
+            drop = drop - {"content-length"}
         return [(k, v) for k, v in request.headers.items() if k.lower() not in drop]
 
     @staticmethod
@@ -127,7 +131,7 @@ class Proxy:
         if refused is not None:
             return refused
         req = self.client.build_request(request.method, request.url.path, params=request.url.query,
-                                        headers=self._headers(request), content=request.stream())
+                                        headers=self._headers(request, keep_length=True), content=request.stream())
         try:
             resp = await self.client.send(req, stream=True)
         except httpx.HTTPError as exc:
@@ -153,7 +157,7 @@ class Proxy:
             added_usage = streams.wants_usage(doc)
             body = json.dumps(doc).encode()
         rid = uuid.uuid4().hex
-        out = Outcome(request.url.path, model if isinstance(model, str) and model else "unknown", streamed,
+        out = Outcome(request.url.path, model if isinstance(model, str) and model else UNKNOWN, streamed,
                       time.time(), time.perf_counter())
         headers = [(k, v) for k, v in self._headers(request) if k.lower() != "accept-encoding"]
         req = self.client.build_request("POST", request.url.path, params=request.url.query,
@@ -185,8 +189,9 @@ class Proxy:
             await resp.aclose()
         if resp.status_code != 200:
             out.status = "http_error"
-        out.input_tokens, out.output_tokens, out.tokens_from, out.error = streams.counts(
-            streams.body_usage(content) if resp.status_code == 200 else None, 0)
+        usage, model = streams.read_body(content) if resp.status_code == 200 else (None, None)
+        out.model = out.model if out.model != UNKNOWN else model or UNKNOWN
+        out.input_tokens, out.output_tokens, out.tokens_from, out.error = streams.counts(usage, 0)
         energy_j, final = self._end(rid, out)
         headers = self._response_headers(resp, decoded=True) | self._cost(rid, energy_j, final)
         return Response(content, status_code=resp.status_code, headers=headers)
@@ -202,6 +207,8 @@ class Proxy:
                         out.ttft_s = time.perf_counter() - out.started_s
                         self.ledger.first_token(rid)
                     chunks += info.pieces
+                    if out.model == UNKNOWN and info.model:
+                        out.model = info.model
                     usage = info.usage or usage
                     if not (added_usage and info.usage_only):
                         yield event

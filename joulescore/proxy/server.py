@@ -214,10 +214,14 @@ def run_proxy(settings: ProxySettings) -> None:
             ticker = threading.Thread(target=_ticker, args=(session, settings.tick_s, stop), daemon=True)
             ticker.start()
             config = uvicorn.Config(proxy.app, host=settings.host, port=settings.port, log_level="warning",
-                                    access_log=False, lifespan="on", timeout_graceful_shutdown=30)
+                                    access_log=False, lifespan="on", timeout_graceful_shutdown=30,
+                                    server_header=False, date_header=False)
             _say(f"joulescore proxy: http://{settings.host}:{settings.port} -> {settings.upstream}; "
                  f"session {session.session_id}; meter {session.kind} ({', '.join(session.meter.provenance().sources[:1])})")
-            uvicorn.Server(config).run()
+            try:
+                uvicorn.Server(config).run()
+            except KeyboardInterrupt:  # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again
+                pass
             stop.set()
             ticker.join()
             session.finish()

@@ -21,6 +21,7 @@ class EventInfo:
     usage: dict[str, Any] | None = None
     #: a chunk with usage and no choices: the extra chunk ``include_usage`` adds
     usage_only: bool = False
+    model: str | None = None
 
 
 def _pieces(choices: object) -> int:
@@ -54,6 +55,7 @@ def inspect_event(event: bytes) -> EventInfo:
         if not isinstance(chunk, dict):
             continue
         info.pieces += _pieces(chunk.get("choices"))
+        info.model = info.model or _model(chunk)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             info.usage = usage
@@ -85,14 +87,19 @@ class EventSplitter:
         return rest
 
 
-def body_usage(content: bytes) -> dict[str, Any] | None:
-    """The usage report of a non-streamed answer, if it has one."""
+def _model(doc: object) -> str | None:
+    model = doc.get("model") if isinstance(doc, dict) else None
+    return model if isinstance(model, str) and model else None
+
+
+def read_body(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """The usage report of a non-streamed answer and the model it names, where it has them."""
     try:
         doc = json.loads(content)
     except (ValueError, RecursionError):
-        return None
+        return None, None
     usage = doc.get("usage") if isinstance(doc, dict) else None
-    return usage if isinstance(usage, dict) else None
+    return (usage if isinstance(usage, dict) else None), _model(doc)
 
 
 def counts(usage: dict[str, Any] | None, chunks: int) -> tuple[int | None, int, str, str | None]:
