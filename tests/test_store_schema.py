@@ -79,7 +79,8 @@ def test_new_database_is_stamped(tmp_path: Path, empty_file: bool) -> None:
     Store(path).close()
     assert _stamp(path) == (CURRENT_VERSION, APPLICATION_ID, "wal")
     with sqlite3.connect(path) as conn:
-        assert migrations.user_tables(conn) == ["results", "runs", "sweep_variants", "sweeps"]
+        assert migrations.user_tables(conn) == ["proxy_idle", "proxy_sessions", "requests", "results", "runs",
+                                                "sweep_variants", "sweeps"]
 
 
 def test_opening_a_current_database_writes_nothing(tmp_path: Path) -> None:

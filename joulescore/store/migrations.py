@@ -105,9 +105,64 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN pid_started_s REAL")
 
 
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    """Version 3: what ``joulescore proxy`` meters, in tables of their own beside the runs.  A proxy
+    session (its meter and the meter's total), one row per request, and its idle energy.  Readable
+    before: no run query touches them."""
+    for statement in SCHEMA_V3:
+        conn.execute(statement)
+
+
+SCHEMA_V3 = (
+    """CREATE TABLE IF NOT EXISTS proxy_sessions (
+    session_id      TEXT PRIMARY KEY,
+    started_at      TEXT NOT NULL,
+    ended_at        TEXT,
+    upstream        TEXT NOT NULL,
+    meter_kind      TEXT NOT NULL,
+    provenance_json TEXT NOT NULL,
+    total_j         REAL,
+    domains_json    TEXT
+)""",
+    """CREATE TABLE IF NOT EXISTS requests (
+    request_id    TEXT PRIMARY KEY,
+    session_id    TEXT NOT NULL REFERENCES proxy_sessions(session_id),
+    started_at    TEXT NOT NULL,
+    started_unix  REAL NOT NULL,
+    path          TEXT NOT NULL,
+    model         TEXT NOT NULL,
+    streamed      INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    http_status   INTEGER NOT NULL,
+    input_tokens  INTEGER,
+    output_tokens INTEGER NOT NULL,
+    tokens_from   TEXT NOT NULL,
+    ttft_s        REAL,
+    duration_s    REAL NOT NULL,
+    energy_j      REAL NOT NULL,
+    low_j         REAL NOT NULL,
+    high_j        REAL NOT NULL,
+    domains_json  TEXT NOT NULL,
+    meter_kind    TEXT NOT NULL,
+    error         TEXT
+)""",
+    "CREATE INDEX IF NOT EXISTS requests_by_time ON requests (started_unix)",
+    """CREATE TABLE IF NOT EXISTS proxy_idle (
+    session_id    TEXT NOT NULL REFERENCES proxy_sessions(session_id),
+    ended_unix    REAL NOT NULL,
+    duration_s    REAL NOT NULL,
+    energy_j      REAL NOT NULL,
+    low_j         REAL NOT NULL,
+    high_j        REAL NOT NULL,
+    domains_json  TEXT NOT NULL,
+    PRIMARY KEY (session_id, ended_unix)
+)""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(_v0_to_v1, readable_before=True),
     Migration(_v1_to_v2, readable_before=True),
+    Migration(_v2_to_v3, readable_before=True),
 )
 CURRENT_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,1 @@
+"""``joulescore proxy``: a metering reverse proxy for OpenAI-compatible servers (energy per request)."""

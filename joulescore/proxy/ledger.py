@@ -1,0 +1,222 @@
+"""Energy per request from a meter read continuously: intervals split among the requests in flight.
+
+The meter is read at every request event (start, first token, end) and on a
+tick, so time is cut into intervals that cover it without gaps or overlaps.
+An interval with no request in flight is idle energy, kept apart and never
+charged to a request.  An interval with requests in flight is split among
+them by the batch rule (``bench.runner.run_batch``): requests still waiting
+for their first token share the interval's prefill part by input tokens,
+those streaming tokens share its decode part by output tokens.  The two
+parts (and a third for non-streamed requests, whose phases the proxy cannot
+see: weighted by input plus output tokens) get the interval in proportion to
+how many requests are in each.
+
+Token counts are known only when a request ends, so an interval is settled
+once every request in it has ended; a request's energy is final once all its
+intervals are.  Until then :meth:`Ledger.provisional_j` gives the figure with
+unfinished peers weighted as equals, for the response header.  Every joule
+read lands in exactly one place (a request or idle), so the parts add up to
+the meter's total.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from joulescore.meters.base import Domain, Meter, Reading
+
+Phase = Literal["prefill", "decode", "whole"]
+
+
+@dataclass
+class Energy:
+    """Joules per domain with their band, added up as intervals settle."""
+
+    energy_j: dict[Domain, float] = field(default_factory=dict)
+    low_j: dict[Domain, float] = field(default_factory=dict)
+    high_j: dict[Domain, float] = field(default_factory=dict)
+
+    def add(self, other: Energy, share: float = 1.0) -> None:
+        for mine, theirs in ((self.energy_j, other.energy_j), (self.low_j, other.low_j),
+                             (self.high_j, other.high_j)):
+            for d, v in theirs.items():
+                mine[d] = mine.get(d, 0.0) + v * share
+
+    @property
+    def total_j(self) -> float:
+        return sum(self.energy_j.values())
+
+    @property
+    def total_low_j(self) -> float:
+        return sum(self.low_j.values())
+
+    @property
+    def total_high_j(self) -> float:
+        return sum(self.high_j.values())
+
+
+def _delta(a: Reading, b: Reading) -> Energy:
+    def diff(x: dict[Domain, float], y: dict[Domain, float]) -> dict[Domain, float]:
+        return {d: y[d] - x.get(d, 0.0) for d in y}
+
+    return Energy(diff(a.energy_j, b.energy_j), diff(a.low_j, b.low_j), diff(a.high_j, b.high_j))
+
+
+@dataclass
+class Tracked:
+    """One request as the ledger sees it."""
+
+    request_id: str
+    streamed: bool
+    phase: Phase
+    started_s: float
+    first_token_s: float | None = None
+    ended_s: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    energy: Energy = field(default_factory=Energy)
+    pending: int = 0  # intervals not yet settled
+
+    def weight(self, phase: Phase) -> int:
+        if phase == "prefill":
+            return self.input_tokens
+        if phase == "decode":
+            return self.output_tokens
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass
+class _Interval:
+    energy: Energy
+    members: dict[str, Phase]
+
+
+def split(members: dict[str, Phase], weight: Callable[[str, Phase], int]) -> dict[str, float]:
+    """Each member's share of one interval: phase groups by head count, then tokens within a group."""
+    groups: dict[Phase, list[str]] = {}
+    for rid, phase in members.items():
+        groups.setdefault(phase, []).append(rid)
+    shares: dict[str, float] = {}
+    for phase, rids in groups.items():
+        group_share = len(rids) / len(members)
+        weights = [weight(r, phase) for r in rids]
+        total = sum(weights)
+        for r, w in zip(rids, weights):
+            shares[r] = group_share * (w / total if total else 1.0 / len(rids))
+    return shares
+
+
+class Ledger:
+    """Reads the meter at each event and settles intervals into requests and idle energy.
+
+    ``on_settled`` gets each request once its energy is final; ``on_idle`` gets each idle interval.
+    Thread-safe: the event loop and the ticker thread both call in.
+    """
+
+    def __init__(self, meter: Meter, on_settled: Callable[[Tracked], None],
+                 on_idle: Callable[[Energy, float], None]) -> None:
+        self.meter = meter
+        self._on_settled = on_settled
+        self._on_idle = on_idle
+        self._lock = threading.Lock()
+        self.first = meter.read()
+        self._last = self.first
+        self.live: dict[str, Tracked] = {}
+        self._open: list[_Interval] = []
+        self.idle = Energy()
+        self.charged = Energy()
+        self.power_w: dict[Domain, float] = {}
+
+    def _close(self) -> float:
+        """Close the interval up to now and hand it to idle or to the requests in flight."""
+        now = self.meter.read()
+        energy = _delta(self._last, now)
+        span_s = now.timestamp_s - self._last.timestamp_s
+        if span_s > 0:
+            self.power_w = {d: v / span_s for d, v in energy.energy_j.items()}
+        self._last = now
+        members = {rid: t.phase for rid, t in self.live.items() if t.ended_s is None}
+        if not members:
+            self.idle.add(energy)
+            self._on_idle(energy, span_s)
+        else:
+            self._open.append(_Interval(energy, members))
+            for rid in members:
+                self.live[rid].pending += 1
+        return now.timestamp_s
+
+    def start(self, request_id: str, streamed: bool) -> None:
+        with self._lock:
+            t = self._close()
+            self.live[request_id] = Tracked(request_id, streamed, "prefill" if streamed else "whole", t)
+
+    def first_token(self, request_id: str) -> None:
+        with self._lock:
+            t = self._close()
+            tracked = self.live[request_id]
+            tracked.phase, tracked.first_token_s = "decode", t
+
+    def tick(self) -> None:
+        with self._lock:
+            self._close()
+
+    def end(self, request_id: str, input_tokens: int, output_tokens: int) -> tuple[float, bool]:
+        """The request has ended with these token counts: settle what can now be settled.
+
+        Returns the request's energy now and whether it is final (else peers still in flight may
+        shift it a little, and the stored row has the final figure).
+        """
+        with self._lock:
+            t = self._close()
+            tracked = self.live[request_id]
+            tracked.ended_s, tracked.input_tokens, tracked.output_tokens = t, input_tokens, output_tokens
+            self._settle()
+            if request_id not in self.live:
+                return tracked.energy.total_j, True
+            return self._provisional_j(tracked), False
+
+    def _provisional_j(self, tracked: Tracked) -> float:
+        total = tracked.energy.total_j
+        for interval in self._open:
+            if tracked.request_id in interval.members:
+                shares = split(interval.members, self._guess_weight(tracked))
+                total += interval.energy.total_j * shares[tracked.request_id]
+        return total
+
+    def _guess_weight(self, own: Tracked) -> Callable[[str, Phase], int]:
+        def weight(rid: str, phase: Phase) -> int:
+            t = self.live[rid]
+            return t.weight(phase) if t.ended_s is not None else own.weight(phase)
+        return weight
+
+    def _weight(self, rid: str, phase: Phase) -> int:
+        return self.live[rid].weight(phase)
+
+    def _settle(self) -> None:
+        still: list[_Interval] = []
+        for interval in self._open:
+            if any(self.live[r].ended_s is None for r in interval.members):
+                still.append(interval)
+                continue
+            for rid, share in split(interval.members, self._weight).items():
+                tracked = self.live[rid]
+                tracked.energy.add(interval.energy, share)
+                self.charged.add(interval.energy, share)
+                tracked.pending -= 1
+        self._open = still
+        for rid in [r for r, t in self.live.items() if t.ended_s is not None and t.pending == 0]:
+            self._on_settled(self.live.pop(rid))
+
+    def close(self) -> Reading:
+        """The last reading; intervals of requests that never ended stay uncharged (they are counted in
+        ``unsettled_j``)."""
+        with self._lock:
+            self._close()
+            return self._last
+
+    def unsettled_j(self) -> float:
+        with self._lock:
+            return sum(i.energy.total_j for i in self._open)

@@ -1,0 +1,94 @@
+"""The proxy's attribution rule on a scripted meter (the hardware boundary): exact joules, no real time."""
+
+from __future__ import annotations
+
+import pytest
+
+from joulescore.meters.base import Domain, Meter, Provenance, Reading
+from joulescore.proxy.ledger import Energy, Ledger, Tracked, split
+
+
+class Script(Meter):
+    """A meter whose cumulative CPU counter is whatever the test sets before each event."""
+
+    name = "script"
+
+    def __init__(self) -> None:
+        self.energy_j = 0.0
+        self.t_s = 0.0
+
+    def provenance(self) -> Provenance:
+        return Provenance("measured", ("script",), ("cpu",), 0.0)
+
+    def read(self) -> Reading:
+        e = {Domain.CPU: self.energy_j}
+        return Reading(self.t_s, e, dict(e), dict(e))
+
+    def at(self, t_s: float, energy_j: float) -> Script:
+        self.t_s, self.energy_j = t_s, energy_j
+        return self
+
+
+Book = tuple[Script, Ledger, dict[str, Tracked], list[float]]
+
+
+@pytest.fixture
+def book() -> Book:
+    meter = Script()
+    settled: dict[str, Tracked] = {}
+    idle: list[float] = []
+
+    def on_idle(e: Energy, span_s: float) -> None:
+        idle.append(e.total_j)
+
+    ledger = Ledger(meter, lambda t: settled.__setitem__(t.request_id, t), on_idle)
+    return meter, ledger, settled, idle
+
+
+def test_idle_is_never_charged_and_one_request_gets_its_whole_window(book: Book) -> None:
+    meter, ledger, settled, idle = book
+    meter.at(1, 10)
+    ledger.start("a", streamed=True)  # 0-1 s: idle, 10 J
+    meter.at(2, 30)
+    ledger.first_token("a")
+    meter.at(3, 60)
+    energy_j, final = ledger.end("a", 5, 7)
+    meter.at(4, 65)
+    ledger.tick()
+    assert final and energy_j == pytest.approx(50.0)
+    assert settled["a"].energy.total_j == pytest.approx(50.0)
+    assert sum(idle) == pytest.approx(15.0)
+
+
+def test_overlapping_requests_split_by_the_batch_rule_and_add_up(book: Book) -> None:
+    meter, ledger, settled, idle = book
+    ledger.start("a", streamed=True)
+    meter.at(1, 12)
+    ledger.start("b", streamed=True)  # 0-1: a alone in prefill: 12 J to a
+    meter.at(2, 24)
+    ledger.first_token("a")  # 1-2: both in prefill, by input tokens 3:1 -> a 9, b 3
+    meter.at(3, 36)
+    ledger.first_token("b")  # 2-3: a decode, b prefill: 6 J each group
+    meter.at(4, 48)
+    energy_a, final_a = ledger.end("a", 30, 10)  # 3-4: both decode, by output tokens 10:30 -> a 3, b 9
+    assert not final_a  # b is still in flight: a's figure may still move
+    meter.at(5, 60)
+    energy_b, final_b = ledger.end("b", 10, 30)  # 4-5: b alone: 12
+    assert final_b
+    assert settled["a"].energy.total_j == pytest.approx(12 + 9 + 6 + 3)
+    assert settled["b"].energy.total_j == pytest.approx(3 + 6 + 9 + 12)
+    assert settled["a"].energy.total_j + settled["b"].energy.total_j + sum(idle) == pytest.approx(60.0)
+    assert energy_b == pytest.approx(30.0)
+
+
+def test_a_request_that_never_ends_keeps_its_intervals_unsettled(book: Book) -> None:
+    meter, ledger, settled, _ = book
+    ledger.start("a", streamed=False)
+    meter.at(1, 5)
+    ledger.close()
+    assert not settled and ledger.unsettled_j() == pytest.approx(5.0)
+
+
+def test_split_without_token_counts_is_even() -> None:
+    shares = split({"a": "whole", "b": "whole"}, lambda rid, phase: 0)
+    assert shares == {"a": 0.5, "b": 0.5}
