@@ -101,7 +101,7 @@ def test_several_databases_merge_and_runs_keep_their_origin(db: Path, tmp_path: 
 def test_long_runs_are_sampled_evenly_and_say_so(tmp_path: Path) -> None:
     with Store(tmp_path / "long.db") as store:
         store_run(store, SyntheticRun("long", "m", [float(k) + 1 for k in range(120)]))
-        series = prompt_series(store, "long", 50)
+        series = prompt_series(store.answered_figures()["long"], 50)
     assert (series["answered"], series["step"], series["shown"]) == (120, 3, 40)
     assert series["index"][:3] == [0, 3, 6]
     assert points_per_run(1) == 2_000 and points_per_run(2_000) == 100 and points_per_run(10**6) == 50

@@ -167,9 +167,11 @@ def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "
         shown = {r["uid"] for r in runs}
         details = {}
         for origin in origins:
+            answered = origin.store.answered_figures()
             for record in origin.records:
                 if origin.uid(record.run_id) in shown:
-                    details[origin.uid(record.run_id)] = run_details(origin.store, record, impact, len(shown))
+                    details[origin.uid(record.run_id)] = run_details(
+                        record, answered.get(record.run_id, []), impact, len(shown))
         stored = sum(len(o.records) for o in origins)
         return {
             "generated_at": utc_now(), "tool_version": __version__, "rule": rule, "task_filter": task,

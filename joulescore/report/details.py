@@ -16,7 +16,6 @@ from joulescore.impact import footprint as fp
 from joulescore.impact.regions import find_region, load_regions
 from joulescore.model.record import RunRecord
 from joulescore.report.data import interference_view, kind_label, precision_of
-from joulescore.store.sqlite import Store
 
 #: prompts kept per run, over all runs of a report (the file must stay small enough to mail)
 POINT_BUDGET = 200_000
@@ -59,26 +58,30 @@ class ImpactContext:
                           "grid figures are annual, location-based averages for the region."]}
 
 
-def prompt_series(store: Store, run_id: str, keep: int) -> dict[str, Any]:
-    """Per-prompt energy, input tokens, latencies and mean power of the answered prompts (sampled evenly)."""
-    rows = [r for r in store.iter_results(run_id) if r.ok]
-    step = max(1, -(-len(rows) // keep))
+def prompt_series(answered: list[tuple[Any, ...]], keep: int) -> dict[str, Any]:
+    """Per-prompt energy, input tokens, latencies and mean power of the answered prompts (sampled evenly).
+
+    ``answered``: the run's rows from :meth:`Store.answered_figures`, in prompt order.
+    """
+    step = max(1, -(-len(answered) // keep))
     elapsed_s = 0.0
     series: dict[str, list[Any]] = {"index": [], "energy_j": [], "input_tokens": [], "output_tokens": [],
                                     "ttft_s": [], "latency_s": [], "power_w": [], "elapsed_s": []}
-    for i, r in enumerate(rows):
-        elapsed_s += r.duration_s
+    for i, (index, tokens_in, tokens_out, prefill_s, decode_s, prefill_j, decode_j, ttft_s, latency_s) in \
+            enumerate(answered):
+        duration_s, energy_j = prefill_s + decode_s, prefill_j + decode_j
+        elapsed_s += duration_s
         if i % step:
             continue
-        series["index"].append(r.prompt_index)
-        series["energy_j"].append(_sig(r.energy_j))
-        series["input_tokens"].append(r.input_tokens)
-        series["output_tokens"].append(r.output_tokens)
-        series["ttft_s"].append(_sig(float(r.extra.get("ttft_s", r.prefill_s))))
-        series["latency_s"].append(_sig(float(r.extra.get("latency_s", r.duration_s))))
-        series["power_w"].append(_sig(r.energy_j / r.duration_s) if r.duration_s > 0 else None)
+        series["index"].append(index)
+        series["energy_j"].append(_sig(energy_j))
+        series["input_tokens"].append(tokens_in)
+        series["output_tokens"].append(tokens_out)
+        series["ttft_s"].append(_sig(prefill_s if ttft_s is None else ttft_s))
+        series["latency_s"].append(_sig(duration_s if latency_s is None else latency_s))
+        series["power_w"].append(_sig(energy_j / duration_s) if duration_s > 0 else None)
         series["elapsed_s"].append(_sig(elapsed_s))
-    return {"answered": len(rows), "shown": len(series["index"]), "step": step, **series}
+    return {"answered": len(answered), "shown": len(series["index"]), "step": step, **series}
 
 
 def label_of(record: RunRecord) -> dict[str, Any]:
@@ -105,7 +108,7 @@ def reasoning_split(record: RunRecord) -> dict[str, Any] | None:
             "reasoning_unclosed": c.reasoning_unclosed, "reasoning_unmarked": c.reasoning_unmarked}
 
 
-def run_details(store: Store, record: RunRecord, impact: ImpactContext, runs: int) -> dict[str, Any]:
+def run_details(record: RunRecord, answered: list[tuple[Any, ...]], impact: ImpactContext, runs: int) -> dict[str, Any]:
     """Everything one run's section shows."""
     intf = interference_view(record)
     return {
@@ -116,7 +119,7 @@ def run_details(store: Store, record: RunRecord, impact: ImpactContext, runs: in
         "hardware": record.hardware.model_dump(mode="json"), "quality": record.quality.model_dump(mode="json"),
         "steady_state": record.steady_state.model_dump(mode="json") if record.steady_state else None,
         "errors": record.errors, "reasoning": reasoning_split(record), "impact": impact.of(record),
-        "prompts": prompt_series(store, record.run_id, points_per_run(runs)), "interference": intf,
+        "prompts": prompt_series(answered, points_per_run(runs)), "interference": intf,
         "sweep": record.sweep.model_dump(mode="json") if record.sweep else None,
     }
 

@@ -20,13 +20,15 @@ import jinja2
 
 from joulescore.errors import BadInput
 
-_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
-            0x2028: "\\u2028", 0x2029: "\\u2029"}
+_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
 def safe_json(data: Any) -> str:
     """JSON that can sit inside a <script> element: no ``</script>``, no ``<!--``, no entity."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).translate(_ESCAPES)
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for raw, escaped in _ESCAPES:  # str.replace: far faster than translate() on megabytes
+        text = text.replace(raw, escaped)
+    return text
 
 
 def plotly_js() -> str:
