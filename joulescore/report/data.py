@@ -68,10 +68,12 @@ def interference_view(record: RunRecord) -> dict[str, Any]:
     ci = _get(section, "j_per_query_ci95", "ci95_j_per_query") or getattr(record, "j_per_query_ci95", None)
     if isinstance(ci, Mapping):
         ci = [ci.get("low"), ci.get("high")]
-    ci_ok = isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci)
+    interval = None
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
+        interval = [float(ci[0]), float(ci[1])]
     return {"disturbed": bool(_get(section, "disturbed", default=False)),
             "reason": "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons),
-            "j_per_query_ci95": [float(ci[0]), float(ci[1])] if ci_ok else None}
+            "j_per_query_ci95": interval}
 
 
 def precision_of(record: RunRecord) -> str:

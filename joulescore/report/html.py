@@ -1,22 +1,25 @@
 """The report as one self-contained HTML file: data as JSON, plotly and the page's script inlined.
 
 Nothing is fetched when the file is opened (it works from ``file://`` and can be
-mailed).  Every string from outside (model names, paths, notes) reaches the page
-as JSON data and is put on it as text (``textContent``), never as markup; the
-JSON block escapes ``<``, ``>`` and ``&`` so a name cannot close its script tag.
+mailed).  The data (JSON) and plotly.js travel gzip-compressed and base64-encoded,
+a third of their size, and the browser's ``DecompressionStream`` unpacks them: base64
+holds no ``<`` or ``&``, so no string can close its script element.  Every string from
+outside (model names, paths, notes) is put on the page as text (``textContent``),
+never as markup.
 A Content-Security-Policy with a per-file nonce forbids network access and any
 script the file did not bring, as a second line of defence.
 """
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import secrets
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import jinja2
 
 from joulescore.errors import BadInput
 
@@ -31,25 +34,43 @@ def safe_json(data: Any) -> str:
     return text
 
 
+def packed(text: str) -> str:
+    """gzip, then base64: what the page's ``unpack`` reads back."""
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)).decode("ascii")
+
+
+def unpacked(text: str) -> str:
+    return gzip.decompress(base64.b64decode(text)).decode("utf-8")
+
+
+@lru_cache(maxsize=1)
+def plotly_packed() -> str:
+    return packed(plotly_js())
+
+
 def plotly_js() -> str:
     """plotly.js as the installed plotly package ships it (the same file ``write_html`` inlines)."""
     try:
-        return resources.files("plotly").joinpath("package_data", "plotly.min.js").read_text(encoding="utf-8")
+        return resources.files("plotly").joinpath("package_data").joinpath("plotly.min.js").read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
         raise BadInput("the report needs plotly (pip install 'joulescore[report]')") from None
 
 
 def _template(name: str) -> str:
-    return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
 def render_html(data: dict[str, Any]) -> str:
     """The page: the jinja2 template (autoescaped) with the data, plotly and the page script."""
+    try:
+        import jinja2
+    except ModuleNotFoundError:
+        raise BadInput("the report needs jinja2 (pip install 'joulescore[report]')") from None
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(_template("report.html.j2"))
     return template.render(
-        title=f"joulescore report ({len(data['runs'])} runs)", data_json=safe_json(data), nonce=secrets.token_hex(16),
-        plotly_js=plotly_js(), page_js=_template("report.js"), page_css=_template("report.css"),
+        title=f"joulescore report ({len(data['runs'])} runs)", data_packed=packed(safe_json(data)),
+        nonce=secrets.token_hex(16), plotly_packed=plotly_packed(), page_js=_template("report.js"), page_css=_template("report.css"),
         generated_at=data["generated_at"], origins=data["origins"], version=data["tool_version"],
     )
 

@@ -10,16 +10,22 @@
   function plot(div, traces, layout) {
     if (window.Plotly) window.Plotly.react(div, traces, layout, CONFIG); else pending.set(div, [traces, layout]);
   }
-  function loadPlotly() {
+  async function loadPlotly() {
     const s = document.createElement("script");
     s.nonce = NONCE;
-    s.textContent = document.getElementById("plotly-src").textContent;
+    s.textContent = await unpack("plotly-src");
     document.head.append(s);  // runs now: the page's nonce lets this one script in
     for (const [div, [traces, layout]] of pending) if (div.isConnected) window.Plotly.react(div, traces, layout, CONFIG);
     pending.clear();
     window.joulescoreChartsReady = performance.now();
   }
-  const DATA = JSON.parse(document.getElementById("report-data").textContent);
+  let DATA = null;
+  /* The data and plotly travel gzip-compressed, base64-encoded (a third of the size); the browser's own
+     DecompressionStream unpacks them, with no network access. */
+  async function unpack(id) {
+    const bytes = Uint8Array.from(atob(document.getElementById(id).textContent.trim()), (c) => c.charCodeAt(0));
+    return new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).text();
+  }
   const $ = (id) => document.getElementById(id);
   const CONFIG = { displaylogo: false, responsive: true };
   const KIND_COLOUR = { measured: "#1b7f3b", estimated: "#c25e00", mixed: "#8a5a00" };
@@ -69,8 +75,8 @@
                     "decode_pct", "quality_metric", "quality", "stars", "peer_group", "date", "disturbed",
                     "disturbed_reason", "p90_latency_s", "reasoning", "run_id", "origin"];
 
-  const state = { task: DATA.tasks[0] || null, sortKey: "wh", sortDir: 1, hidden: {}, latency: Infinity, energy: Infinity };
-  const byUid = new Map(DATA.runs.map((r) => [r.uid, r]));
+  const state = { task: null, sortKey: "wh", sortDir: 1, hidden: {}, latency: Infinity, energy: Infinity };
+  const byUid = new Map();
   const taskRuns = () => DATA.runs.filter((r) => r.task === state.task);
   const passes = (r) => FILTERS.every(([k]) => !(state.hidden[k] || new Set()).has(String(r[k])));
   const excluded = (r) => (r.p90_latency_s !== null && r.p90_latency_s > state.latency) || (r.wh !== null && r.wh > state.energy);
@@ -340,6 +346,10 @@
     if (m) { renderRun(decodeURIComponent(m[1])); $("runs").scrollIntoView(); }
   }
 
+  async function start() {
+  DATA = JSON.parse(await unpack("report-data"));
+  state.task = DATA.tasks[0] || null;
+  for (const r of DATA.runs) byUid.set(r.uid, r);
   renderTabs();
   setupControls();
   renderBoard();
@@ -353,4 +363,6 @@
   renderReasoning();
   window.joulescoreReady = performance.now();
   setTimeout(loadPlotly, 0);
+  }
+  start().catch((e) => { document.body.prepend(el("p", { class: "disturbed" }, "the report could not be read: " + e)); throw e; });
 })();
