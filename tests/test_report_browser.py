@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,16 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def wait_until_drawn(page: Any, timeout_s: float = 120.0) -> float:
+    """Chromium's clock when the charts were drawn.  Polled from here: Playwright's in-page polling
+    (``wait_for_function``) evaluates a string, which the report's Content-Security-Policy refuses."""
+    deadline = time.monotonic() + timeout_s
+    while (drawn := page.evaluate("window.joulescoreChartsReady")) is None:
+        assert time.monotonic() < deadline, "the report's charts were not drawn in time"
+        time.sleep(0.05)
+    return float(drawn)
+
+
 class Opened:
     """A page with the report open, and everything it said or asked for while loading."""
 
@@ -65,7 +76,7 @@ class Opened:
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.goto(path.as_uri())
-        self.page.wait_for_function("window.joulescoreChartsReady !== undefined", timeout=60_000)
+        wait_until_drawn(self.page)
 
     def board_uids(self) -> list[str]:
         return list(self.page.eval_on_selector_all("#board tbody tr", "rows => rows.map(r => r.dataset.uid)"))
