@@ -60,8 +60,10 @@ def test_golden_every_figure_is_the_records_own(db: Path, data: dict[str, Any]) 
         assert prompts["ttft_s"] == pytest.approx([r.prefill_s for r in rows[rec.run_id]], rel=1e-4)
         central = impact_data(rec, region="WLD", pue=None, wue=None, g_per_kwh=None, grid_file=None,
                               renewable_share=0.0, price_per_kwh=None, queries_per_day=1e9, compare=[])
-        assert detail["impact"]["per_query"]["central"] == central["per_query"]
-        assert detail["impact"]["per_query"]["low"] == central["per_query_band"]["low"]
+        for key in ("facility_kwh", "carbon_g", "water_l"):
+            assert detail["impact"]["per_query"]["central"][key] == central["per_query"][key]
+            assert detail["impact"]["per_query"]["low"][key] == central["per_query_band"]["low"][key]
+            assert detail["impact"]["per_query"]["high"][key] == central["per_query_band"]["high"][key]
 
 
 def test_stars_and_references_follow_the_board(data: dict[str, Any]) -> None:

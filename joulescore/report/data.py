@@ -88,10 +88,9 @@ def reasoning_mode(record: RunRecord) -> str:
     return str(plan.get("mode")) if isinstance(plan, dict) and plan.get("mode") else "none"
 
 
-def wh_band(record: RunRecord) -> tuple[float | None, float | None, str]:
-    """Wh/1,000 queries low and high: the 95% interval where the record has one, else the meter's band."""
+def wh_band(record: RunRecord, ci: list[float] | None) -> tuple[float | None, float | None, str]:
+    """Wh/1,000 queries low and high: the 95% interval (J/query) where the record has one, else the meter's band."""
     n = record.counts.succeeded
-    ci = interference_view(record)["j_per_query_ci95"]
     if ci is not None:
         return ci[0] * 1000 / J_PER_WH, ci[1] * 1000 / J_PER_WH, "95% interval"
     if not n:
@@ -106,10 +105,9 @@ def kind_label(record: RunRecord) -> str:
     return energy_mark(record.meter.kind) + (f" ±{pct:g}%" if pct is not None else " (no band stated)")
 
 
-def run_row(origin: Origin, record: RunRecord, board: BoardRow) -> dict[str, Any]:
+def run_row(origin: Origin, record: RunRecord, board: BoardRow, intf: dict[str, Any]) -> dict[str, Any]:
     """One leaderboard line of a run: the record's figures, rated by the board's rules."""
-    lo, hi, band = wh_band(record)
-    intf = interference_view(record)
+    lo, hi, band = wh_band(record, intf["j_per_query_ci95"])
     hardware = board.hardware + "".join(f", {g.get('name', 'GPU')}" for g in record.hardware.gpus[:1])
     return {
         "uid": origin.uid(record.run_id), "run_id": record.run_id, "origin": str(origin.path), "task": board.task,
@@ -136,8 +134,11 @@ def reference_row(row: BoardRow) -> dict[str, Any]:
             "note": row.stars_note}
 
 
-def leaderboard(origins: list[Origin], task: str | None, rule: Rule) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The runs (complete ones, rated and placed on the frontier) and the reference rows, per task."""
+def leaderboard(origins: list[Origin], task: str | None, rule: Rule,
+                intf: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The runs (complete ones, rated and placed on the frontier) and the reference rows, per task.
+
+    ``intf``: each run's :func:`interference_view` by its uid, filled here."""
     by_uid: dict[str, tuple[Origin, RunRecord]] = {}
     rows = []
     for origin in origins:
@@ -146,10 +147,11 @@ def leaderboard(origins: list[Origin], task: str | None, rule: Rule) -> tuple[li
                 continue
             uid = origin.uid(record.run_id)
             by_uid[uid] = (origin, record)
+            intf[uid] = interference_view(record)
             row = row_from_record(record)
             rows.append(replace(row, run_id=uid))  # the board's rules key runs by run_id: unique across origins
     rated = pareto(rate(rows, rule))
-    runs = [run_row(*by_uid[b.run_id or ""], b) for b in rated]
+    runs = [run_row(*by_uid[b.run_id or ""], b, intf[b.run_id or ""]) for b in rated]
     runs.sort(key=lambda r: (r["task"], r["wh"] if r["wh"] is not None else float("inf")))
     tasks = sorted({r["task"] for r in runs} | ({task} if task else set()))
     refs = [reference_row(r) for t in tasks for r in reference_rows(t)]
@@ -164,16 +166,17 @@ def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "
 
     origins = open_origins(paths)
     try:
-        runs, refs = leaderboard(origins, task, rule)
+        intf: dict[str, dict[str, Any]] = {}
+        runs, refs = leaderboard(origins, task, rule, intf)
         impact = ImpactContext.for_region(region)
         shown = {r["uid"] for r in runs}
         details = {}
         for origin in origins:
             answered = origin.store.answered_figures()
             for record in origin.records:
-                if origin.uid(record.run_id) in shown:
-                    details[origin.uid(record.run_id)] = run_details(
-                        record, answered.get(record.run_id, []), impact, len(shown))
+                uid = origin.uid(record.run_id)
+                if uid in shown:
+                    details[uid] = run_details(record, answered.get(record.run_id, []), impact, len(shown), intf[uid])
         stored = sum(len(o.records) for o in origins)
         return {
             "generated_at": utc_now(), "tool_version": __version__, "rule": rule, "task_filter": task,

@@ -15,7 +15,7 @@ from typing import Any
 from joulescore.impact import footprint as fp
 from joulescore.impact.regions import find_region, load_regions
 from joulescore.model.record import RunRecord
-from joulescore.report.data import interference_view, kind_label, precision_of
+from joulescore.report.data import kind_label, precision_of
 
 #: prompts kept per run, over all runs of a report (the file must stay small enough to mail)
 POINT_BUDGET = 200_000
@@ -50,8 +50,10 @@ class ImpactContext:
         if not record.counts.succeeded or not record.energy.total_j:
             return None
         it = fp.it_energy(record)
-        per = {k: fp.footprint(it[j], self.assumptions).as_dict()
-               for k, j in (("central", "j_per_query"), ("low", "low_j_per_query"), ("high", "high_j_per_query"))}
+        per = {}
+        for k, j in (("central", "j_per_query"), ("low", "low_j_per_query"), ("high", "high_j_per_query")):
+            f = fp.footprint(it[j], self.assumptions)
+            per[k] = {"facility_kwh": f.facility_kwh, "carbon_g": f.carbon_g, "water_l": f.water_l}
         return {"per_query": per, "covers": it["covers_short"], "meter_kind": it["meter_kind"],
                 "notes": [f"IT energy is {it['meter_kind']} and covers {it['covers_short']} only; facility "
                           "overheads enter through PUE.",
@@ -108,9 +110,9 @@ def reasoning_split(record: RunRecord) -> dict[str, Any] | None:
             "reasoning_unclosed": c.reasoning_unclosed, "reasoning_unmarked": c.reasoning_unmarked}
 
 
-def run_details(record: RunRecord, answered: list[tuple[Any, ...]], impact: ImpactContext, runs: int) -> dict[str, Any]:
-    """Everything one run's section shows."""
-    intf = interference_view(record)
+def run_details(record: RunRecord, answered: list[tuple[Any, ...]], impact: ImpactContext, runs: int,
+                intf: dict[str, Any]) -> dict[str, Any]:
+    """Everything one run's section shows (``intf``: its :func:`interference_view`)."""
     return {
         "run_id": record.run_id, "status": record.status, "label": label_of(record),
         "precision": precision_of(record), "energy": record.energy.model_dump(mode="json"),

@@ -34,9 +34,9 @@ def safe_json(data: Any) -> str:
     return text
 
 
-def packed(text: str) -> str:
+def packed(text: str, level: int = 6) -> str:
     """gzip, then base64: what the page's ``unpack`` reads back."""
-    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=6, mtime=0)).decode("ascii")
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=level, mtime=0)).decode("ascii")
 
 
 def unpacked(text: str) -> str:
@@ -69,7 +69,7 @@ def render_html(data: dict[str, Any]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     template = env.from_string(_template("report.html.j2"))
     return template.render(
-        title=f"joulescore report ({len(data['runs'])} runs)", data_packed=packed(safe_json(data)),
+        title=f"joulescore report ({len(data['runs'])} runs)", data_packed=packed(safe_json(data), level=3),
         nonce=secrets.token_hex(16), plotly_packed=plotly_packed(), page_js=_template("report.js"), page_css=_template("report.css"),
         generated_at=data["generated_at"], origins=data["origins"], version=data["tool_version"],
     )

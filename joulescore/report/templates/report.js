@@ -66,7 +66,7 @@
     { key: "date", label: "date" },
     { key: "disturbed", label: "disturbed",
       cell: (r) => (r.disturbed ? el("span", { class: "disturbed", title: r.disturbed_reason }, "DISTURBED") : "") },
-    { key: "origin", label: "origin", cell: (r) => el("code", {}, r.origin) },
+    { key: "origin", label: "origin", cell: (r) => el("code", { title: r.origin }, r.origin.split("/").pop()) },
   ];
   const FILTERS = [["hardware_class", "hardware class"], ["engine", "engine"], ["size_class", "size class"],
                    ["kind", "measured or estimated"], ["reasoning", "reasoning mode"]];
@@ -136,12 +136,12 @@
     };
   }
 
-  function renderBoard() {
+  function renderBoard(withScatter = true) {
     const head = el("tr", {}, ...COLUMNS.map((c) => {
       const th = el("th", { "data-key": c.key, scope: "col" }, c.label);
       if (c.key === state.sortKey) th.setAttribute("aria-sort", state.sortDir > 0 ? "ascending" : "descending");
       th.addEventListener("click", () => {
-        state.sortDir = state.sortKey === c.key ? -state.sortDir : 1; state.sortKey = c.key; renderBoard();
+        state.sortDir = state.sortKey === c.key ? -state.sortDir : 1; state.sortKey = c.key; renderBoard(false);
       });
       return th;
     }));
@@ -152,6 +152,7 @@
     const all = taskRuns().length, greyed = rows.filter(excluded).length;
     $("count").textContent = `${rows.length} of ${all} runs shown` + (greyed ? `, ${greyed} outside the limits (greyed)` : "");
     $("board-note").textContent = DATA.not_shown ? `${DATA.not_shown} stored run(s) are not complete, or of another task, and are not on the board.` : "";
+    if (!withScatter) return;  // a new order changes neither the references nor the scatter
     renderReferences();
     renderScatter(rows);
   }
