@@ -164,6 +164,7 @@
     $("references").tBodies[0].replaceChildren(...refs.map((r) => el("tr", { class: "reference", title: r.citation },
       el("td", {}, r.model), el("td", {}, r.hardware), el("td", { class: "num" }, fmt(r.wh)), el("td", { class: "num" }, fmt(r.j_per_token)),
       el("td", {}, "published (" + r.source + ")"), el("td", {}, r.published_task), el("td", {}, r.note))));
+    if (!refs.length) $("references").tBodies[0].append(el("tr", {}, el("td", { colspan: cols.length, class: "note" }, "no published figure fits this task")));
   }
 
   function renderScatter(rows) {
