@@ -212,3 +212,17 @@ def test_full_page_screenshot_is_not_blank(page: Opened, tmp_path: Path) -> None
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.page.locator("#leaderboard").screenshot(path=str(Path(folder) / "report-leaderboard.png"))
         page.page.locator("#run .run-section").screenshot(path=str(Path(folder) / "report-run.png"))
+
+
+def test_sweeps_and_reasoning_modes_are_laid_out(page: Opened, report: tuple[Path, dict[str, Any]]) -> None:
+    sweep = page.page.inner_text("#sweep-list")
+    assert "threads: sweep sw1 on sentiment" in sweep and "recommended" in sweep and ": one," in sweep
+    assert page.page.locator("#sweep-list .js-plotly-plot path.point").count() == 2  # one mark per variant
+    page.page.click('#sweep-list a:text-is("one")')  # a variant links to its run's page
+    page.page.wait_for_selector('#run .run-section[data-uid="0:sw1-one"]')
+    modes = page.page.inner_text("#reasoning-list")
+    assert "thinker on chat" in modes and "off (prompted)" in modes and "on (prompted)" in modes
+    assert report[1]["reasoning"][0]["verdict"] in modes
+    chart = "document.querySelector('#reasoning-list .js-plotly-plot')"
+    assert page.page.evaluate(f"{chart}.data[0].y") == [m["j_per_query"] for m in report[1]["reasoning"][0]["modes"]]
+    assert page.page.locator("#reasoning-list .js-plotly-plot .bars path").count() >= 2  # drawn, not only data
