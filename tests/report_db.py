@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from joulescore.model.record import RunRecord
 from joulescore.report.synthetic import SyntheticRun, store_run
 from joulescore.store.sqlite import Store
 
 XSS = "<img src=x onerror=alert(1)>"
+BUSY_REASON = "other processes used 48% of the machine's CPU"
 
 
 def sentiment_runs() -> list[SyntheticRun]:
@@ -24,13 +26,19 @@ def sentiment_runs() -> list[SyntheticRun]:
 
 
 def build_db(path: Path, sweep: bool = True) -> Path:
-    """Sentiment runs (one a sweep of two variants), chat runs under two reasoning modes."""
+    """Sentiment runs (two a sweep's variants), chat runs under two reasoning modes and one disturbed."""
     with Store(path) as store:
         for run in sentiment_runs():
             store_run(store, run)
         store_run(store, SyntheticRun("c-off", "thinker", [2.0] * 8, task="chat", reasoning="off"))
         store_run(store, SyntheticRun("c-on", "thinker", [6.0] * 8, task="chat", reasoning="on",
                                       seconds=[3.0] * 8))
+        # a run that a busy neighbour disturbed, with a 95% interval (the sections issue 12 adds to the record)
+        store_run(store, SyntheticRun("c-busy", "busy-model", [3.0, 3.5, 4.0, 4.5], task="chat"))
+        marked = store.record("c-busy").as_json() | {
+            "interference": {"measured": True, "disturbed": True, "reason": BUSY_REASON},
+            "interval": {"method": "bootstrap", "n": 4, "j_per_query_low": 3.2, "j_per_query_high": 4.3}}
+        store.set_status("c-busy", "complete", RunRecord.model_validate(marked))
         if sweep:
             store.create_sweep("sw1", "threads", {"name": "threads", "task": "sentiment", "baseline": "two"})
             for pos, (variant, energy) in enumerate((("two", 2.0), ("one", 1.5))):

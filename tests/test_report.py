@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from joulescore.impact.summary import impact_data
-from joulescore.report.data import build_report_data, interference_view
+from joulescore.report.data import build_report_data, interference_view, wh_band
 from joulescore.report.details import points_per_run, prompt_series
 from joulescore.report.html import safe_json, unpacked
 from joulescore.report.synthetic import SyntheticRun, store_run
@@ -46,11 +46,19 @@ def test_golden_every_figure_is_the_records_own(db: Path, data: dict[str, Any]) 
         assert row["wh"] == rec.wh_per_1000_queries and row["j_per_query"] == rec.j_per_query
         assert row["j_per_token"] == rec.j_per_output_token and row["quality"] == rec.quality.value
         assert (row["prefill_pct"], row["decode_pct"]) == (rec.phase_split.prefill_pct, rec.phase_split.decode_pct)
-        assert row["wh_low"] == pytest.approx(rec.energy.low_j / rec.counts.succeeded / 3.6)
-        assert row["wh_high"] == pytest.approx(rec.energy.high_j / rec.counts.succeeded / 3.6)
+        interval = getattr(rec, "interval", None)
+        if interval:  # the 95% interval where the record has one, else the meter's band
+            assert (row["wh_low"], row["wh_high"], row["band"]) == (pytest.approx(
+                interval["j_per_query_low"] / 3.6), pytest.approx(interval["j_per_query_high"] / 3.6), "95% interval")
+        else:
+            assert row["wh_low"] == pytest.approx(rec.energy.low_j / rec.counts.succeeded / 3.6)
+            assert row["wh_high"] == pytest.approx(rec.energy.high_j / rec.counts.succeeded / 3.6)
+            assert row["band"] == "meter band"
+        busy = getattr(rec, "interference", None) or {}
+        assert (row["disturbed"], row["disturbed_reason"]) == (busy.get("disturbed", False), busy.get("reason", ""))
         assert (row["model"], row["engine"], row["batch"], row["date"]) == (
             rec.model.name, rec.model.backend, rec.batching.batch_size, rec.created_at[:10])
-        assert row["kind"] == rec.meter.kind and row["band"] == "meter band"
+        assert row["kind"] == rec.meter.kind
         detail = data["details"][row["uid"]]
         assert detail["energy"] == rec.energy.model_dump(mode="json")
         assert detail["meter"] == rec.meter.model_dump(mode="json")
@@ -71,7 +79,7 @@ def test_stars_and_references_follow_the_board(data: dict[str, Any]) -> None:
     assert len(sentiment) == 8 and all(r["stars"] is not None for r in sentiment)  # one peer group of 8
     assert min(sentiment, key=lambda r: r["wh"])["stars"] == 5
     chat = [r for r in data["runs"] if r["task"] == "chat"]
-    assert all(r["stars"] is None and "peer group has 2" in r["stars_note"] for r in chat)
+    assert all(r["stars"] is None and "no stars: peer group has" in r["stars_note"] for r in chat)
     refs = [r for r in data["references"] if r["task"] == "chat"]
     assert refs and all(r["source"] and "not rated" in r["note"] for r in refs)
     assert "stars" not in refs[0]
@@ -112,10 +120,12 @@ def test_long_runs_are_sampled_evenly_and_say_so(tmp_path: Path) -> None:
 def test_interference_and_interval_are_read_where_a_record_has_them() -> None:
     plain = make_record()
     assert interference_view(plain) == {"disturbed": False, "reason": "", "j_per_query_ci95": None}
-    marked = make_record(interference={"disturbed": True, "reason": "others used 48% of the CPU",
-                                       "j_per_query_ci95": [5.0, 7.0]})
+    marked = make_record(interference={"disturbed": True, "reason": "others used 48% of the CPU"},
+                         interval={"j_per_query_low": 5.0, "j_per_query_high": 7.0, "n": 10, "method": "bootstrap"})
     assert interference_view(marked) == {"disturbed": True, "reason": "others used 48% of the CPU",
                                          "j_per_query_ci95": [5.0, 7.0]}
+    assert wh_band(marked, [5.0, 7.0]) == (5.0 / 3.6, 7.0 / 3.6, "95% interval")
+    assert wh_band(plain, None)[2] == "meter band"
 
 
 def test_the_data_block_cannot_close_its_script_element() -> None:
@@ -128,7 +138,7 @@ def test_cli_writes_one_self_contained_file(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "sub" / "report.html"
     proc = cli("report", "--db", str(db), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "report written" in proc.stdout and "10 runs, 2 tasks, 1 sweeps" in proc.stdout
+    assert "report written" in proc.stdout and "11 runs, 2 tasks, 1 sweeps" in proc.stdout
     html = out.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing to fetch
     assert XSS not in html  # the hostile name only ever appears escaped

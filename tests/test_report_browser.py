@@ -20,7 +20,7 @@ import pytest
 
 from joulescore.report.data import build_report_data
 from joulescore.report.html import write_report
-from tests.report_db import XSS, build_db
+from tests.report_db import BUSY_REASON, XSS, build_db
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -226,3 +226,15 @@ def test_sweeps_and_reasoning_modes_are_laid_out(page: Opened, report: tuple[Pat
     chart = "document.querySelector('#reasoning-list .js-plotly-plot')"
     assert page.page.evaluate(f"{chart}.data[0].y") == [m["j_per_query"] for m in report[1]["reasoning"][0]["modes"]]
     assert page.page.locator("#reasoning-list .js-plotly-plot .bars path").count() >= 2  # drawn, not only data
+
+
+def test_a_disturbed_run_is_marked_with_its_reason_and_interval(page: Opened) -> None:
+    page.tab("chat")
+    row = page.page.locator('#board tr[data-uid="0:c-busy"]')
+    mark = row.locator('td[data-key="disturbed"] .disturbed')
+    assert mark.inner_text() == "DISTURBED" and mark.get_attribute("title") == BUSY_REASON
+    assert "95% interval" in row.locator('td[data-key="wh"]').inner_text()
+    assert page.page.locator('#board td[data-key="disturbed"] .disturbed').count() == 1
+    row.locator("a.run-link").click()
+    page.page.wait_for_selector('#run .run-section[data-uid="0:c-busy"]')
+    assert f"DISTURBED: {BUSY_REASON}" in page.page.inner_text("#run")

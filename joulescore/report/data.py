@@ -57,23 +57,20 @@ def _get(section: Any, *names: str, default: Any = None) -> Any:
 
 
 def interference_view(record: RunRecord) -> dict[str, Any]:
-    """The DISTURBED mark and the 95% interval on J/query, where the record carries them.
+    """The DISTURBED mark and the 95% interval on J/query, where the record carries them (issue 12).
 
-    Read from an ``interference`` section (issue 12) when present: ``disturbed`` and its
-    ``reason``, and the interval as ``j_per_query_ci95`` ([low, high]) on the section or on
-    the record.  Records without the section show no mark and the meter's band instead.
+    Read from the record's ``interference`` section (``disturbed``, ``reason`` or ``reasons``) and its
+    ``interval`` section (``j_per_query_low``, ``j_per_query_high``).  A record without them shows no
+    mark, and the meter's band instead of an interval.
     """
     section = getattr(record, "interference", None) or {}
-    reasons = _get(section, "reason", "disturbed_reason", "reasons", default="")
-    ci = _get(section, "j_per_query_ci95", "ci95_j_per_query") or getattr(record, "j_per_query_ci95", None)
-    if isinstance(ci, Mapping):
-        ci = [ci.get("low"), ci.get("high")]
-    interval = None
-    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(v, (int, float)) for v in ci):
-        interval = [float(ci[0]), float(ci[1])]
+    reasons = _get(section, "reason", "reasons", default="")
+    interval = getattr(record, "interval", None) or {}
+    low, high = _get(interval, "j_per_query_low"), _get(interval, "j_per_query_high")
+    ci = [float(low), float(high)] if isinstance(low, (int, float)) and isinstance(high, (int, float)) else None
     return {"disturbed": bool(_get(section, "disturbed", default=False)),
             "reason": "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons),
-            "j_per_query_ci95": interval}
+            "j_per_query_ci95": ci}
 
 
 def precision_of(record: RunRecord) -> str:
