@@ -380,6 +380,19 @@ class Store:
                     domains=json.loads(r[13]), text=r[14], extra=json.loads(r[15]),
                 )
 
+    def answered_figures(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every run's answered prompts, in order, as (index, input tokens, output tokens, prefill_s, decode_s,
+        prefill_j, decode_j, ttft_s, latency_s): one query, no prompt text, for reports over many runs."""
+        with self._reading():
+            rows = self._conn.execute(
+                "SELECT run_id, prompt_index, input_tokens, output_tokens, prefill_s, decode_s, prefill_j, decode_j,"
+                " json_extract(extra_json, '$.ttft_s'), json_extract(extra_json, '$.latency_s')"
+                " FROM results WHERE ok = 1 ORDER BY run_id, prompt_index").fetchall()
+        out: dict[str, list[tuple[Any, ...]]] = {}
+        for r in rows:
+            out.setdefault(r[0], []).append(r[1:])
+        return out
+
     # sweeps ---------------------------------------------------------------
     def create_sweep(self, sweep_id: str, name: str, plan: dict[str, Any]) -> None:
         self._write("INSERT INTO sweeps (sweep_id, created_at, name, plan_json) VALUES (?, ?, ?, ?)",

@@ -1,0 +1,189 @@
+"""The report's data: every figure the HTML page shows, taken from the typed run records.
+
+The page only lays these figures out; it computes nothing but filters, sorts and
+grey-outs.  Several databases merge into one report: each run keeps its origin
+(the database file it came from), and its key on the page is ``ORIGIN#:RUN_ID`` so
+that two machines' runs never collide.  Stars and the Pareto frontier are the
+board's own rules (:mod:`joulescore.report.board`), applied over the merged runs,
+so a team's machines are rated against each other within each peer group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from joulescore import __version__
+from joulescore.errors import BadInput
+from joulescore.model.record import RunRecord
+from joulescore.report.board import BoardRow, Rule, pareto, rate, reference_rows, row_from_record
+from joulescore.store.sqlite import Store, utc_now
+from joulescore.units import J_PER_WH, energy_mark
+
+
+@dataclass
+class Origin:
+    """One database of the report, and the complete records read from it."""
+
+    index: int
+    path: Path
+    store: Store
+    records: list[RunRecord]
+
+    def uid(self, run_id: str) -> str:
+        return f"{self.index}:{run_id}"
+
+
+def open_origins(paths: list[Path]) -> list[Origin]:
+    """Each ``--db`` opened and read; a path with no database is a one-line error, not a new empty file."""
+    origins = []
+    for i, path in enumerate(paths):
+        if not path.expanduser().is_file():
+            raise BadInput(f"no results database at {path}")
+        store = Store(path)
+        origins.append(Origin(i, store.path, store, store.records()))
+    return origins
+
+
+def _get(section: Any, *names: str, default: Any = None) -> Any:
+    """The first of ``names`` present on a typed section or a plain dict (new record sections load as either)."""
+    for name in names:
+        value = section.get(name) if isinstance(section, Mapping) else getattr(section, name, None)
+        if value is not None:
+            return value
+    return default
+
+
+def interference_view(record: RunRecord) -> dict[str, Any]:
+    """The DISTURBED mark and the 95% interval on J/query, where the record carries them (issue 12).
+
+    Read from the record's ``interference`` section (``disturbed``, ``reason`` or ``reasons``) and its
+    ``interval`` section (``j_per_query_low``, ``j_per_query_high``).  A record without them shows no
+    mark, and the meter's band instead of an interval.
+    """
+    section = getattr(record, "interference", None) or {}
+    reasons = _get(section, "reason", "reasons", default="")
+    interval = getattr(record, "interval", None) or {}
+    low, high = _get(interval, "j_per_query_low"), _get(interval, "j_per_query_high")
+    ci = [float(low), float(high)] if isinstance(low, (int, float)) and isinstance(high, (int, float)) else None
+    return {"disturbed": bool(_get(section, "disturbed", default=False)),
+            "reason": "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons),
+            "j_per_query_ci95": ci}
+
+
+def precision_of(record: RunRecord) -> str:
+    """dtype and quantization as the engine ran them (GGUF type, --dtype, --quantization)."""
+    engine = record.config.get("engine") or {}
+    parts = [str(p) for p in (record.model.quantization, engine.get("dtype"), engine.get("quantization")) if p]
+    return " / ".join(dict.fromkeys(parts)) or "-"
+
+
+def reasoning_mode(record: RunRecord) -> str:
+    plan = record.config.get("reasoning")
+    return str(plan.get("mode")) if isinstance(plan, dict) and plan.get("mode") else "none"
+
+
+def wh_band(record: RunRecord, ci: list[float] | None) -> tuple[float | None, float | None, str]:
+    """Wh/1,000 queries low and high: the 95% interval (J/query) where the record has one, else the meter's band."""
+    n = record.counts.succeeded
+    if ci is not None:
+        return ci[0] * 1000 / J_PER_WH, ci[1] * 1000 / J_PER_WH, "95% interval"
+    if not n:
+        return None, None, ""
+    per = 1000 / J_PER_WH / n
+    return record.energy.low_j * per, record.energy.high_j * per, "meter band"
+
+
+def kind_label(record: RunRecord) -> str:
+    """MEASURED / ESTIMATED / MIXED, with the meter's stated band."""
+    pct = record.meter.uncertainty_pct
+    return energy_mark(record.meter.kind) + (f" ±{pct:g}%" if pct is not None else " (no band stated)")
+
+
+def run_row(origin: Origin, record: RunRecord, board: BoardRow, intf: dict[str, Any]) -> dict[str, Any]:
+    """One leaderboard line of a run: the record's figures, rated by the board's rules."""
+    lo, hi, band = wh_band(record, intf["j_per_query_ci95"])
+    hardware = board.hardware + "".join(f", {g.get('name', 'GPU')}" for g in record.hardware.gpus[:1])
+    return {
+        "uid": origin.uid(record.run_id), "run_id": record.run_id, "origin": str(origin.path), "task": board.task,
+        "model": record.model.name, "engine": record.model.backend, "precision": precision_of(record),
+        "batch": record.batching.batch_size, "hardware": hardware, "hardware_class": board.hardware_class,
+        "size_class": board.size_class or "?", "kind": record.meter.kind, "kind_label": kind_label(record),
+        "wh": record.wh_per_1000_queries, "wh_low": lo, "wh_high": hi, "band": band,
+        "j_per_token": record.j_per_output_token, "j_per_query": record.j_per_query,
+        "prefill_pct": record.phase_split.prefill_pct, "decode_pct": record.phase_split.decode_pct,
+        "quality_metric": record.quality.metric, "quality": record.quality.value,
+        "higher_is_better": record.quality.higher_is_better, "stars": board.stars, "stars_note": board.stars_note,
+        "pareto": board.pareto, "peer_group": " / ".join(board.peer_key()), "date": record.created_at[:10],
+        "p90_latency_s": record.latency.e2e_s.p90, "reasoning": reasoning_mode(record),
+        "disturbed": intf["disturbed"], "disturbed_reason": intf["reason"], "protocol": board.protocol,
+        "prompts": record.counts.succeeded, "sweep": record.sweep.id if record.sweep else None,
+    }
+
+
+def reference_row(row: BoardRow) -> dict[str, Any]:
+    """A published figure beside the runs: labelled with its source, never rated."""
+    return {"task": row.task, "model": row.model, "hardware": row.hardware, "wh": row.wh_per_1000,
+            "j_per_token": row.j_per_token, "source": row.source, "protocol": row.protocol,
+            "citation": row.extra.get("citation", ""), "published_task": row.extra.get("published_task", ""),
+            "note": row.stars_note}
+
+
+def leaderboard(origins: list[Origin], task: str | None, rule: Rule,
+                intf: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The runs (complete ones, rated and placed on the frontier) and the reference rows, per task.
+
+    ``intf``: each run's :func:`interference_view` by its uid, filled here."""
+    by_uid: dict[str, tuple[Origin, RunRecord]] = {}
+    rows = []
+    for origin in origins:
+        for record in origin.records:
+            if record.status != "complete" or (task is not None and record.task.name != task):
+                continue
+            uid = origin.uid(record.run_id)
+            by_uid[uid] = (origin, record)
+            intf[uid] = interference_view(record)
+            row = row_from_record(record)
+            rows.append(replace(row, run_id=uid))  # the board's rules key runs by run_id: unique across origins
+    rated = pareto(rate(rows, rule))
+    runs = [run_row(*by_uid[b.run_id or ""], b, intf[b.run_id or ""]) for b in rated]
+    runs.sort(key=lambda r: (r["task"], r["wh"] if r["wh"] is not None else float("inf")))
+    tasks = sorted({r["task"] for r in runs} | ({task} if task else set()))
+    refs = [reference_row(r) for t in tasks for r in reference_rows(t)]
+    return runs, refs
+
+
+def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "equal-bins",
+                      region: str = "WLD") -> dict[str, Any]:
+    """Everything the page shows, as plain JSON types."""
+    from joulescore.report.details import ImpactContext, run_details
+    from joulescore.report.groups import reasoning_groups, sweeps
+
+    origins = open_origins(paths)
+    try:
+        intf: dict[str, dict[str, Any]] = {}
+        runs, refs = leaderboard(origins, task, rule, intf)
+        impact = ImpactContext.for_region(region)
+        shown = {r["uid"] for r in runs}
+        details = {}
+        for origin in origins:
+            answered = origin.store.answered_figures()
+            for record in origin.records:
+                uid = origin.uid(record.run_id)
+                if uid in shown:
+                    details[uid] = run_details(record, answered.get(record.run_id, []), impact, len(shown), intf[uid])
+        stored = sum(len(o.records) for o in origins)
+        return {
+            "generated_at": utc_now(), "tool_version": __version__, "rule": rule, "task_filter": task,
+            "origins": [{"index": o.index, "path": str(o.path), "runs": len(o.records)} for o in origins],
+            "tasks": sorted({r["task"] for r in runs} | {r["task"] for r in refs}),
+            "runs": runs, "references": refs, "details": details,
+            "not_shown": stored - len(runs), "region": impact.summary(),
+            "sweeps": [s for o in origins for s in sweeps(o, task)],
+            "reasoning": [g for o in origins for g in reasoning_groups(o, task)],
+        }
+    finally:
+        for origin in origins:
+            origin.store.close()
