@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 
 from joulescore.impact.summary import impact_data
+from joulescore.report.aies import aies_view
 from joulescore.report.data import build_report_data, interference_view, wh_band
 from joulescore.report.details import points_per_run, prompt_series
-from joulescore.report.html import safe_json, unpacked
+from joulescore.report.html import render_html, safe_json, unpacked
+from joulescore.report.requests import idle_share, summarise
 from joulescore.report.synthetic import SyntheticRun, store_run
+from joulescore.store.requests import RequestStore
 from joulescore.store.sqlite import Store
 from tests.conftest import assert_one_line_error, cli
 from tests.records import make_record
-from tests.report_db import XSS, build_db
+from tests.report_db import IDLE_J, IDLE_S, XSS, build_db
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +77,56 @@ def test_golden_every_figure_is_the_records_own(db: Path, data: dict[str, Any]) 
             assert detail["impact"]["per_query"]["high"][key] == central["per_query_band"]["high"][key]
 
 
+def test_golden_ai_energy_score_is_the_view_show_prints(db: Path, data: dict[str, Any]) -> None:
+    with Store(db) as store:
+        records = {r.run_id: r for r in store.records()}
+    statuses = set()
+    for row in data["runs"]:
+        view = aies_view(records[row["run_id"]])
+        assert data["details"][row["uid"]]["aies"] == json.loads(json.dumps(view.as_dict()))
+        assert (row["aies_status"], row["aies_line"], row["aies_stars"]) == (view.status, view.line, view.stars_low)
+        statuses.add(view.status)
+        if view.status == "projected":  # never shown as measured
+            assert row["aies"].startswith("PROJECTED ") and view.line.startswith("PROJECTED ")
+        elif view.status == "comparable":
+            assert row["aies"].endswith(" MEASURED") and "MEASURED GPU-only" in view.line
+        else:
+            assert row["aies"] == "none" and row["aies_stars"] is None and view.line.startswith("no AI Energy Score: ")
+        assert row["stars"] is None or isinstance(row["stars"], int)  # the local stars stay their own column
+    assert statuses == {"comparable", "projected", "none"}
+    h100 = next(r for r in data["runs"] if r["run_id"] == "c-h100")
+    assert "H100" in h100["aies_line"] and h100["aies_scale"].startswith("AI Energy Score")
+    assert "encoder" in next(r for r in data["runs"] if r["run_id"] == "c-enc")["aies_line"]
+
+
+def test_golden_live_traffic_is_what_requests_prints(db: Path, data: dict[str, Any]) -> None:
+    with RequestStore(db) as store:
+        rows = store.requests_since(0.0)
+    (traffic,) = data["traffic"]
+    assert traffic["origin"] == str(db) and traffic["requests"] == len(rows) == 13
+    assert (traffic["idle_j"], traffic["idle_s"]) == (IDLE_J, IDLE_S)
+    assert traffic["idle_share"] == idle_share(sum(r.energy_j for r in rows), IDLE_J)
+    library = summarise(rows)
+    assert [m["model"] for m in traffic["models"]] == [s.model for s in library] == sorted({XSS, "chat-model"})
+    for shown, s in zip(traffic["models"], library):
+        assert (shown["requests"], shown["ok"], shown["failed"], shown["p50_j"], shown["p90_j"]) == (
+            s.requests, s.ok, s.failed, s.p50_j, s.p90_j)
+        assert (shown["j_per_output_token"], shown["energy_j"]) == (s.j_per_output_token, s.energy_j)
+        assert shown["mark"] == "MEASURED"
+        assert shown["band_below_pct"] == pytest.approx(10.0) and shown["band_above_pct"] == pytest.approx(10.0)
+    series = traffic["series"]
+    assert (series["requests"], series["shown"], series["step"]) == (13, 13, 1)
+    assert series["energy_j"] == [r.energy_j for r in rows] and series["status"] == [r.status for r in rows]
+    assert series["time_utc"][0] == "2026-01-01 00:00:00.000"
+    proc = cli("requests", "--since", "36500d", "--json", db=db)  # the terminal's figures, over the same requests
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["idle_share"] == traffic["idle_share"]
+    for m in printed["models"]:
+        shown = next(t for t in json.loads(json.dumps(traffic["models"])) if t["model"] == m["model"])
+        assert {k: shown[k] for k in m} == m
+
+
 def test_stars_and_references_follow_the_board(data: dict[str, Any]) -> None:
     sentiment = [r for r in data["runs"] if r["task"] == "sentiment"]
     assert len(sentiment) == 8 and all(r["stars"] is not None for r in sentiment)  # one peer group of 8
@@ -106,6 +159,10 @@ def test_several_databases_merge_and_runs_keep_their_origin(db: Path, tmp_path: 
     assert {r["model"] for r in same_id} == {"model-0", "from-the-other-machine"}
     assert all(r["task"] == "sentiment" for r in merged["runs"])
     assert [o["path"] for o in merged["origins"]] == [str(db), str(other)]
+    assert [t["origin"] for t in merged["traffic"]] == [str(db)]  # a database without requests: no section
+    alone = build_report_data([other])
+    assert alone["traffic"] == [] and 'id="traffic"' not in render_html(alone)
+    assert 'id="traffic"' in render_html(merged)
 
 
 def test_long_runs_are_sampled_evenly_and_say_so(tmp_path: Path) -> None:
@@ -138,7 +195,7 @@ def test_cli_writes_one_self_contained_file(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "sub" / "report.html"
     proc = cli("report", "--db", str(db), "-o", str(out))
     assert proc.returncode == 0, proc.stderr
-    assert "report written" in proc.stdout and "11 runs, 2 tasks, 1 sweeps" in proc.stdout
+    assert "report written" in proc.stdout and "13 runs, 2 tasks, 1 sweeps" in proc.stdout
     html = out.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing to fetch
     assert XSS not in html  # the hostile name only ever appears escaped

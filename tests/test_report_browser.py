@@ -212,6 +212,7 @@ def test_full_page_screenshot_is_not_blank(page: Opened, tmp_path: Path) -> None
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.page.locator("#leaderboard").screenshot(path=str(Path(folder) / "report-leaderboard.png"))
         page.page.locator("#run .run-section").screenshot(path=str(Path(folder) / "report-run.png"))
+        page.page.locator("#traffic").screenshot(path=str(Path(folder) / "report-traffic.png"))
 
 
 def test_sweeps_and_reasoning_modes_are_laid_out(page: Opened, report: tuple[Path, dict[str, Any]]) -> None:
@@ -238,3 +239,41 @@ def test_a_disturbed_run_is_marked_with_its_reason_and_interval(page: Opened) ->
     row.locator("a.run-link").click()
     page.page.wait_for_selector('#run .run-section[data-uid="0:c-busy"]')
     assert f"DISTURBED: {BUSY_REASON}" in page.page.inner_text("#run")
+
+
+def test_the_ai_energy_score_column_is_its_own_and_says_projected(page: Opened,
+                                                                   report: tuple[Path, dict[str, Any]]) -> None:
+    runs = {r["uid"]: r for r in report[1]["runs"]}
+    page.tab("chat")
+    for uid in page.board_uids():
+        cell = page.page.locator(f'#board tr[data-uid="{uid}"] td[data-key="aies_stars"] .aies')
+        assert cell.inner_text() == runs[uid]["aies"] and cell.get_attribute("title") == runs[uid]["aies_line"]
+        local = page.page.inner_text(f'#board tr[data-uid="{uid}"] td[data-key="stars"]')
+        assert "PROJECTED" not in local and "MEASURED" not in local  # the scales never mix
+    cells = {uid: page.page.inner_text(f'#board tr[data-uid="{uid}"] td[data-key="aies_stars"]') for uid in page.board_uids()}
+    assert cells["0:c-h100"].endswith("MEASURED") and "★" in cells["0:c-h100"]
+    assert cells["0:c-enc"] == "none"
+    assert all(t.startswith("PROJECTED ") for u, t in cells.items() if runs[u]["aies_status"] == "projected")
+    for uid in ("0:c-h100", "0:c-enc", "0:c-off"):  # each run's section: the line `joulescore show` prints
+        page.page.evaluate(f"location.hash = 'run={uid}'")
+        line = page.page.locator(f'#run .run-section[data-uid="{uid}"] .aies-line')
+        line.wait_for()
+        detail = report[1]["details"][uid]["aies"]
+        assert line.inner_text() == detail["line"] and line.get_attribute("data-status") == detail["status"]
+
+
+def test_live_traffic_shows_the_summary_and_the_chart(opened: Opened, report: tuple[Path, dict[str, Any]]) -> None:
+    (traffic,) = report[1]["traffic"]
+    section = opened.page.locator("#traffic-list .traffic")
+    assert section.count() == 1 and opened.page.locator('#nav a[href="#traffic"]').count() == 1
+    rows = section.locator("tbody tr")
+    assert rows.count() == len(traffic["models"])
+    text = section.inner_text()
+    for m in traffic["models"]:
+        assert m["model"] in text and f"{m['p50_j']:.4g}" in text and f"{m['p90_j']:.4g}" in text
+    assert XSS in text and section.locator("img").count() == 0 and opened.dialogs == []  # the name stays text
+    assert "MEASURED" in text and "−10% / +10%" in text and f"idle share of all energy: {100 * traffic['idle_share']:.3g} %" in text
+    plotted = opened.page.evaluate("document.querySelector('#traffic-list .js-plotly-plot').data.map(t => t.y.length)")
+    assert sum(plotted) == traffic["requests"]
+    assert opened.page.locator("#traffic-list .js-plotly-plot path.point").count() == traffic["requests"]
+    assert opened.console == []

@@ -18,8 +18,10 @@ from typing import Any
 from joulescore import __version__
 from joulescore.errors import BadInput
 from joulescore.model.record import RunRecord
+from joulescore.report.aies import AiesView, aies_view, stars_range_text
 from joulescore.report.board import BoardRow, Rule, pareto, rate, reference_rows, row_from_record
-from joulescore.store.sqlite import Store, utc_now
+from joulescore.store.requests import RequestStore
+from joulescore.store.sqlite import utc_now
 from joulescore.units import J_PER_WH, energy_mark
 
 
@@ -29,7 +31,7 @@ class Origin:
 
     index: int
     path: Path
-    store: Store
+    store: RequestStore
     records: list[RunRecord]
 
     def uid(self, run_id: str) -> str:
@@ -42,7 +44,7 @@ def open_origins(paths: list[Path]) -> list[Origin]:
     for i, path in enumerate(paths):
         if not path.expanduser().is_file():
             raise BadInput(f"no results database at {path}")
-        store = Store(path)
+        store = RequestStore(path)  # the runs, and the requests the proxy metered beside them
         origins.append(Origin(i, store.path, store, store.records()))
     return origins
 
@@ -102,6 +104,16 @@ def kind_label(record: RunRecord) -> str:
     return energy_mark(record.meter.kind) + (f" ±{pct:g}%" if pct is not None else " (no band stated)")
 
 
+def aies_cell(view: AiesView) -> dict[str, Any]:
+    """The leaderboard's AI Energy Score column: stars or a range, PROJECTED said in the cell itself.
+
+    A column of its own: the published scale never mixes with the local peer stars."""
+    stars = stars_range_text(view.stars_low or 0, view.stars_high or 0) if view.stars_low is not None else None
+    text = {"comparable": f"{stars} MEASURED", "projected": f"PROJECTED {stars}"}.get(view.status, "none")
+    return {"aies": text, "aies_status": view.status, "aies_stars": view.stars_low, "aies_line": view.line,
+            "aies_scale": view.scale}
+
+
 def run_row(origin: Origin, record: RunRecord, board: BoardRow, intf: dict[str, Any]) -> dict[str, Any]:
     """One leaderboard line of a run: the record's figures, rated by the board's rules."""
     lo, hi, band = wh_band(record, intf["j_per_query_ci95"])
@@ -131,11 +143,11 @@ def reference_row(row: BoardRow) -> dict[str, Any]:
             "note": row.stars_note}
 
 
-def leaderboard(origins: list[Origin], task: str | None, rule: Rule,
-                intf: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def leaderboard(origins: list[Origin], task: str | None, rule: Rule, intf: dict[str, dict[str, Any]],
+                aies: dict[str, AiesView]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The runs (complete ones, rated and placed on the frontier) and the reference rows, per task.
 
-    ``intf``: each run's :func:`interference_view` by its uid, filled here."""
+    ``intf`` and ``aies``: each run's :func:`interference_view` and :func:`aies_view` by its uid, filled here."""
     by_uid: dict[str, tuple[Origin, RunRecord]] = {}
     rows = []
     for origin in origins:
@@ -145,10 +157,12 @@ def leaderboard(origins: list[Origin], task: str | None, rule: Rule,
             uid = origin.uid(record.run_id)
             by_uid[uid] = (origin, record)
             intf[uid] = interference_view(record)
+            aies[uid] = aies_view(record)
             row = row_from_record(record)
             rows.append(replace(row, run_id=uid))  # the board's rules key runs by run_id: unique across origins
     rated = pareto(rate(rows, rule))
-    runs = [run_row(*by_uid[b.run_id or ""], b, intf[b.run_id or ""]) for b in rated]
+    runs = [run_row(*by_uid[b.run_id or ""], b, intf[b.run_id or ""]) | aies_cell(aies[b.run_id or ""])
+            for b in rated]
     runs.sort(key=lambda r: (r["task"], r["wh"] if r["wh"] is not None else float("inf")))
     tasks = sorted({r["task"] for r in runs} | ({task} if task else set()))
     refs = [reference_row(r) for t in tasks for r in reference_rows(t)]
@@ -160,11 +174,13 @@ def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "
     """Everything the page shows, as plain JSON types."""
     from joulescore.report.details import ImpactContext, run_details
     from joulescore.report.groups import reasoning_groups, sweeps
+    from joulescore.report.traffic import live_traffic
 
     origins = open_origins(paths)
     try:
         intf: dict[str, dict[str, Any]] = {}
-        runs, refs = leaderboard(origins, task, rule, intf)
+        aies: dict[str, AiesView] = {}
+        runs, refs = leaderboard(origins, task, rule, intf, aies)
         impact = ImpactContext.for_region(region)
         shown = {r["uid"] for r in runs}
         details = {}
@@ -173,7 +189,8 @@ def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "
             for record in origin.records:
                 uid = origin.uid(record.run_id)
                 if uid in shown:
-                    details[uid] = run_details(record, answered.get(record.run_id, []), impact, len(shown), intf[uid])
+                    details[uid] = run_details(record, answered.get(record.run_id, []), impact, len(shown), intf[uid],
+                                               aies[uid])
         stored = sum(len(o.records) for o in origins)
         return {
             "generated_at": utc_now(), "tool_version": __version__, "rule": rule, "task_filter": task,
@@ -183,6 +200,7 @@ def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "
             "not_shown": stored - len(runs), "region": impact.summary(),
             "sweeps": [s for o in origins for s in sweeps(o, task)],
             "reasoning": [g for o in origins for g in reasoning_groups(o, task)],
+            "traffic": [t for o in origins if (t := live_traffic(o.store, str(o.path))) is not None],
         }
     finally:
         for origin in origins:

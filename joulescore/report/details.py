@@ -15,6 +15,7 @@ from typing import Any
 from joulescore.impact import footprint as fp
 from joulescore.impact.regions import find_region, load_regions
 from joulescore.model.record import RunRecord
+from joulescore.report.aies import AiesView
 from joulescore.report.data import kind_label, precision_of
 
 #: prompts kept per run, over all runs of a report (the file must stay small enough to mail)
@@ -111,8 +112,9 @@ def reasoning_split(record: RunRecord) -> dict[str, Any] | None:
 
 
 def run_details(record: RunRecord, answered: list[tuple[Any, ...]], impact: ImpactContext, runs: int,
-                intf: dict[str, Any]) -> dict[str, Any]:
-    """Everything one run's section shows (``intf``: its :func:`interference_view`)."""
+                intf: dict[str, Any], aies: AiesView) -> dict[str, Any]:
+    """Everything one run's section shows (``intf``: its :func:`interference_view`; ``aies``: its
+    :func:`~joulescore.report.aies.aies_view`, the line ``joulescore show`` prints)."""
     return {
         "run_id": record.run_id, "status": record.status, "label": label_of(record),
         "precision": precision_of(record), "energy": record.energy.model_dump(mode="json"),
@@ -122,6 +124,6 @@ def run_details(record: RunRecord, answered: list[tuple[Any, ...]], impact: Impa
         "steady_state": record.steady_state.model_dump(mode="json") if record.steady_state else None,
         "errors": record.errors, "reasoning": reasoning_split(record), "impact": impact.of(record),
         "prompts": prompt_series(answered, points_per_run(runs)), "interference": intf,
-        "sweep": record.sweep.model_dump(mode="json") if record.sweep else None,
+        "sweep": record.sweep.model_dump(mode="json") if record.sweep else None, "aies": aies.as_dict(),
     }
 

@@ -72,6 +72,7 @@ def render_html(data: dict[str, Any]) -> str:
         title=f"joulescore report ({len(data['runs'])} runs)", data_packed=packed(safe_json(data), level=3),
         nonce=secrets.token_hex(16), plotly_packed=plotly_packed(), page_js=_template("report.js"), page_css=_template("report.css"),
         generated_at=data["generated_at"], origins=data["origins"], version=data["tool_version"],
+        has_traffic=bool(data.get("traffic")),
     )
 
 

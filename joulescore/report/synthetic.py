@@ -34,6 +34,8 @@ class SyntheticRun:
     cpu: str = "Intel Xeon (Emerald Rapids)"
     microarchitecture: str = "Emerald Rapids"
     gpus: list[dict[str, Any]] = field(default_factory=list)
+    #: the one domain the energy is metered on: cpu, or gpu for a run on an accelerator
+    domain: str = "cpu"
     quantization: str = "Q4_1"
     batch_size: int = 1
     reasoning: str | None = None
@@ -52,8 +54,8 @@ class SyntheticRun:
             "hardware": {"cpu": self.cpu, "cpu_microarchitecture": self.microarchitecture, "logical_cpus": 2,
                          "ram_gb": 8.0, "gpus": self.gpus},
             "meter": {"kind": self.kind, "sources": ["synthetic: written by joulescore.report.synthetic"],
-                      "includes": ["cpu", "dram"], "uncertainty_pct": self.uncertainty_pct,
-                      "domains": ["cpu"], "notes": self.notes},
+                      "includes": ["cpu", "dram"] if self.domain == "cpu" else [self.domain],
+                      "uncertainty_pct": self.uncertainty_pct, "domains": [self.domain], "notes": self.notes},
         }
         if reasoning:
             spec["reasoning"] = reasoning
@@ -71,7 +73,7 @@ class SyntheticRun:
                 prompt_index=i, prompt_id=f"p{i}", ok=True, error=None, finish_reason="length",
                 input_tokens=tokens, output_tokens=10, prefill_s=pre_s, decode_s=seconds - pre_s,
                 prefill_j=pre_j, decode_j=e - pre_j, low_j=e * (1 - band), high_j=e * (1 + band),
-                domains={"cpu": e}, text="positive" if ok else "negative",
+                domains={self.domain: e}, text="positive" if ok else "negative",
                 extra={"reference": "positive", "ttft_s": pre_s, "latency_s": seconds}))
         return out
 

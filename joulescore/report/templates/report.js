@@ -63,6 +63,8 @@
     { key: "prefill_pct", label: "prefill / decode", num: true, cell: (r) => pct(r.prefill_pct) + " / " + pct(r.decode_pct) },
     { key: "quality", label: "quality", num: true, cell: (r) => r.quality_metric + " " + fmt(r.quality) },
     { key: "stars", label: "stars", cell: (r) => el("span", { class: "stars", title: r.stars_note }, starsText(r.stars)) },
+    { key: "aies_stars", label: "AI Energy Score",  // the published scale: its own column, never the local stars
+      cell: (r) => el("span", { class: "aies " + r.aies_status, title: r.aies_line }, r.aies) },
     { key: "date", label: "date" },
     { key: "disturbed", label: "disturbed",
       cell: (r) => (r.disturbed ? el("span", { class: "disturbed", title: r.disturbed_reason }, "DISTURBED") : "") },
@@ -72,7 +74,7 @@
                    ["kind", "measured or estimated"], ["reasoning", "reasoning mode"]];
   const CSV_KEYS = ["task", "model", "engine", "precision", "batch", "hardware", "hardware_class", "size_class", "kind",
                     "kind_label", "wh", "wh_low", "wh_high", "band", "j_per_token", "j_per_query", "prefill_pct",
-                    "decode_pct", "quality_metric", "quality", "stars", "peer_group", "date", "disturbed",
+                    "decode_pct", "quality_metric", "quality", "stars", "aies", "aies_status", "peer_group", "date", "disturbed",
                     "disturbed_reason", "p90_latency_s", "reasoning", "run_id", "origin"];
 
   const state = { task: null, sortKey: "wh", sortDir: 1, hidden: {}, latency: Infinity, energy: Infinity };
@@ -227,6 +229,7 @@
       el("div", { class: "field" }, "Wh per 1,000 queries"),
       el("div", { class: "field" }, `${fmt(L.j_per_output_token)} J per output token, ${fmt(L.j_per_query)} J per query`),
       f("stars", el("span", { class: "stars", title: r.stars_note }, starsText(r.stars) + (r.stars === null ? " " + r.stars_note : ` ${r.stars}/5`))),
+      f("AI Energy Score", el("span", { class: "aies " + r.aies_status }, r.aies)),
       f("quality", L.quality), el("div", { class: "mark " + L.kind }, L.mark),
       f("energy source", L.source), el("div", { class: "field note" }, L.footer));
   }
@@ -250,6 +253,7 @@
       ["prompts", `${d.counts.succeeded} answered of ${d.counts.prompts} (${d.counts.failed} failed)`],
       ["quality", `${d.quality.metric} ${fmt(d.quality.value)} over ${d.quality.n} prompts ${d.quality.note || ""}`],
       ["stars", `${starsText(r.stars)} ${r.stars_note} (peer group ${r.peer_group})`],
+      ["AI Energy Score", el("span", { class: "aies-line aies " + d.aies.status, "data-status": d.aies.status }, d.aies.line)],
       ["steady state", d.steady_state ? `${fmt(d.steady_state.j_per_output_token)} J/token, ${fmt(d.steady_state.tokens_per_s)} tok/s` : "n/a (batch 1 or sequential)"],
       ["sweep", d.sweep ? `${d.sweep.id} / ${d.sweep.variant}` : "none"],
     ]));
@@ -343,6 +347,35 @@
     }
   }
 
+  /* ---- live traffic (joulescore proxy) ------------------------------------------------------- */
+  function renderTraffic() {
+    const box = $("traffic-list");
+    if (!box) return;  // no database has proxy requests: the section is not on the page
+    box.replaceChildren();
+    for (const t of DATA.traffic) {
+      const sec = el("div", { class: "traffic", "data-origin": t.origin });
+      sec.append(el("h3", {}, "from ", el("code", {}, t.origin)),
+        el("p", { class: "meta" }, `${t.requests} requests, ${t.first_utc} to ${t.last_utc} UTC`));
+      sec.append(table(["model", "requests", "ok", "failed", "J/request p50", "J/request p90", "J/output token", "energy J", "meter", "band"],
+        t.models.map((m) => [m.model, String(m.requests), String(m.ok), String(m.failed), fmt(m.p50_j), fmt(m.p90_j), fmt(m.j_per_output_token),
+          fmt(m.energy_j), m.mark, m.band_below_pct === null ? "n/a" : `−${fmt(m.band_below_pct, 3)}% / +${fmt(m.band_above_pct, 3)}%`])));
+      sec.append(el("p", { class: "idle" }, `idle: ${fmt(t.idle_j)} J over ${fmt(t.idle_s, 3)} s; idle share of all energy: ` +
+        (t.idle_share === null ? "n/a" : fmt(100 * t.idle_share, 3) + " %") + " (idle energy belongs to no model)"));
+      const s = t.series;
+      if (s.step > 1) sec.append(el("p", { class: "note" }, `The chart shows every ${s.step}th request: ${s.shown} of ${s.requests}. The table is over all of them.`));
+      box.append(sec);
+      const models = [...new Set(s.model)].sort();
+      chart(sec, models.map((name) => {
+        const idx = s.model.map((m, i) => (m === name ? i : -1)).filter((i) => i >= 0);
+        return { type: "scatter", mode: "markers", name: pt(name), x: idx.map((i) => s.time_utc[i]), y: idx.map((i) => s.energy_j[i]),
+                 text: idx.map((i) => pt(`${s.status[i]}, ${s.output_tokens[i]} output tokens`)),
+                 hovertemplate: "%{x}<br>%{y:.4g} J, %{text}<extra></extra>",
+                 marker: { size: 6, symbol: idx.map((i) => (s.status[i] === "ok" ? "circle" : "x")) } };
+      }), { title: { text: "J per request over time (x: not answered)" }, xaxis: { title: { text: "request start, UTC" }, type: "date" },
+            yaxis: { title: { text: "J per request" }, rangemode: "tozero" }, showlegend: true });
+    }
+  }
+
   function showFromHash() {
     const m = /^#run=(.*)$/.exec(location.hash);
     if (m) { renderRun(decodeURIComponent(m[1])); $("runs").scrollIntoView(); }
@@ -363,6 +396,7 @@
   if (/^#run=/.test(location.hash)) showFromHash(); else if (DATA.runs.length) renderRun(DATA.runs[0].uid);
   renderSweeps();
   renderReasoning();
+  renderTraffic();
   window.joulescoreReady = performance.now();
   setTimeout(loadPlotly, 0);
   }
