@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import signal
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -28,6 +34,82 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: st
     assert "Traceback" not in proc.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@contextlib.contextmanager
+def _piped_consoles() -> Iterator[None]:
+    """The CLI's two consoles as a subprocess's would be: piped (full width, no colour), whatever pytest's streams are."""
+    from joulescore.cli.app import err, out
+    from joulescore.cli.console import PIPE_WIDTH
+
+    saved = [(c, c._width, c._color_system) for c in (out, err)]
+    for console in (out, err):
+        console._width, console._color_system = PIPE_WIDTH, None
+    try:
+        yield
+    finally:
+        for console, width, colours in saved:
+            console._width, console._color_system = width, colours
+
+
+def cli_in_process(*args: str, db: Path | None = None, env: dict[str, str] | None = None,
+                   timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """What :func:`cli` returns, from ``joulescore.cli.main`` called in this process: no interpreter start-up.
+
+    For cases answered before any model loads (argument, file and range checks) whose kind of answer a
+    :func:`cli` subprocess run also checks.  argv, the environment (with ``COLUMNS=200``), stdout and stderr
+    are the subprocess's: strict UTF-8 on stdout, backslash escapes on stderr, piped consoles; an uncaught
+    exception prints its traceback and exits 1 as the interpreter would.  ``timeout`` is not enforced.
+    """
+    from joulescore.cli import main
+
+    argv = ["joulescore", *args, *(["--db", str(db)] if db is not None else [])]
+    out_bytes, err_bytes = io.BytesIO(), io.BytesIO()
+    stdout = io.TextIOWrapper(out_bytes, encoding="utf-8", errors="strict", newline="\n", write_through=True)
+    stderr = io.TextIOWrapper(err_bytes, encoding="utf-8", errors="backslashreplace", newline="\n",
+                              write_through=True)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    code: int = 0
+    with mock.patch.dict(os.environ, {"COLUMNS": "200", **(env or {})}), mock.patch.object(sys, "argv", argv), \
+            contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _piped_consoles():
+        try:
+            main()
+        except SystemExit as exc:
+            if exc.code is None or isinstance(exc.code, int):
+                code = exc.code or 0
+            else:
+                print(exc.code, file=sys.stderr)
+                code = 1
+        except BaseException:  # noqa: B036  (what the interpreter does with an uncaught exception)
+            traceback.print_exc()
+            code = 1
+        finally:
+            signal.signal(signal.SIGTERM, sigterm)
+            stdout.flush()
+            stderr.flush()
+    return subprocess.CompletedProcess(argv, code, out_bytes.getvalue().decode("utf-8"),
+                                       err_bytes.getvalue().decode("utf-8"))
+
+
+#: a function that runs the CLI as :func:`cli` does
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+#: parametrised tests that have had their one subprocess run this session
+_SUBPROCESS_RUN: set[str] = set()
+
+
+@pytest.fixture
+def cli_case(request: pytest.FixtureRequest) -> Cli:
+    """:func:`cli` for the first case of a parametrised test to run, :func:`cli_in_process` for its other cases.
+
+    Each such test keeps one true subprocess run (exit status, one line on stderr and no traceback, as a user
+    sees them); its other cases check the same answer without paying for the interpreter start-up.
+    """
+    key = f"{request.node.path}::{request.node.originalname}"
+    if key in _SUBPROCESS_RUN:
+        return cli_in_process
+    _SUBPROCESS_RUN.add(key)
+    return cli
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import assert_one_line_error, cli
+from conftest import Cli, assert_one_line_error, cli, cli_in_process
 
 from joulescore.store.sqlite import ResultRow, Store
 
@@ -101,9 +101,9 @@ IMPACT_FLAGS = ("--pue", "--wue", "--queries-per-day", "--g-per-kwh", "--price-p
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
 @pytest.mark.parametrize("flag", IMPACT_FLAGS)
-def test_impact_refuses_non_finite(db: Path, flag: str, value: str) -> None:
+def test_impact_refuses_non_finite(db: Path, cli_case: Cli, flag: str, value: str) -> None:
     make_run(db)
-    assert_one_line_error(cli("impact", "run-a", flag, value, db=db), flag, "finite", value)
+    assert_one_line_error(cli_case("impact", "run-a", flag, value, db=db), flag, "finite", value)
 
 
 @pytest.mark.parametrize(("flag", "value", "says"), [
@@ -113,28 +113,28 @@ def test_impact_refuses_non_finite(db: Path, flag: str, value: str) -> None:
     ("--wue", "-1", "at least 0"), ("--price-per-kwh", "-0.1", "at least 0"), ("--tdp-w", "0", "more than 0"),
     ("--active-params", "-1", "more than 0"),
 ])
-def test_impact_refuses_out_of_range(db: Path, flag: str, value: str, says: str) -> None:
+def test_impact_refuses_out_of_range(db: Path, cli_case: Cli, flag: str, value: str, says: str) -> None:
     make_run(db)
-    assert_one_line_error(cli("impact", "run-a", flag, value, db=db), flag, says)
+    assert_one_line_error(cli_case("impact", "run-a", flag, value, db=db), flag, says)
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--tdp-w", "nan"), ("--peak-tflops", "inf"), ("--mem-bw-gbs", "nan"),
                                              ("--active-params", "inf"), ("--active-params", "0")])
-def test_project_refuses_bad_figures(db: Path, flag: str, value: str) -> None:
+def test_project_refuses_bad_figures(db: Path, cli_case: Cli, flag: str, value: str) -> None:
     make_run(db)
-    assert_one_line_error(cli("project", "run-a", "--to", "H100", flag, value, db=db), flag)
+    assert_one_line_error(cli_case("project", "run-a", "--to", "H100", flag, value, db=db), flag)
 
 
 @pytest.mark.parametrize("value", ["nan s", "inf", "nan", "-1s", "-5ms", "1e400"])
-def test_advise_refuses_bad_latency_limit(db: Path, value: str) -> None:
+def test_advise_refuses_bad_latency_limit(db: Path, cli_case: Cli, value: str) -> None:
     sweep = make_sweep(db)
-    assert_one_line_error(cli("advise", sweep, "--max-p90-latency", value, db=db), "--max-p90-latency", "finite")
+    assert_one_line_error(cli_case("advise", sweep, "--max-p90-latency", value, db=db), "--max-p90-latency", "finite")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
-def test_advise_refuses_non_finite_quality_drop(db: Path, value: str) -> None:
+def test_advise_refuses_non_finite_quality_drop(db: Path, cli_case: Cli, value: str) -> None:
     sweep = make_sweep(db)
-    assert_one_line_error(cli("advise", sweep, "--max-quality-drop", value, db=db), "--max-quality-drop", "finite")
+    assert_one_line_error(cli_case("advise", sweep, "--max-quality-drop", value, db=db), "--max-quality-drop", "finite")
 
 
 def test_advise_takes_good_limits(db: Path) -> None:
@@ -189,13 +189,13 @@ def test_impact_shows_the_user_pue_source(db: Path) -> None:
 
 def _no_runs(db: Path) -> None:
     if db.exists():
-        listed = cli("runs", "--json", db=db)
+        listed = cli_in_process("runs", "--json", db=db)
         assert listed.returncode == 0 and strict_json(listed.stdout) == [], listed.stdout
 
 
 @pytest.mark.parametrize("threads", ["999", str(CPUS + 1)])
-def test_threads_above_the_cpus_are_refused(db: Path, threads: str) -> None:
-    proc = cli("run", "--threads", threads, "--limit", "1", "--warmup", "0", "--no-progress", db=db)
+def test_threads_above_the_cpus_are_refused(db: Path, cli_case: Cli, threads: str) -> None:
+    proc = cli_case("run", "--threads", threads, "--limit", "1", "--warmup", "0", "--no-progress", db=db)
     assert_one_line_error(proc, f"--threads {threads}", f"{CPUS} CPUs", f"at most --threads {CPUS}")
     _no_runs(db)
 
@@ -207,15 +207,15 @@ def test_threads_above_the_cpus_are_refused(db: Path, threads: str) -> None:
     # SmolLM2 was trained for 8192 tokens: a larger --n-ctx does not make room beyond that
     (("--n-ctx", "16384", "--max-new-tokens", "10000"), "context window of 8192 tokens (the model's)"),
 ])
-def test_max_new_tokens_beyond_the_context_is_refused(db: Path, args: tuple[str, ...], says: str) -> None:
-    proc = cli("run", *args, "--limit", "1", "--warmup", "0", "--no-progress", db=db)
+def test_max_new_tokens_beyond_the_context_is_refused(db: Path, cli_case: Cli, args: tuple[str, ...], says: str) -> None:
+    proc = cli_case("run", *args, "--limit", "1", "--warmup", "0", "--no-progress", db=db)
     assert_one_line_error(proc, says)
     _no_runs(db)
 
 
 @pytest.mark.parametrize(("value", "says"), [("-3", "at least 0"), ("nan", "finite"), ("inf", "finite")])
-def test_idle_baseline_must_be_a_finite_duration(db: Path, value: str, says: str) -> None:
-    proc = cli("run", "--idle-baseline", value, "--limit", "1", "--warmup", "0", "--no-progress", db=db)
+def test_idle_baseline_must_be_a_finite_duration(db: Path, cli_case: Cli, value: str, says: str) -> None:
+    proc = cli_case("run", "--idle-baseline", value, "--limit", "1", "--warmup", "0", "--no-progress", db=db)
     assert_one_line_error(proc, "--idle-baseline", says)
     assert "OverflowError" not in proc.stderr
     _no_runs(db)
@@ -228,8 +228,8 @@ def test_idle_baseline_must_be_a_finite_duration(db: Path, value: str, says: str
     (("--n-ctx", "0"), "--n-ctx must be at least 128"), (("--threads", "0"), "--threads must be at least 1"),
     (("--threads", "999"), f"at most --threads {CPUS}"),
 ])
-def test_compare_reasoning_refuses_bad_numbers(db: Path, args: tuple[str, ...], says: str) -> None:
-    proc = cli("compare-reasoning", *args, "--no-progress", db=db)
+def test_compare_reasoning_refuses_bad_numbers(db: Path, cli_case: Cli, args: tuple[str, ...], says: str) -> None:
+    proc = cli_case("compare-reasoning", *args, "--no-progress", db=db)
     assert_one_line_error(proc, says)
     _no_runs(db)
 
