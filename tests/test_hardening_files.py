@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, cli
+from conftest import Cli, assert_one_line_error, cli, cli_in_process
 from test_impact import make_run
 
 from joulescore.tasks.spec import load_spec, task_names
@@ -24,8 +24,8 @@ def _runs(db: Path) -> list[tuple[str, str]]:
         return conn.execute("SELECT run_id, status FROM runs").fetchall()
 
 
-def _run_custom(db: Path, dataset: Path, template: str = "Say: {text}") -> object:
-    return cli("run", "--model", NO_MODEL, "--dataset", str(dataset), "--template", template,
+def _run_custom(db: Path, dataset: Path, template: str = "Say: {text}", run: Cli = cli) -> object:
+    return run("run", "--model", NO_MODEL, "--dataset", str(dataset), "--template", template,
                "--limit", "1", "--warmup", "0", "--max-new-tokens", "1", "--no-progress", db=db)
 
 
@@ -68,11 +68,11 @@ def test_sweep_plan_encodings(db: Path, tmp_path: Path) -> None:
     utf16.write_bytes(plan.encode("utf-16"))
     latin.write_bytes(("# caf\u00e9\n" + plan).encode("latin-1"))
     assert_one_line_error(cli("sweep", str(utf16), db=db), "sweep plan", "p16.yaml", "UTF-16")
-    assert_one_line_error(cli("sweep", str(latin), db=db), "sweep plan", "plat.yaml", "not UTF-8")
+    assert_one_line_error(cli_in_process("sweep", str(latin), db=db), "sweep plan", "plat.yaml", "not UTF-8")
     bom = tmp_path / "pbom.yaml"
     bom.write_bytes(("# caf\u00e9\n" + plan).encode("utf-8-sig"))
     # read fine: the error is the plan's own (no engines), on its real line
-    assert_one_line_error(cli("sweep", str(bom), db=db), "pbom.yaml", "line 4", "engines")
+    assert_one_line_error(cli_in_process("sweep", str(bom), db=db), "pbom.yaml", "line 4", "engines")
     assert _runs(db) == []
 
 
@@ -87,13 +87,14 @@ def test_grid_file_encodings(tmp_path: Path) -> None:
     latin.write_bytes(GRID.encode("latin-1"))
     bom.write_bytes(GRID.encode("utf-8-sig"))
     assert_one_line_error(cli("impact", "run-a", "--grid-file", str(utf16), db=db), "grid file", "g16.csv", "UTF-16")
-    assert_one_line_error(cli("impact", "run-a", "--grid-file", str(latin), db=db), "grid file", "glat.csv",
+    assert_one_line_error(cli_in_process("impact", "run-a", "--grid-file", str(latin), db=db), "grid file", "glat.csv",
                           "not UTF-8", "line 2")
-    ok = cli("impact", "run-a", "--grid-file", str(bom), "--region", "XAA", "--json", db=db)
+    ok = cli_in_process("impact", "run-a", "--grid-file", str(bom), "--region", "XAA", "--json", db=db)
     assert ok.returncode == 0, ok.stderr
     assumptions = json.loads(ok.stdout)["assumptions"]
     assert (assumptions["region_name"], assumptions["g_per_kwh"]) == ("Atl\u00e1ntida", 5.0)
-    assert_one_line_error(cli("impact", "run-a", "--grid-file", str(tmp_path), db=db), "grid file", "directory")
+    assert_one_line_error(cli_in_process("impact", "run-a", "--grid-file", str(tmp_path), db=db), "grid file",
+                          "directory")
 
 
 ACCEL = ("name,tdp_w,memory_bw_gbs,peak_dense_bf16_tflops,source\n"
@@ -107,12 +108,13 @@ def test_hardware_file_encodings(tmp_path: Path) -> None:
     bom.write_bytes(ACCEL.encode("utf-8-sig"))
     assert_one_line_error(cli("project", "--list", "--hardware-file", str(utf16)), "accelerator file", "h16.csv",
                           "UTF-16")
-    assert_one_line_error(cli("project", "--list", "--hardware-file", str(latin)), "accelerator file", "hlat.csv",
+    assert_one_line_error(cli_in_process("project", "--list", "--hardware-file", str(latin)), "accelerator file",
+                          "hlat.csv",
                           "not UTF-8")
-    ok = cli("project", "--list", "--json", "--hardware-file", str(bom))
+    ok = cli_in_process("project", "--list", "--json", "--hardware-file", str(bom))
     assert ok.returncode == 0, ok.stderr
     assert [c["name"] for c in json.loads(ok.stdout)] == ["Acc\u00e9l\u00e9rateur X1"]
-    assert_one_line_error(cli("project", "--list", "--hardware-file", str(tmp_path)), "accelerator file",
+    assert_one_line_error(cli_in_process("project", "--list", "--hardware-file", str(tmp_path)), "accelerator file",
                           "directory")
 
 
@@ -122,11 +124,13 @@ def test_csv_files_that_are_not_csv(tmp_path: Path) -> None:
     assert_one_line_error(cli("project", "--list", "--hardware-file", str(huge)), "huge.csv", "not valid CSV")
     words = tmp_path / "words.csv"
     words.write_text("name,tdp_w,memory_bw_gbs,peak_dense_bf16_tflops\nX1,lots,2,3\n")
-    assert_one_line_error(cli("project", "--list", "--hardware-file", str(words)), "words.csv", "line 2", "tdp_w",
+    assert_one_line_error(cli_in_process("project", "--list", "--hardware-file", str(words)), "words.csv", "line 2",
+                          "tdp_w",
                           "not a number")
     nameless = tmp_path / "nameless.csv"
     nameless.write_text("name,tdp_w,memory_bw_gbs,peak_dense_bf16_tflops\n,1,2,3\n")
-    assert_one_line_error(cli("project", "--list", "--hardware-file", str(nameless)), "nameless.csv", "line 2",
+    assert_one_line_error(cli_in_process("project", "--list", "--hardware-file", str(nameless)), "nameless.csv",
+                          "line 2",
                           "name")
 
 
@@ -181,11 +185,11 @@ def test_sweep_plan_alias_bomb(db: Path, tmp_path: Path) -> None:
     ("Say {text", ("template is not valid",)),
     ("Say text}", ("template is not valid",)),
 ])
-def test_unsafe_templates_are_refused_before_the_model(db: Path, tmp_path: Path, template: str,
+def test_unsafe_templates_are_refused_before_the_model(db: Path, tmp_path: Path, cli_case: Cli, template: str,
                                                        fragments: tuple[str, ...]) -> None:
     f = tmp_path / "rows.jsonl"
     f.write_text(ROWS, encoding="utf-8")
-    assert_one_line_error(_run_custom(db, f, template), *fragments)
+    assert_one_line_error(_run_custom(db, f, template, cli_case), *fragments)
     assert _runs(db) == []
 
 
@@ -213,10 +217,11 @@ def test_shipped_specs_use_only_plain_fields() -> None:
     ('{"id": "a", "text": "x"}\n"x"\n', ("empty.jsonl:2:", "JSON object", "got a string")),
     ("null\n", ("empty.jsonl:1:", "JSON object", "got null")),
 ])
-def test_datasets_without_rows(db: Path, tmp_path: Path, content: str, fragments: tuple[str, ...]) -> None:
+def test_datasets_without_rows(db: Path, tmp_path: Path, cli_case: Cli, content: str,
+                               fragments: tuple[str, ...]) -> None:
     f = tmp_path / "empty.jsonl"
     f.write_text(content, encoding="utf-8")
-    assert_one_line_error(_run_custom(db, f), *fragments)
+    assert_one_line_error(_run_custom(db, f, run=cli_case), *fragments)
     assert _runs(db) == []
 
 
@@ -224,7 +229,8 @@ def test_dataset_that_is_a_directory(db: Path, tmp_path: Path) -> None:
     folder = tmp_path / "set.jsonl"
     folder.mkdir()
     assert_one_line_error(_run_custom(db, folder), "set.jsonl", "directory")
-    assert_one_line_error(cli("run", "--model", NO_MODEL, "--task", "chat", "--dataset", str(folder), db=db),
+    assert_one_line_error(cli_in_process("run", "--model", NO_MODEL, "--task", "chat", "--dataset", str(folder),
+                                         db=db),
                           "set.jsonl", "directory")
     assert _runs(db) == []
 
@@ -256,9 +262,10 @@ def _encoder_copy(tmp_path: Path, sbert: bytes) -> Path:
     (b'{"max_seq_length": ', ("sentence_bert_config.json", "not valid JSON")),
     (b'{"max_seq_length": "long"}', ("max_seq_length", "not a positive whole number")),
 ], ids=["utf16", "latin1", "truncated", "not-a-number"])
-def test_encoder_settings_file(db: Path, tmp_path: Path, sbert: bytes, fragments: tuple[str, ...]) -> None:
+def test_encoder_settings_file(db: Path, tmp_path: Path, cli_case: Cli, sbert: bytes,
+                               fragments: tuple[str, ...]) -> None:
     model = _encoder_copy(tmp_path, sbert)
-    proc = cli("run", "--backend", "encoder", "--model", str(model), "--task", "sentence-similarity",
+    proc = cli_case("run", "--backend", "encoder", "--model", str(model), "--task", "sentence-similarity",
                "--limit", "1", "--warmup", "0", "--no-progress", db=db)
     assert_one_line_error(proc, *fragments)
     assert _runs(db) == []

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Cli
 
 from joulescore.store.sqlite import ResultRow, Store
 
@@ -98,13 +99,21 @@ def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return db
 
 
-def joulescore(*args: str, db: Path, columns: int = 80) -> tuple[str, str]:
-    """Run the CLI, piped; exit 0, no traceback, and no raw control character on stdout or stderr."""
-    env = {**os.environ, "COLUMNS": str(columns)}
-    proc = subprocess.run([sys.executable, "-m", "joulescore.cli", *args, "--db", str(db)],
-                          capture_output=True, env=env, timeout=600)
-    out, err = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")  # strict: no undecodable bytes either
-    assert proc.returncode == 0, (args, err[-2000:])
+def joulescore(*args: str, db: Path, columns: int = 80, run: Cli | None = None) -> tuple[str, str]:
+    """Run the CLI, piped; exit 0, no traceback, and no raw control character on stdout or stderr.
+
+    ``run``: how to run it (``cli_case``), else a subprocess of its own.
+    """
+    if run is not None:  # strict UTF-8 on stdout too
+        done = run(*args, db=db, env={"COLUMNS": str(columns)})
+        code, out, err = done.returncode, done.stdout, done.stderr
+    else:
+        env = {**os.environ, "COLUMNS": str(columns)}
+        proc = subprocess.run([sys.executable, "-m", "joulescore.cli", *args, "--db", str(db)],
+                              capture_output=True, env=env, timeout=600)
+        code = proc.returncode
+        out, err = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")  # strict: no undecodable bytes either
+    assert code == 0, (args, err[-2000:])
     assert "Traceback" not in err, err[-2000:]
     for ch in RAW_CONTROLS:
         assert ch not in out, (args, ch, out[:2000])
@@ -117,8 +126,8 @@ def shown_whole(text: str, out: str) -> None:
     assert any(text in line for line in out.splitlines()), (text[:100], out[:3000])
 
 
-def json_of(*args: str, db: Path) -> Any:
-    out, _ = joulescore(*args, "--json", db=db)
+def json_of(*args: str, db: Path, run: Cli | None = None) -> Any:
+    out, _ = joulescore(*args, "--json", db=db, run=run)
     return json.loads(out)
 
 
@@ -246,15 +255,15 @@ def test_errors_that_quote_a_hostile_argument_stay_one_escaped_line(hostile_db: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", KEYS)
-def test_every_reading_command_on_each_hostile_run(key: str, hostile_db: Path) -> None:
-    out, _ = joulescore("show", f"r-{key}", db=hostile_db)
+def test_every_reading_command_on_each_hostile_run(key: str, hostile_db: Path, cli_case: Cli) -> None:
+    out, _ = joulescore("show", f"r-{key}", db=hostile_db, run=cli_case)
     assert sum(SHOWN[key] in line for line in out.splitlines()) >= 3  # model, first error, meter note
-    rec = json_of("show", f"r-{key}", db=hostile_db)
+    rec = json_of("show", f"r-{key}", db=hostile_db, run=cli_case)
     assert rec["model"]["name"] == rec["model"]["path"] == rec["task"]["dataset"] == RAW[key]
     assert rec["errors"][0] == RAW[key]
-    shown_whole(SHOWN[key], joulescore("impact", f"r-{key}", db=hostile_db)[0])
-    joulescore("project", f"r-{key}", "--to", "H100", db=hostile_db)
-    shown_whole(SHOWN[key], joulescore("advise", f"s-{key}", db=hostile_db)[0])
+    shown_whole(SHOWN[key], joulescore("impact", f"r-{key}", db=hostile_db, run=cli_case)[0])
+    joulescore("project", f"r-{key}", "--to", "H100", db=hostile_db, run=cli_case)
+    shown_whole(SHOWN[key], joulescore("advise", f"s-{key}", db=hostile_db, run=cli_case)[0])
 
 
 def test_an_error_text_with_an_undecodable_file_name_byte_is_stored_and_shown_escaped(tmp_path: Path) -> None:
