@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -115,6 +118,27 @@ def cli_case(request: pytest.FixtureRequest) -> Cli:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return tmp_path / "results.db"
+
+
+#: a few prompts, fast: what the engine tests give every run
+ENGINE_FAST = ("--limit", "2", "--warmup", "0", "--max-new-tokens", "3", "--json", "--no-progress")
+
+
+@pytest.fixture(scope="session")
+def smollm2_transformers_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[str]]:
+    """The default SmolLM2 GGUF on transformers (fp32, batch 1, ``ENGINE_FAST``): its record and answers.
+
+    Run once a session through the real CLI: dequantizing the GGUF is most of a run's time, and the engine
+    tests and the model-folder tests both check this same run.
+    """
+    db = tmp_path_factory.mktemp("smollm2-transformers") / "results.db"
+    proc = cli("run", *ENGINE_FAST, "--backend", "transformers", "--model", "smollm2-135m", "--dtype", "fp32", db=db)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    with sqlite3.connect(db) as conn:
+        texts = [r[0] for r in conn.execute("SELECT text FROM results WHERE run_id=? ORDER BY prompt_index",
+                                            (record["run_id"],))]
+    return record, texts
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import ENGINE_FAST, assert_one_line_error, cli, cli_in_process
 
-from conftest import assert_one_line_error, cli
-
-FAST = ("--limit", "2", "--warmup", "0", "--max-new-tokens", "3", "--json", "--no-progress")
+FAST = ENGINE_FAST
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,8 +36,8 @@ def _check(record: dict, backend: str, quantization: str, prompts: int = 2) -> N
     assert energy["prefill_j"] + energy["decode_j"] == pytest.approx(energy["total_j"], rel=1e-6)
 
 
-def test_transformers_fp32_batch_1(db: Path) -> None:
-    record = _run(db, "--backend", "transformers", "--dtype", "fp32")
+def test_transformers_fp32_batch_1(smollm2_transformers_run: tuple[dict, list[str]]) -> None:
+    record, _ = smollm2_transformers_run  # run --backend transformers --dtype fp32, shared with test_model_folders
     _check(record, "transformers", "fp32")
     assert record["steady_state"] is None and record["batching"]["batch_size"] == 1
 
@@ -75,7 +74,8 @@ def _texts(db: Path, run_id: str) -> list[str]:
 
 def test_settings_an_engine_does_not_take_are_one_line_errors(db: Path) -> None:
     assert_one_line_error(cli("run", *FAST, "--dtype", "bf16", db=db), "llama.cpp", "--dtype")
-    assert_one_line_error(cli("run", *FAST, "--backend", "transformers", "--dtype", "bf16",
-                              "--quantization", "int8", db=db), "int8")
-    assert_one_line_error(cli("run", *FAST, "--backend", "onnxruntime", "--quantization", "int4", db=db), "int4")
-    assert_one_line_error(cli("run", *FAST, "--backend", "openai", db=db), "--endpoint")
+    assert_one_line_error(cli_in_process("run", *FAST, "--backend", "transformers", "--dtype", "bf16",
+                                         "--quantization", "int8", db=db), "int8")
+    assert_one_line_error(cli_in_process("run", *FAST, "--backend", "onnxruntime", "--quantization", "int4", db=db),
+                          "int4")
+    assert_one_line_error(cli_in_process("run", *FAST, "--backend", "openai", db=db), "--endpoint")

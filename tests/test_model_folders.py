@@ -15,13 +15,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from conftest import assert_one_line_error, cli
+from conftest import ENGINE_FAST, assert_one_line_error, cli, cli_in_process
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported by a fixture: this process never downloads
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-FAST = ("--limit", "2", "--warmup", "0", "--max-new-tokens", "3", "--json", "--no-progress")
+FAST = ENGINE_FAST
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
@@ -157,13 +156,15 @@ def test_bad_model_folders_are_one_line_errors(tmp_path: Path, db: Path, env: di
     for backend in ("transformers", "onnxruntime", "encoder"):
         task = ("--task", "sentence-similarity") if backend == "encoder" else ()
         args = ("run", *FAST, *task, "--backend", backend, "--model")
-        assert_one_line_error(cli(*args, str(no_weights), db=db, env=env), "no weights", str(no_weights))
-        assert_one_line_error(cli(*args, str(corrupt), db=db, env=env), "corrupt config.json", str(corrupt))
-        assert_one_line_error(cli(*args, str(remote), db=db, env=env), "auto_map in config.json",
+        # each refusal once as a user meets it (a subprocess), then on the other engines in process
+        run = cli if backend == "transformers" else cli_in_process
+        assert_one_line_error(run(*args, str(no_weights), db=db, env=env), "no weights", str(no_weights))
+        assert_one_line_error(run(*args, str(corrupt), db=db, env=env), "corrupt config.json", str(corrupt))
+        assert_one_line_error(run(*args, str(remote), db=db, env=env), "auto_map in config.json",
                               "--trust-remote-code")
-        assert_one_line_error(cli(*args, str(remote_tokenizer), db=db, env=env), "tokenizer_config.json",
+        assert_one_line_error(run(*args, str(remote_tokenizer), db=db, env=env), "tokenizer_config.json",
                               "--trust-remote-code")
-        assert_one_line_error(cli(*args, str(tmp_path / "absent"), db=db, env=env), "not found",
+        assert_one_line_error(run(*args, str(tmp_path / "absent"), db=db, env=env), "not found",
                               str(tmp_path / "absent"))
     # a model type transformers does not know is a custom architecture: it needs the model's own code
     custom = _bad_folder(tmp_path, "custom", json.dumps({"model_type": "acme-net", "architectures": ["AcmeNet"]}))
@@ -287,13 +288,14 @@ def test_encoder_takes_a_minilm_folder_and_hub_id(tmp_path: Path, db: Path, env:
 
 
 @pytest.mark.slow
-def test_the_smollm2_folder_answers_like_its_gguf(db: Path, env: dict[str, str], smollm2_folder: Path) -> None:
+def test_the_smollm2_folder_answers_like_its_gguf(db: Path, env: dict[str, str], smollm2_folder: Path,
+                                                  smollm2_transformers_run: tuple[dict, list[str]]) -> None:
     folder = _run(db, env, "--backend", "transformers", "--model", str(smollm2_folder))
     assert folder["model"]["parameters"] == 134_515_008 and folder["model"]["architecture"] == "llama"
     assert folder["model"]["extra"]["size_bytes"] == 4 * 134_515_008 and folder["model"]["extra"]["source"] == "folder"
-    gguf = _run(db, env, "--backend", "transformers", "--model", "smollm2-135m")
+    gguf, gguf_texts = smollm2_transformers_run  # run --backend transformers --model smollm2-135m (fp32, the default)
     assert gguf["model"]["extra"]["source"] == "gguf" and gguf["model"]["parameters"] == 134_515_008
-    assert _texts(db, folder["run_id"]) == _texts(db, gguf["run_id"])
+    assert _texts(db, folder["run_id"]) == gguf_texts
 
 
 ACME_CODE = '''
