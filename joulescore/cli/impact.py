@@ -13,7 +13,6 @@ from joulescore.cli.app import app, out
 from joulescore.cli.console import plain, print_json
 from joulescore.cli.options import DbOption, JsonOption, open_store, split_list
 from joulescore.errors import BadInput
-from joulescore.impact.summary import chip_for_floor, impact_data
 from joulescore.units import fmt_sig as _fmt
 
 TdpOption = Annotated[Optional[float], typer.Option("--tdp-w", help="your chip's TDP in W (floor)")]
@@ -105,6 +104,8 @@ def impact(
     as_json: JsonOption = False,
 ) -> None:
     """Facility energy, carbon, water and cost of a run, per query and at fleet scale, and its floor."""
+    from joulescore.impact.summary import chip_for_floor, impact_data
+
     record = open_store(db).record(run_id)
     chip, name = chip_for_floor(record, tdp_w, peak_tflops, mem_bw_gbs)
     d = impact_data(record, region=region, pue=pue, wue=wue, g_per_kwh=g_per_kwh, grid_file=grid_file,
@@ -133,6 +134,7 @@ def project(
     """PROJECT a measured run onto other accelerators (roofline-scaled estimate, with bounds)."""
     from joulescore.impact import projection
     from joulescore.impact.hardware_specs import accelerators, find_target
+    from joulescore.impact.summary import chip_for_floor
 
     if list_:
         chips = [c.__dict__ for c in accelerators(hardware_file)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -19,8 +19,9 @@ from joulescore.cli.console import plain, print_json
 from joulescore.cli.options import JsonOption
 from joulescore.errors import BadInput
 from joulescore.meters import METER_NAMES
-from joulescore.meters.base import Measurement
-from joulescore.meters.command import exit_status, run_measured
+
+if TYPE_CHECKING:
+    from joulescore.meters.base import Measurement
 
 
 def _table(m: Measurement, status: int) -> Table:
@@ -48,6 +49,8 @@ def measure(
     """Measure the energy of any command, like `perf stat`; exits with the command's status."""
     if not command:
         raise BadInput("nothing to measure: give a command after --, e.g. joulescore measure -- sleep 1")
+    from joulescore.meters.command import exit_status, run_measured
+
     returncode, m = run_measured(list(command), meter)
     status = exit_status(returncode)
     report = m.as_dict() | {"command": list(command), "exit_status": status}

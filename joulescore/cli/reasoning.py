@@ -7,7 +7,6 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from joulescore.bench.compare_reasoning import compare, mode_row, parse_budgets, parse_modes, stored_rows
 from joulescore.cli.app import app, err, out
 from joulescore.cli.console import make_console, print_json
 from joulescore.cli.options import DbOption, OutOption, ProgressOption, open_store, run_json_dir, split_list
@@ -53,6 +52,7 @@ def compare_reasoning(
 ) -> None:
     """Run each reasoning mode on the same prompts and set energy against accuracy."""
     from joulescore.bench import session
+    from joulescore.bench.compare_reasoning import compare, mode_row, parse_budgets, parse_modes, stored_rows
     from joulescore.cli.render import RichProgress
 
     if runs is not None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from joulescore.errors import BadInput, MeterUnavailable
 from joulescore.meters.base import Domain, Measurement, Meter, MeterStatus, Provenance, Reading
-from joulescore.meters.estimator import EstimatorMeter, own_cpu_s
 from joulescore.meters.registry import METER_NAMES, METERS, MeterEntry, auto_parts
+
+if TYPE_CHECKING:
+    from joulescore.meters.estimator import EstimatorMeter
 
 __all__ = [
     "Domain",
@@ -26,6 +29,15 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``EstimatorMeter`` on first use: the command line starts without loading the estimator."""
+    if name == "EstimatorMeter":
+        from joulescore.meters.estimator import EstimatorMeter
+
+        return EstimatorMeter
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def meter_statuses() -> list[MeterStatus]:
     """Every energy source joulescore knows, usable here or not, and why."""
     return [row for entry in METERS.values() for row in entry.statuses()]
@@ -39,12 +51,16 @@ def _auto(cpu_seconds: Callable[[], float]) -> Meter:
     return CompositeMeter(parts, notes)
 
 
-def select_meter(name: str = "auto", cpu_seconds: Callable[[], float] = own_cpu_s) -> Meter:
+def select_meter(name: str = "auto", cpu_seconds: Callable[[], float] | None = None) -> Meter:
     """The meter to run under: the best available source, or the one asked for.
 
     ``cpu_seconds`` is what the estimator counts (default: this process and its
     reaped children; ``joulescore measure`` passes the whole process tree).
     """
+    if cpu_seconds is None:
+        from joulescore.meters.estimator import own_cpu_s
+
+        cpu_seconds = own_cpu_s
     if name not in METER_NAMES:
         raise BadInput(f"unknown meter {name!r}; choose one of: {', '.join(METER_NAMES)}")
     if name == "auto":
