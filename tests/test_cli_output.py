@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import assert_one_line_error, cli
+from conftest import assert_one_line_error, cli, cli_in_process
+
 from joulescore.store.sqlite import ResultRow, Store
 
 MARKUP = "evil[bold]model[/x] [link=file:///etc]x[/link]"
@@ -83,9 +84,10 @@ def test_a_bad_sweep_plan_key_names_the_key_and_its_line(db: Path, tmp_path: Pat
     assert_one_line_error(cli("sweep", str(plan), db=db), "line 3", "limt")
     plan.write_text("name: p\nlimit: 3\nengines:\n  - {backend: llama.cpp}\n  - {backend: llama.cpp, dtype: bf16}\n",
                     encoding="utf-8")
-    assert_one_line_error(cli("sweep", str(plan), db=db), "line 5", "engines.1.dtype", "does not take dtype")
+    assert_one_line_error(cli_in_process("sweep", str(plan), db=db), "line 5", "engines.1.dtype",
+                          "does not take dtype")
     plan.write_text("name: p\nbatch_sizes: [1, 0]\nengines:\n  - {backend: llama.cpp}\n", encoding="utf-8")
-    assert_one_line_error(cli("sweep", str(plan), db=db), "line 2", "batch_sizes.1")
+    assert_one_line_error(cli_in_process("sweep", str(plan), db=db), "line 2", "batch_sizes.1")
 
 
 def test_a_sweep_says_its_id_before_any_variant_runs_and_sweeps_lists_it(db: Path, tmp_path: Path) -> None:

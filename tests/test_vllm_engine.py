@@ -17,7 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import assert_one_line_error, cli
+from conftest import Cli, assert_one_line_error, cli
 
 from joulescore.backends.vllm_facts import count_safetensors, request_times, split_revision, weights_summary
 
@@ -131,8 +131,8 @@ def test_model_vllm_cannot_load_is_one_line(db: Path) -> None:
     (("--backend", "vllm", "--dtype", "int4"), "unknown dtype 'int4'"),
     (("--backend", "vllm", "--n-batch", "64"), "backend vllm does not take --n-batch"),
 ])
-def test_bad_engine_options_are_one_line(db: Path, args: tuple[str, ...], fragment: str) -> None:
-    proc = cli("run", *args, "--limit", "1", db=db)
+def test_bad_engine_options_are_one_line(db: Path, cli_case: Cli, args: tuple[str, ...], fragment: str) -> None:
+    proc = cli_case("run", *args, "--limit", "1", db=db)
     assert_one_line_error(proc, fragment)
 
 
