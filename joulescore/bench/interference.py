@@ -55,7 +55,8 @@ def summarize(rows: Sequence[dict[str, Any]], spec: dict[str, Any], others_pct_m
             per_prompt += 1
     notes: list[str] = []
     if not measured:
-        notes.append("not measured: no /proc/stat here" if rows else "no prompt measured yet")
+        notes.append("not measured: no /proc/stat here, or the prompts were run without a watch" if rows
+                     else "no prompt measured yet")
     if not attributable:
         notes.append("the engine runs outside joulescore's process tree (--endpoint): its own CPU time counts as "
                      "others', so others' CPU does not mark the run disturbed")

@@ -73,6 +73,8 @@ class Prepared:
     cpu_seconds: Callable[[], float] = own_cpu_s
     #: what the machine was doing at the start, stored as ``spec["interference"]``
     interference: dict[str, Any] | None = None
+    #: the machine was already busy while the model loaded: said once the run is sure to start
+    busy_warning: str | None = None
 
 
 def reasoning_plan(config: RunConfig, backend: Backend) -> tuple[ReasoningPlan | None, str | None]:
@@ -149,11 +151,11 @@ def check_settings(config: RunConfig) -> None:
     check_context(config, _gguf_context(config))
 
 
-def prepare(config: RunConfig, notify: Notify | None = None) -> Prepared:
+def prepare(config: RunConfig) -> Prepared:
     """Load the task, its prompts, the model and the meter; any problem is a one-line error.
 
-    Also looks at how busy the machine is while the model loads (at least one second): a busy machine is
-    reported through ``notify``, and ``--threads auto`` leaves the cores others hold to them.
+    Also looks at how busy the machine is while the model loads (at least one second): ``busy_warning``
+    says so when it is, and ``--threads auto`` leaves the cores others hold to them.
     """
     check_settings(config)
     spec = task_spec(config)
@@ -191,12 +193,10 @@ def prepare(config: RunConfig, notify: Notify | None = None) -> Prepared:
     except (BadInput, KeyboardInterrupt):
         backend.close()
         raise
-    warning = busy_warning(probe, config.disturbed_cpu_pct, attributable)
-    if warning and notify is not None:
-        notify(warning)
     plan, source = reasoning_plan(config, backend)
     facts = start_facts(probe_clock.cpus, probe, attributable, threads)
-    return Prepared(config, spec, prompts, dataset_path, backend, meter, plan, source, cpu_seconds, facts)
+    return Prepared(config, spec, prompts, dataset_path, backend, meter, plan, source, cpu_seconds, facts,
+                    busy_warning(probe, config.disturbed_cpu_pct, attributable))
 
 
 def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
@@ -345,11 +345,13 @@ def start(config: RunConfig, store: Store, out_dir: Path | None,
     machine) as they arise.
     """
     with stopping() as stop:
-        p = prepare(config, notify)
+        p = prepare(config)
         run_id = new_run_id()
         created = False
         try:
             stop.check()
+            if p.busy_warning and notify is not None:
+                notify(p.busy_warning)
             idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
             spec = run_spec(p, idle_w, sweep)
             with stop.held():
@@ -409,9 +411,11 @@ def resume(run_id: str, store: Store, out_dir: Path | None, progress: ProgressFa
         p: Prepared | None = None
         outcome = RunOutcome(run_id, 0, interrupted=True)
         try:
-            p = prepare(config, notify)
+            p = prepare(config)
             check_same_prompts(run, p.prompts)
             stop.check()
+            if p.busy_warning and notify is not None:
+                notify(p.busy_warning)
             with stop.held():
                 store.claim_run(run_id)
                 store.delete_failed_results(run_id)
