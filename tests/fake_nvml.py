@@ -35,6 +35,7 @@ class FakeGpu:
     memory_bytes: int = 80 * 10**9
     power_limit_mw: int = 700_000
     processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, used bytes) of compute processes
+    throttle_reasons: int = 0  # nvmlClocksThrottleReason* bits, e.g. 0x40 hardware thermal slowdown
 
 
 class FakeNvml:
@@ -97,3 +98,6 @@ class FakeNvml:
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGpu) -> object:
         return self._call(h, "processes", [SimpleNamespace(pid=p, usedGpuMemory=m) for p, m in h.processes])
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: FakeGpu) -> object:
+        return self._call(h, "throttle", h.throttle_reasons)

@@ -117,6 +117,7 @@ def test_real_process_cpu_time_drives_the_estimate() -> None:
         total += i * i
     end = meter.read()
     m = meter.measurement(begin, end)
-    idle_only = meter.vcpus * meter.cpu_model.central.idle_w * m.duration_s
+    # the idle power charged to the run: all of it, or its share while other processes were busy
+    idle_only = meter.vcpus * meter.cpu_model.central.idle_w * m.duration_s * meter.share
     assert m.energy_j[Domain.CPU] > idle_only
     assert total > 0

@@ -12,6 +12,9 @@ from typing import Any
 
 import psutil
 
+from joulescore.bench.interference import summarize
+from joulescore.bench.interval import MIN_PROMPTS, interval_section
+from joulescore.meters.interference import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, RunRow
 from joulescore.tasks.metrics import Quality, Response, score
@@ -144,6 +147,42 @@ def steady_state(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, An
     }
 
 
+def interference_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any] | None:
+    """The record's interference section; None for a run stored before interference was recorded."""
+    rows = [r.extra.get("interference", {}) for r in results]
+    if "interference" not in spec and not any(rows):
+        return None
+    config = spec["config"]
+    return summarize(rows, spec, float(config.get("disturbed_cpu_pct", DEFAULT_OTHERS_CPU_PCT)),
+                     float(config.get("disturbed_steal_pct", DEFAULT_STEAL_PCT)))
+
+
+def sampling_of(spec: dict[str, Any], results: list[ResultRow], interval: dict[str, Any] | None
+                ) -> dict[str, Any] | None:
+    """What a ``--precision`` run says about its sample; None for an ordinary run."""
+    precision = spec["config"].get("precision")
+    if precision is None:
+        return None
+    available = int(spec["task"]["num_prompts"])
+    half = interval["half_width_pct"] if interval else None
+    reached = len(results) >= min(MIN_PROMPTS, available) and half is not None and half <= precision
+    if len(results) >= available:
+        stopped = "all prompts answered"
+    elif reached:
+        stopped = "precision reached"
+    else:
+        stopped = "not finished"
+    return {"precision_pct": precision, "seed": spec["config"].get("seed", 0), "min_prompts": MIN_PROMPTS,
+            "prompts_run": len(results), "prompts_available": available, "sampled": len(results) < available,
+            "reached": reached, "stopped": stopped}
+
+
+def _whole_machine(results: list[ResultRow]) -> float | None:
+    if not any("machine_j" in r.extra for r in results):
+        return None
+    return sum(float(r.extra.get("machine_j", r.energy_j)) for r in results)
+
+
 def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> RunRecord:
     """The run record printed by ``run --json`` and written to run.json.
 
@@ -173,6 +212,8 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
     if "reasoning" in spec:
         config["reasoning"] = spec["reasoning"]
     batch_size = spec["config"].get("batch_size", 1)
+    interval = interval_section([r.energy_j for r in results], [r.ok for r in results])
+    whole_j = _whole_machine(results)
     return RunRecord.model_validate({
         "run_id": run.run_id,
         "status": run_status(run, len(results), len(ok)),
@@ -210,6 +251,10 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
             "high_j": _r(sum(r.high_j for r in results)),
             "per_query_j": {k: _r(v) for k, v in _percentiles([r.energy_j for r in ok]).items()},
             **_net(spec["meter"], total_j, duration_s),
+            "whole_machine_j": _r(whole_j),
+            "attribution": None if whole_j is None else
+            "total_j is the run's share: idle CPU and DRAM power shared out by the run's share of busy CPU "
+            "time while other processes were busy; whole_machine_j is the whole machine (docs/methodology.md)",
         },
         "phase_split": {
             "prefill_pct": _r(100 * prefill_j / total_j, 2) if total_j else None,
@@ -219,6 +264,10 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         "j_per_query": _r(per_query),
         "gpu_wh_per_1000_queries": _r(domains.get("gpu", 0.0) / len(ok) * 1000 / J_PER_WH)
         if ok and "gpu" in covered else None,
+        "whole_machine_wh_per_1000_queries": _r(whole_j / len(ok) * 1000 / J_PER_WH)
+        if ok and whole_j is not None else None,
+        "interval": interval,
+        "sampling": sampling_of(spec, results, interval),
         "j_per_output_token": _r(total_j / output_tokens) if output_tokens else None,
         "duration_s": _r(duration_s, 3),
         "tokens_per_s": _r(output_tokens / duration_s, 3) if duration_s and output_tokens else None,
@@ -236,6 +285,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         },
         "steady_state": steady_state(spec, results) if batch_size > 1 else None,
         "quality": quality.as_dict(),
+        "interference": interference_of(spec, results),
         "errors": sorted({r.error for r in results if r.error})[:10],
         "sweep": spec.get("sweep"),
     })

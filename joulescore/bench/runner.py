@@ -22,7 +22,8 @@ from typing import Any, Protocol
 
 from joulescore.backends.base import Backend, Generation, GenerationConfig
 from joulescore.backends.reasoning import ReasoningPlan, split_text, split_tokens
-from joulescore.meters.base import Meter, Reading
+from joulescore.meters.base import Domain, Measurement, Meter, Reading
+from joulescore.meters.interference import InterferenceWatch, scale_row
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.tasks.spec import Prompt
 
@@ -38,6 +39,8 @@ class RunOutcome:
     run_id: str
     attempted: int
     interrupted: bool
+    #: a --precision run stopped before its last prompt: the interval was narrow enough
+    stopped_early: bool = False
 
 
 def _sum(reading: Reading) -> tuple[float, float, float]:
@@ -91,6 +94,24 @@ def reasoning_extra(plan: ReasoningPlan, gen: Generation, first_s: float, end_s:
     }
 
 
+def whole_machine_j(window: Measurement) -> float | None:
+    """The window's energy with each attributed domain replaced by its whole-machine counter, where the
+    meter keeps one (the estimator's ``cpu:machine``, ``dram:machine``); None where none does."""
+    machine = {k.split(":")[0]: v for k, v in window.detail_j.items() if k.endswith(":machine")}
+    if not machine:
+        return None
+    return window.total_j + sum(v - window.energy_j.get(Domain(d), 0.0) for d, v in machine.items())
+
+
+def _watched(extra: dict[str, Any], window: Measurement, figures: dict[str, Any], share: float = 1.0) -> None:
+    """Keep a window's whole-machine energy and interference figures with its row (a batch row: its share)."""
+    machine = whole_machine_j(window)
+    if machine is not None:
+        extra["machine_j"] = machine * share
+    if figures:
+        extra["interference"] = scale_row(figures, share) if share != 1.0 else figures
+
+
 def _common_extra(prompt: Prompt, gen: Generation) -> dict[str, Any]:
     """What every stored row keeps beside its figures: the reference answer and the cache reuse."""
     extra: dict[str, Any] = {}
@@ -102,14 +123,17 @@ def _common_extra(prompt: Prompt, gen: Generation) -> dict[str, Any]:
 
 
 def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: GenerationConfig,
-               plan: ReasoningPlan | None = None) -> ResultRow:
+               plan: ReasoningPlan | None = None, watch: InterferenceWatch | None = None) -> ResultRow:
     """Answer one prompt under the meter and return its stored row."""
     marks: list[Reading] = []
     messages = _messages(prompt, plan)
     config = with_plan(config, plan)
+    if watch is not None:
+        watch.begin()
     begin = meter.read()
     gen = backend.generate(messages, config, on_first_token=lambda: marks.append(meter.read()))
     end = meter.read()
+    figures = watch.end() if watch is not None else {}
     first = marks[0] if marks else end  # no token at all: everything was prefill
     window = meter.measurement(begin, end)
     e0, l0, h0 = _sum(begin)
@@ -118,6 +142,7 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     extra = _common_extra(prompt, gen)
     if plan is not None and gen.ok:
         extra.update(reasoning_extra(plan, gen, first.timestamp_s, end.timestamp_s, e2 - e1))
+    _watched(extra, window, figures)
     return ResultRow(
         prompt_index=prompt.index,
         prompt_id=prompt.id,
@@ -144,7 +169,8 @@ def _shares(weights: list[int]) -> list[float]:
 
 
 def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config: GenerationConfig,
-              batch_id: int, plan: ReasoningPlan | None = None) -> list[ResultRow]:
+              batch_id: int, plan: ReasoningPlan | None = None,
+              watch: InterferenceWatch | None = None) -> list[ResultRow]:
     """Answer a batch together under one meter window, and split it into per-prompt rows.
 
     A reasoning plan's switch is applied to every prompt; the reasoning/answer
@@ -162,9 +188,12 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
             marks["steady"] = meter.read()
             steady_tokens.append(tokens)
 
+    if watch is not None:
+        watch.begin()
     begin = meter.read()
     gens = backend.generate_batch([_messages(p, plan) for p in prompts], config, first, steady_end)
     end = meter.read()
+    figures = watch.end() if watch is not None else {}
     first_r = marks.get("first", end)
     window = meter.measurement(begin, end)
     e0, l0, h0 = _sum(begin)
@@ -185,6 +214,7 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
         share = row_j / total_j if total_j else 1.0 / len(prompts)
         extra = {"ttft_s": gen.prefill_s, "latency_s": gen.prefill_s + gen.decode_s, "batch": batch,
                  **_common_extra(prompt, gen)}
+        _watched(extra, window, figures, 1.0 / len(prompts))
         rows.append(ResultRow(
             prompt_index=prompt.index, prompt_id=prompt.id, ok=gen.ok, error=gen.error,
             finish_reason=gen.finish_reason, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens,
@@ -240,25 +270,33 @@ def run_pending(
     plan: ReasoningPlan | None = None,
     batch_size: int = 1,
     stop: StopCheck | None = None,
+    watch: InterferenceWatch | None = None,
+    enough: StopCheck | None = None,
 ) -> RunOutcome:
-    """Answer every prompt of the run that has no stored result yet.
+    """Answer every prompt of the run that has no stored result yet, in the order given.
 
     Ctrl-C stops after storing what finished; the prompt in flight is dropped
     and is answered again by ``--resume``.  ``stop`` is asked before each prompt.
+    ``enough`` too (a ``--precision`` run): when it says so, the run ends early.
+    ``watch`` records what else used the machine in each prompt's window.
     """
     done = store.done_indices(run_id)
     pending = [p for p in prompts if p.index not in done]
     attempted = 0
     meter.start()
+    if watch is not None:
+        watch.start()
     try:
         batched = really_batches(backend, batch_size)
         for group in batches_of(pending, batch_size if batched else 1):
             _check(stop)
+            if enough is not None and enough():
+                return RunOutcome(run_id, attempted, interrupted=False, stopped_early=True)
             if batched:
-                results = run_batch(backend, meter, group, config, batch_id=group[0].index, plan=plan)
+                results = run_batch(backend, meter, group, config, batch_id=group[0].index, plan=plan, watch=watch)
                 store.add_results(run_id, results)
             else:
-                results = [run_prompt(backend, meter, group[0], config, plan)]
+                results = [run_prompt(backend, meter, group[0], config, plan, watch)]
                 store.add_result(run_id, results[0])
             for result in results:
                 attempted += 1
@@ -269,6 +307,8 @@ def run_pending(
     except KeyboardInterrupt:
         return RunOutcome(run_id, attempted, interrupted=True)
     finally:
+        if watch is not None:
+            watch.stop()
         meter.stop()
     return RunOutcome(run_id, attempted, interrupted=False)
 

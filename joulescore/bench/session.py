@@ -31,6 +31,8 @@ from joulescore.backends.base import Backend
 from joulescore.backends.models import resolve_model
 from joulescore.backends.options import OpenAIOptions
 from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
+from joulescore.bench.interference import busy_warning, start_facts
+from joulescore.bench.interval import PrecisionStop, shuffled
 from joulescore.bench.record import owner_alive
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
 from joulescore.errors import BadInput, DatasetError, JoulescoreError, StoreError
@@ -38,7 +40,8 @@ from joulescore.hardware import hardware_info, logical_cpus
 from joulescore.impact.gguf import context_length
 from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter
-from joulescore.meters.estimator import tree_cpu_s
+from joulescore.meters.estimator import own_cpu_s, tree_cpu_s
+from joulescore.meters.interference import BusyProbe, BusyProbeClock, InterferenceWatch, free_threads
 from joulescore.meters.monitor import idle_power_w
 from joulescore.model.config import RunConfig
 from joulescore.model.record import RunRecord
@@ -47,6 +50,10 @@ from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, l
 
 #: (prompts in the run, prompts already stored, the meter's kind) -> a progress sink
 ProgressFactory = Callable[[int, int, str], ProgressSink]
+#: where a run's warnings go as they arise (the CLI prints them on stderr)
+Notify = Callable[[str], None]
+#: how long the machine is watched before a run (while the model loads) to tell whether it is already busy
+BUSY_PROBE_S = 1.0
 
 
 @dataclass
@@ -62,6 +69,12 @@ class Prepared:
     plan: ReasoningPlan | None = None
     #: "detected" (from the model's metadata and template) or "override" (--reasoning-family)
     family_source: str | None = None
+    #: the run's process-tree CPU time (what the estimator and the interference watch count as the run's own)
+    cpu_seconds: Callable[[], float] = own_cpu_s
+    #: what the machine was doing at the start, stored as ``spec["interference"]``
+    interference: dict[str, Any] | None = None
+    #: the machine was already busy while the model loaded: said once the run is sure to start
+    busy_warning: str | None = None
 
 
 def reasoning_plan(config: RunConfig, backend: Backend) -> tuple[ReasoningPlan | None, str | None]:
@@ -100,7 +113,7 @@ def task_spec(config: RunConfig) -> TaskSpec:
 def check_threads(config: RunConfig) -> None:
     """More engine threads than CPUs only time-slices them: the run would measure contention, not the model."""
     cpus = logical_cpus()
-    if config.threads is not None and config.threads > cpus:
+    if isinstance(config.threads, int) and config.threads > cpus:
         raise BadInput(f"--threads {config.threads} is more than the {cpus} CPUs this process may run on; "
                        f"give at most --threads {cpus}")
 
@@ -139,7 +152,11 @@ def check_settings(config: RunConfig) -> None:
 
 
 def prepare(config: RunConfig) -> Prepared:
-    """Load the task, its prompts, the model and the meter; any problem is a one-line error."""
+    """Load the task, its prompts, the model and the meter; any problem is a one-line error.
+
+    Also looks at how busy the machine is while the model loads (at least one second): ``busy_warning``
+    says so when it is, and ``--threads auto`` leaves the cores others hold to them.
+    """
     check_settings(config)
     spec = task_spec(config)
     encoder = config.backend in ENCODER_BACKENDS
@@ -149,20 +166,37 @@ def prepare(config: RunConfig) -> Prepared:
                        f"runs only: {', '.join(fits)}")
     dataset = Path(config.dataset).expanduser() if config.dataset else None
     prompts, dataset_path = load_prompts(spec, dataset, for_encoder=encoder)
+    if config.precision is not None:
+        prompts = shuffled(prompts, config.seed)  # the sampled order: --resume repeats it
     if config.limit is not None:
         prompts = prompts[: config.limit]
     # A served engine (and vLLM's engine core) is a live child: count its process tree's CPU time, not just ours.
     serving = (isinstance(config.engine, OpenAIOptions) and config.engine.serve) or config.backend == "vllm"
-    meter = select_meter(config.meter, cpu_seconds=tree_cpu_s) if serving else select_meter(config.meter)
-    backend = load_backend(config.backend, config.model, **config.engine_kwargs())
+    # An engine behind --endpoint runs outside our tree: its CPU time would count as others'.
+    attributable = not (isinstance(config.engine, OpenAIOptions) and not config.engine.serve)
+    cpu_seconds: Callable[[], float] = tree_cpu_s if serving else own_cpu_s
+    meter = select_meter(config.meter, cpu_seconds=cpu_seconds, attribute=attributable)
+    probe_clock = BusyProbeClock(cpu_seconds)
+    kwargs = config.engine_kwargs()
+    threads = None
+    probe: BusyProbe | None = None
+    if config.threads == "auto":
+        probe = probe_clock.read(BUSY_PROBE_S)
+        kwargs["threads"], why = free_threads(probe, logical_cpus())
+        threads = {"requested": "auto", "threads": kwargs["threads"], "reason": why}
+    backend = load_backend(config.backend, config.model, **kwargs)
     try:
         backend.check_task(spec)
         check_context(config, backend.info().context_length)
-    except BadInput:
+        if probe is None:
+            probe = probe_clock.read(BUSY_PROBE_S)
+    except (BadInput, KeyboardInterrupt):
         backend.close()
         raise
     plan, source = reasoning_plan(config, backend)
-    return Prepared(config, spec, prompts, dataset_path, backend, meter, plan, source)
+    facts = start_facts(probe_clock.cpus, probe, attributable, threads)
+    return Prepared(config, spec, prompts, dataset_path, backend, meter, plan, source, cpu_seconds, facts,
+                    busy_warning(probe, config.disturbed_cpu_pct, attributable))
 
 
 def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
@@ -195,6 +229,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
         },
         "hardware": {**hardware_info(gpus=p.meter.devices()).as_dict(), "other_gpu_processes": sharing},
         "meter": provenance,
+        "interference": p.interference,
         "tool_version": __version__,
         **({"sweep": sweep} if sweep else {}),
     }
@@ -285,17 +320,29 @@ def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory |
         warm_up(p.backend, p.prompts, generation, warmup, p.plan, p.config.batch_size, stop=stop)
     except KeyboardInterrupt:
         return RunOutcome(run_id, 0, interrupted=True)
-    return run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink, plan=p.plan,
-                       batch_size=p.config.batch_size, stop=stop)
+    watch = InterferenceWatch(p.cpu_seconds, p.meter)
+    enough: PrecisionStop | None = None
+    if p.config.precision is not None:
+        stored = store.results(run_id)
+        enough = PrecisionStop(p.config.precision, [r.energy_j for r in stored], [r.ok for r in stored])
+    outcome = run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink, plan=p.plan,
+                          batch_size=p.config.batch_size, stop=stop, watch=watch, enough=enough,
+                          after_each=(lambda r: enough.add(r.energy_j, r.ok)) if enough is not None else None)
+    if outcome.stopped_early:
+        with stop.held():
+            # the sample is the run: it is complete with the prompts it answered
+            store.set_num_prompts(run_id, len(store.done_indices(run_id)))
+    return outcome
 
 
 def start(config: RunConfig, store: Store, out_dir: Path | None,
           progress: ProgressFactory | None = None, sweep: dict[str, Any] | None = None,
-          ) -> tuple[RunRecord, RunOutcome]:
+          notify: Notify | None = None) -> tuple[RunRecord, RunOutcome]:
     """A new run: prepare, store its settings, answer every prompt, report.
 
     Ctrl-C before the run is stored (while the model loads) raises KeyboardInterrupt, with nothing
-    stored; after, it stops the run, which is finished as partial.
+    stored; after, it stops the run, which is finished as partial.  ``notify`` gets warnings (a busy
+    machine) as they arise.
     """
     with stopping() as stop:
         p = prepare(config)
@@ -303,6 +350,8 @@ def start(config: RunConfig, store: Store, out_dir: Path | None,
         created = False
         try:
             stop.check()
+            if p.busy_warning and notify is not None:
+                notify(p.busy_warning)
             idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
             spec = run_spec(p, idle_w, sweep)
             with stop.held():
@@ -346,7 +395,7 @@ def check_same_prompts(run: RunRow, prompts: Sequence[Prompt]) -> None:
 
 
 def resume(run_id: str, store: Store, out_dir: Path | None, progress: ProgressFactory | None = None,
-           force: bool = False) -> tuple[RunRecord, RunOutcome]:
+           force: bool = False, notify: Notify | None = None) -> tuple[RunRecord, RunOutcome]:
     """Finish a stored run with the settings it was started with; each prompt counts once.
 
     Failed prompts are answered again: their rows are deleted first, so a prompt still counts once.
@@ -365,6 +414,8 @@ def resume(run_id: str, store: Store, out_dir: Path | None, progress: ProgressFa
             p = prepare(config)
             check_same_prompts(run, p.prompts)
             stop.check()
+            if p.busy_warning and notify is not None:
+                notify(p.busy_warning)
             with stop.held():
                 store.claim_run(run_id)
                 store.delete_failed_results(run_id)

@@ -17,13 +17,13 @@ from joulescore.units import fmt as _fmt
 def table(result: dict[str, Any]) -> Table:
     """Side by side: ratios are to the baseline mode, "cut" counts responses the budget ended."""
     t = Table(title=f"reasoning modes vs {result['baseline']}: {result['model']} on {result['task']}")
-    cols = ("mode", "budget", "J/query", "energy", "tok/q", "tokens", "think/q", "cut", "acc", "change",
+    cols = ("mode", "budget", "J/query", "95% CI", "energy", "tok/q", "tokens", "think/q", "cut", "acc", "change",
             "J/correct", "s/query")
     for c in cols:
         t.add_column(c, justify="left" if c == "mode" else "right", no_wrap=True)
     for r in result["modes"]:
         t.add_row(f"{r['mode']} ({r['method']})", str(r["budget"]), _fmt(r["j_per_query"], ".4g"),
-                  _fmt(r["energy_ratio"], ".3g", "x"), _fmt(r["output_tokens_per_query"], ".1f"),
+                  "+/-" + _fmt(r.get("interval_half_width_pct"), ".1f", "%"), _fmt(r["energy_ratio"], ".3g", "x"), _fmt(r["output_tokens_per_query"], ".1f"),
                   _fmt(r["tokens_ratio"], ".3g", "x"), _fmt(r["reasoning_tokens_per_query"], ".1f"),
                   f"{r['truncated']}/{r['prompts']}",
                   _fmt(None if r["accuracy"] is None else 100 * r["accuracy"], ".1f", "%"),
@@ -39,6 +39,9 @@ def compare_reasoning(
     modes: Annotated[str, typer.Option(help="comma-separated modes: off, on, low, medium, high")] = "off,on",
     budgets: Annotated[Optional[str], typer.Option(help="max new tokens per mode, e.g. off=64,on=256 (defaults: docs/reasoning.md)")] = None,
     limit: Annotated[Optional[int], typer.Option(help="only the first N prompts")] = None,
+    precision: Annotated[Optional[str], typer.Option(
+        help="per mode: shuffled prompts (fixed seed), stopped once the 95% interval of J/query is within this "
+             "share of it, e.g. 5% (at least 100 prompts)")] = None,
     reasoning_family: Annotated[Optional[str], typer.Option(help="override the detected family")] = None,
     warmup: Annotated[int, typer.Option(help="uncounted warm-up prompts per mode")] = 2,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for the engine")] = None,
@@ -62,7 +65,7 @@ def compare_reasoning(
     mode_list = parse_modes(modes)
     budget_by_mode = parse_budgets(budgets, mode_list)
     configs = {mode: RunConfig(model=model, task=task, protocol="natural", max_new_tokens=budget_by_mode[mode],
-                               limit=limit, warmup=warmup, threads=threads, n_ctx=n_ctx, meter=meter,
+                               limit=limit, precision=precision, warmup=warmup, threads=threads, n_ctx=n_ctx, meter=meter,
                                reasoning=mode, reasoning_family=reasoning_family) for mode in mode_list}
     for config in configs.values():
         session.check_settings(config)  # before the first mode starts and prints
@@ -88,7 +91,8 @@ def compare_reasoning(
                       f"{record.run_id}")
             raise typer.Exit(130)
         rows.append(mode_row(mode, record))
-    _report({"model": model, "task": task, "limit": limit, **compare(rows)}, rows, as_json)
+    _report({"model": model, "task": task, "limit": limit, "precision_pct": configs[mode_list[0]].precision,
+             **compare(rows)}, rows, as_json)
 
 
 def _report(result: dict[str, Any], rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -100,6 +104,11 @@ def _report(result: dict[str, Any], rows: list[dict[str, Any]], as_json: bool) -
         wide.width = max(wide.width, 132)  # twelve columns: never squeeze them
     wide.print(table(result))
     out.print(f"verdict: {result['verdict']}")
+    sampled = [r for r in rows if r.get("sampled")]
+    if sampled:
+        out.print("sampled: " + ", ".join(f"{r['mode']} {r['prompts']} of {r['prompts_available']} prompts"
+                                          for r in sampled) + f" (--precision {result.get('precision_pct'):g}%)",
+                  style="dim")
     kinds = {r["meter_kind"] for r in rows}
     if kinds != {"measured"}:
         out.print(f"energy is {', '.join(sorted(kinds))} (see joulescore show RUN_ID); "

@@ -73,6 +73,14 @@ def print_summary(console: Console, record: RunRecord) -> None:
     table.add_row("energy", Text.assemble(mark, f"  {_fmt(record.wh_per_1000_queries)} Wh per 1,000 queries"))
     band = f"band {_fmt(energy.low_j)}-{_fmt(energy.high_j)} J total" if estimated else ""
     table.add_row("", f"{_fmt(record.j_per_query)} J/query, {_fmt(record.j_per_output_token)} J/output token  {band}")
+    if record.interval is not None:
+        table.add_row("interval", interval_text(record))
+    if record.sampling is not None:
+        table.add_row("sampled", sampling_text(record))
+    if energy.whole_machine_j is not None:
+        table.add_row("machine", f"whole machine {_fmt(record.whole_machine_wh_per_1000_queries)} Wh per 1,000 "
+                      f"queries ({_fmt(energy.whole_machine_j, '.4g', ' J')}, as a wall-socket meter would see "
+                      "it); the figure above is the run's attributed share")
     if energy.net_total_j is not None:
         table.add_row("", f"gross {_fmt(energy.total_j, '.4g', ' J')}, idle {_fmt(energy.idle_power_w, '.4g', ' W')}"
                       f" -> net {_fmt(energy.net_total_j, '.4g', ' J')} (idle subtracted on request)")
@@ -97,6 +105,8 @@ def print_summary(console: Console, record: RunRecord) -> None:
         table.add_row("", f"decode: reasoning {_fmt(energy.reasoning_j, '.4g', ' J')}, answer "
                       f"{_fmt(energy.answer_j, '.4g', ' J')}; {_cell(counts.reasoning_truncated)} cut off "
                       f"mid-reasoning and {_cell(counts.reasoning_unclosed)} never closed it (not scored)")
+    if record.interference is not None:
+        table.add_row("interference", interference_text(record))
     q = record.quality
     table.add_row("quality", f"{q.metric} = {_fmt(q.value)}" + (f"  ({q.note})" if q.note else ""))
     if record.errors:
@@ -108,6 +118,39 @@ def print_summary(console: Console, record: RunRecord) -> None:
     if record.run_json:
         table.add_row("saved", record.run_json)
     console.print(table)
+
+
+def interval_text(record: RunRecord) -> str:
+    """The 95% interval of the headline, as one line."""
+    iv = record.interval
+    if iv is None:
+        return "n/a"
+    return (f"95% CI {_fmt(iv.wh_per_1000_queries_low)}-{_fmt(iv.wh_per_1000_queries_high)} Wh per 1,000 "
+            f"queries, {_fmt(iv.j_per_query_low)}-{_fmt(iv.j_per_query_high)} J/query "
+            f"(+/-{_fmt(iv.half_width_pct, '.2f', '%')}, bootstrap over {iv.n} prompts)")
+
+
+def sampling_text(record: RunRecord) -> str:
+    sm = record.sampling
+    if sm is None:
+        return "n/a"
+    kind = "a sampled rating" if sm.sampled else "every prompt"
+    return (f"--precision {sm.precision_pct:g}%: {sm.prompts_run} of {sm.prompts_available} prompts in a shuffled "
+            f"order (seed {sm.seed}), {sm.stopped}: {kind}")
+
+
+def interference_text(record: RunRecord) -> Text:
+    """DISTURBED and why, or the quiet figures; --threads auto's choice."""
+    it = record.interference
+    if it is None:
+        return Text("n/a")
+    figures = (f"others {_fmt(it.others_cpu_pct, '.1f', '%')} of the CPU, steal {_fmt(it.steal_pct, '.1f', '%')}"
+               if it.measured else "not measured")
+    if it.threads:
+        figures += f"; --threads auto: {it.threads.get('threads')} ({it.threads.get('reason')})"
+    if it.disturbed:
+        return Text.assemble(("DISTURBED", "bold red"), plain(f": {it.reason} ({figures}); shown, never rated"))
+    return Text(plain(f"quiet: {figures}"))
 
 
 def runs_table(rows: list[dict[str, Any]]) -> Table:
@@ -139,4 +182,9 @@ def variance_table(variance: dict[str, Any]) -> Table:
         s = variance[name]
         table.add_row(name, _fmt(s["mean"]), _fmt(s["stdev"]), _fmt(s["cv_pct"], ".2f", "%"),
                       _fmt(s["min"]), _fmt(s["max"]))
+    iv = variance.get("interval")
+    if iv:
+        table.caption = (f"95% CI of the mean: {_fmt(iv['wh_per_1000_queries_low'])}-"
+                         f"{_fmt(iv['wh_per_1000_queries_high'])} Wh per 1,000 queries "
+                         f"(+/-{_fmt(iv['half_width_pct'], '.2f', '%')}: each run's bootstrap and the repeats' spread)")
     return table

@@ -83,6 +83,8 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
                       else "interrupted before the run was stored: nothing stored")
             raise typer.Exit(130)
         _report(store, records, as_json, single=bool(resume) or repeats == 1)
+        for rec in records:
+            disturbed_warning(rec)
         record = records[-1]
         if outcome is not None and outcome.interrupted:
             err.print(f"interrupted: {record.counts.done} of {record.counts.prompts} prompts stored; "
@@ -91,6 +93,17 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
         if stopped_unstored:
             err.print(f"interrupted: {len(records)} of {repeats} runs done, the next was not stored")
             raise typer.Exit(130)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr, as it arises (``--json`` keeps stdout clean)."""
+    err.print(f"warning: {plain(message)}")
+
+
+def disturbed_warning(record: RunRecord) -> None:
+    it = record.interference
+    if it is not None and it.disturbed:
+        warn(f"run {record.run_id} was DISTURBED: {it.reason}; the board shows it but never rates it")
 
 
 def _runs(config: RunConfig | None, resume: str | None, force: bool, store: Store, target: Path, progress: bool,
@@ -110,11 +123,12 @@ def _runs(config: RunConfig | None, resume: str | None, force: bool, store: Stor
     try:
         if config is None:
             record, outcome = session.resume(str(resume), store, target, make_progress if progress else None,
-                                             force=force)
+                                             force=force, notify=warn)
             records.append(record)
         else:
             for _ in range(repeats):
-                record, outcome = session.start(config, store, target, make_progress if progress else None)
+                record, outcome = session.start(config, store, target, make_progress if progress else None,
+                                                notify=warn)
                 records.append(record)
                 if outcome.interrupted:
                     break
@@ -206,6 +220,7 @@ def show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
         print_summary(out, record)
         out.print(stars_row(record.stars))
         out.print(aies_row(record), soft_wrap=True)
+    disturbed_warning(record)
 
 
 @app.command()

@@ -38,7 +38,9 @@ def _flags(name: str, info: FieldInfo) -> list[str]:
 
 
 def _option(name: str, info: FieldInfo) -> inspect.Parameter:
-    kind = _plain_type(info.annotation)
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    # "text": the flag takes text the model parses itself (``--precision 2%``)
+    kind = str if extra.get("text") else _plain_type(info.annotation)
     flags = _flags(name, info)
     if kind is bool:
         flags = [f"{flags[0]}/--no-{flags[0][2:]}"]

@@ -43,19 +43,22 @@ def meter_statuses() -> list[MeterStatus]:
     return [row for entry in METERS.values() for row in entry.statuses()]
 
 
-def _auto(cpu_seconds: Callable[[], float]) -> Meter:
+def _auto(cpu_seconds: Callable[[], float], attribute: bool = True) -> Meter:
     """GPU: NVML (counter > polling > estimate) > amdsmi; CPU/DRAM: RAPL > estimator (registry priority)."""
     from joulescore.meters.composite import CompositeMeter
 
-    parts, notes = auto_parts(cpu_seconds)
+    parts, notes = auto_parts(cpu_seconds, attribute)
     return CompositeMeter(parts, notes)
 
 
-def select_meter(name: str = "auto", cpu_seconds: Callable[[], float] | None = None) -> Meter:
+def select_meter(name: str = "auto", cpu_seconds: Callable[[], float] | None = None,
+                 attribute: bool = True) -> Meter:
     """The meter to run under: the best available source, or the one asked for.
 
     ``cpu_seconds`` is what the estimator counts (default: this process and its
     reaped children; ``joulescore measure`` passes the whole process tree).
+    ``attribute``: the estimator shares idle power out by the run's share of busy
+    CPU time (off where the engine runs outside the counted tree).
     """
     if cpu_seconds is None:
         from joulescore.meters.estimator import own_cpu_s
@@ -64,8 +67,8 @@ def select_meter(name: str = "auto", cpu_seconds: Callable[[], float] | None = N
     if name not in METER_NAMES:
         raise BadInput(f"unknown meter {name!r}; choose one of: {', '.join(METER_NAMES)}")
     if name == "auto":
-        return _auto(cpu_seconds)
+        return _auto(cpu_seconds, attribute)
     try:
-        return METERS[name].create(cpu_seconds)
+        return METERS[name].create(cpu_seconds, attribute)
     except MeterUnavailable as exc:
         raise BadInput(f"meter {name} is not available here: {exc}") from None

@@ -165,6 +165,11 @@ class Meter(ABC):
         """Other processes using the metered devices now: their energy is in the figures too."""
         return []
 
+    def gpu_state(self) -> dict[str, Any] | None:
+        """The metered GPUs' state now, for interference: ``throttle_mask`` (NVML clock throttle reason
+        bits, OR-ed over the GPUs) and ``other_processes`` (compute processes not ours).  None: no GPU here."""
+        return None
+
     def domains(self) -> frozenset[Domain]:
         """The domains this meter covers here, so ``auto`` gives it only those (default: its provenance's)."""
         return frozenset(Domain(d) for d in self.provenance().domains)

@@ -7,7 +7,7 @@ otherwise "estimated" (all estimated) or "mixed", with per-domain detail.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from joulescore.meters.base import Domain, Meter, MeterKind, Provenance, Reading, now_s
@@ -29,6 +29,13 @@ def combined_kind(kinds: Sequence[str]) -> MeterKind:
     if all(k == "estimated" for k in kinds):
         return "estimated"
     return "mixed"
+
+
+def sum_mask(masks: Iterable[int]) -> int:
+    out = 0
+    for m in masks:
+        out |= int(m)
+    return out
 
 
 class CompositeMeter(Meter):
@@ -54,6 +61,13 @@ class CompositeMeter(Meter):
 
     def sharing(self) -> list[dict[str, Any]]:
         return [s for meter, _ in self.parts for s in meter.sharing()]
+
+    def gpu_state(self) -> dict[str, Any] | None:
+        states = [s for s in (meter.gpu_state() for meter, _ in self.parts) if s is not None]
+        if not states:
+            return None
+        return {"throttle_mask": sum_mask(s.get("throttle_mask", 0) for s in states),
+                "other_processes": [p for s in states for p in s.get("other_processes", [])]}
 
     def stop(self) -> None:
         for meter, _ in self.parts:

@@ -12,24 +12,41 @@ process tree used ``cpu_s`` seconds of CPU time:
 The coefficients come from the shipped reference tables (Cloud Carbon
 Footprint per-vCPU watts, or the Teads TDP curve), and the low/high band from
 the spread of the same vendor's peer CPUs in those tables.
+
+Attribution on a shared machine: the idle terms (the allocation's idle CPU
+power and DRAM) are charged to the run by its share of the busy CPU time,
+``own / (own + others)``, while other processes are busy; ``others`` is their
+CPU time on the run's CPUs (``/proc/stat`` minus the run's tree) beyond a 2%
+background floor, taken over the last :data:`SHARE_WINDOW_S` seconds.  On a
+quiet machine the share is 1 and nothing changes.  The whole-machine figure a
+wall-socket meter would see (all idle power, and the others' dynamic power
+too) is kept beside it as the detail counters ``cpu:machine`` and
+``dram:machine``.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import psutil
 
 from joulescore import hardware
 from joulescore.meters.base import Domain, Meter, MeterStatus, Provenance, Reading, now_s
+from joulescore.meters.interference import CpuStat, allowed_cpus, read_proc_stat
 from joulescore.reference import as_float, load_table
 
 # CCF rows older than Broadwell (2014) are not peers of a current CPU: their
 # per-vCPU watts are 2-4x today's and would swamp the band.
 _LEGACY = {"Sandy Bridge", "Ivy Bridge", "Haswell"}
 _CCF_ALIASES = {"Sky Lake": "Skylake"}
+#: others' CPU time below this share of the allocation is background (daemons, the shell), not a neighbour
+ATTRIBUTION_FLOOR = 0.02
+#: the run's share of busy CPU time is taken over this many trailing seconds, so clock ticks average out
+SHARE_WINDOW_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -169,7 +186,12 @@ def tree_cpu_s(pid: int | None = None) -> float:
 
 
 class EstimatorMeter(Meter):
-    """CPU and DRAM energy estimated from CPU time; the fallback on every machine."""
+    """CPU and DRAM energy estimated from CPU time; the fallback on every machine.
+
+    ``attribute``: share the idle terms out by the run's share of busy CPU time (see the module's
+    docstring).  ``machine_stat`` reads the allocation's cumulative CPU seconds (default: /proc/stat
+    over the CPUs this process may use, when ``cpu_seconds`` is a real process count).
+    """
 
     name = "estimator"
 
@@ -180,6 +202,8 @@ class EstimatorMeter(Meter):
         vcpus: int | None = None,
         ram_gb: float | None = None,
         cpu_seconds: Callable[[], float] = own_cpu_s,
+        attribute: bool = True,
+        machine_stat: Callable[[], CpuStat | None] | None = None,
     ) -> None:
         info = hardware.cpu_info()
         self.cpu_model = cpu_model or cpu_power_model(info.microarchitecture, info.vendor)
@@ -187,8 +211,64 @@ class EstimatorMeter(Meter):
         self.vcpus = vcpus or hardware.logical_cpus()
         self.ram_gb = ram_gb if ram_gb is not None else hardware.ram_gb()
         self._cpu_seconds = cpu_seconds
+        if machine_stat is None and cpu_seconds in (own_cpu_s, tree_cpu_s):
+            machine_stat = partial(read_proc_stat, allowed_cpus())
+        self._machine = machine_stat if attribute else None
         self._t0 = now_s()
         self._c0 = cpu_seconds()
+        stat = self._machine() if self._machine is not None else None
+        if stat is None:
+            self._machine = None
+        #: the last read: (time, own CPU s, machine busy s); and the trailing ones the share is taken over
+        self._last = (self._t0, self._c0, stat.busy_s if stat is not None else 0.0)
+        self._trail: deque[tuple[float, float, float]] = deque([self._last])
+        #: cumulative (central, low, high) joules per domain: attributed, and whole-machine
+        self._att = {d: [0.0, 0.0, 0.0] for d in (Domain.CPU, Domain.DRAM)}
+        self._whole = {d: 0.0 for d in (Domain.CPU, Domain.DRAM)}
+        self.share = 1.0
+
+    @property
+    def attributing(self) -> bool:
+        """Whether the idle terms are shared out by CPU time (the machine's CPU time is readable)."""
+        return self._machine is not None
+
+    def _run_share(self, t: float, own: float, busy: float) -> float:
+        """The run's share of the busy CPU time over the trailing window, others' background floor excluded."""
+        self._trail.append((t, own, busy))
+        while len(self._trail) > 2 and t - self._trail[1][0] >= SHARE_WINDOW_S:
+            self._trail.popleft()
+        t0, own0, busy0 = self._trail[0]
+        wall = t - t0
+        if wall <= 0:
+            return self.share
+        d_own = max(0.0, own - own0)
+        others = max(0.0, (busy - busy0) - d_own - ATTRIBUTION_FLOOR * self.vcpus * wall)
+        return d_own / (d_own + others) if others > 0 else 1.0
+
+    def _advance(self, t: float) -> None:
+        """Fold the time since the last read into the cumulative counters."""
+        t_last, c_last, b_last = self._last
+        dt = t - t_last
+        if dt <= 0:
+            return
+        own = self._cpu_seconds()
+        d_cpu = min(max(0.0, own - c_last), dt * self.vcpus)
+        stat = self._machine() if self._machine is not None else None
+        busy = stat.busy_s if stat is not None else b_last
+        if stat is not None:
+            self.share = self._run_share(t, own, busy)
+        m, r = self.cpu_model, self.ram_model
+        for k, (watts, w_per_gb) in enumerate(((m.central, r.w_per_gb), (m.low, r.low_w_per_gb),
+                                               (m.high, r.high_w_per_gb))):
+            idle_j = self.vcpus * watts.idle_w * dt
+            self._att[Domain.CPU][k] += idle_j * self.share + (watts.max_w - watts.idle_w) * d_cpu
+            self._att[Domain.DRAM][k] += self.ram_gb * w_per_gb * dt * self.share
+        if stat is not None:
+            # everything busy on the allocation, ours and the others': what a wall-socket meter would see
+            d_busy = min(max(d_cpu, busy - b_last), dt * self.vcpus)
+            self._whole[Domain.CPU] += self.vcpus * m.central.idle_w * dt + (m.central.max_w - m.central.idle_w) * d_busy
+            self._whole[Domain.DRAM] += self.ram_gb * r.w_per_gb * dt
+        self._last = (t, own, busy)
 
     def _energy(self, watts: VcpuWatts, w_per_gb: float, wall_s: float, cpu_s: float) -> dict[Domain, float]:
         return {
@@ -198,15 +278,14 @@ class EstimatorMeter(Meter):
 
     def read(self) -> Reading:
         t = now_s()
-        wall_s = t - self._t0
-        # CPU time can never exceed what the allocation could deliver in the window.
-        cpu_s = min(self._cpu_seconds() - self._c0, wall_s * self.vcpus)
-        m, r = self.cpu_model, self.ram_model
+        self._advance(t)
+        detail = {f"{d.value}:machine": j for d, j in self._whole.items()} if self.attributing else {}
         return Reading(
             timestamp_s=t,
-            energy_j=self._energy(m.central, r.w_per_gb, wall_s, cpu_s),
-            low_j=self._energy(m.low, r.low_w_per_gb, wall_s, cpu_s),
-            high_j=self._energy(m.high, r.high_w_per_gb, wall_s, cpu_s),
+            energy_j={d: v[0] for d, v in self._att.items()},
+            low_j={d: v[1] for d, v in self._att.items()},
+            high_j={d: v[2] for d, v in self._att.items()},
+            detail_j=detail,
         )
 
     def uncertainty_pct(self) -> float:
@@ -229,7 +308,9 @@ class EstimatorMeter(Meter):
                 f"dram: {self.ram_gb:.1f} GB x {self.ram_model.w_per_gb:.3f} W/GB",
             ),
             uncertainty_pct=self.uncertainty_pct(),
-            notes=("no energy counter read: figures are a model, not a measurement",),
+            notes=("no energy counter read: figures are a model, not a measurement",
+                   *(("idle CPU and DRAM power shared out by the run's share of busy CPU time while other "
+                      "processes were busy (docs/methodology.md)",) if self.attributing else ())),
             domains={d: {"kind": "estimated", "source": f"estimator: {m.label}"} for d in ("cpu", "dram")},
         )
 

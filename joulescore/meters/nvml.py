@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from joulescore.errors import MeterUnavailable
 from joulescore.meters.base import Domain, Meter, MeterKind, MeterStatus, Provenance, Reading, now_s
-from joulescore.meters.nvml_devices import device_facts, other_processes, own_pids
+from joulescore.meters.nvml_devices import device_facts, other_processes, own_pids, running_pids
 from joulescore.meters.poller import Poller
 from joulescore.reference import as_float, load_table
 
@@ -266,6 +266,20 @@ class NvmlMeter(Meter):
 
     def sharing(self) -> list[dict[str, Any]]:
         return other_processes(self.nvml, [(p.label, p.handle) for p in self.gpus], own_pids())
+
+    def gpu_state(self) -> dict[str, Any] | None:
+        """Clock throttle reasons (OR-ed over the GPUs; 0 where a driver does not say) and others' processes."""
+        mask = 0
+        for p in self.gpus:
+            for fn in ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"):
+                try:
+                    mask |= int(getattr(self.nvml, fn)(p.handle))
+                    break
+                except (AttributeError, self.nvml.NVMLError):
+                    continue
+        # the process tree is walked only when a GPU lists a process other than this one (rare, and costly)
+        listed = any(pid != os.getpid() for pid in running_pids(self.nvml, [p.handle for p in self.gpus]))
+        return {"throttle_mask": mask, "other_processes": self.sharing() if listed else []}
 
     def start(self) -> None:
         if self._poller is not None:

@@ -64,3 +64,9 @@ def other_processes(nvml: Any, devices: list[tuple[str, Any]], mine: set[int]) -
             seen.append({"gpu": label, "pid": pid, "name": name,
                          "memory_mb": round(used / 1e6) if isinstance(used, int) else None})
     return seen
+
+
+def running_pids(nvml: Any, handles: list[Any]) -> list[int]:
+    """The pids of every compute process on these GPUs (cheap: no process-tree walk)."""
+    return [int(getattr(proc, "pid", 0)) for handle in handles
+            for proc in _try(nvml, "nvmlDeviceGetComputeRunningProcesses", handle) or []]

@@ -44,17 +44,24 @@ class MeterEntry:
     #: noted by ``auto`` when this source is unavailable and later ones cover for it ("{reason}" is filled in)
     fallback_note: str = ""
 
-    def create(self, cpu_seconds: Callable[[], float] | None = None) -> Meter:
-        """A meter of this source; raises MeterUnavailable (only) when it cannot measure here."""
+    def create(self, cpu_seconds: Callable[[], float] | None = None, attribute: bool = True) -> Meter:
+        """A meter of this source; raises MeterUnavailable (only) when it cannot measure here.
+
+        ``attribute``: a CPU-time source shares idle power out by the run's share of busy CPU time.
+        """
         cls = _resolve(self.meter)
-        if self.takes_cpu_seconds and cpu_seconds is not None:
-            return cls(cpu_seconds=cpu_seconds)
+        if self.takes_cpu_seconds:
+            kwargs: dict[str, Any] = {"attribute": attribute}
+            if cpu_seconds is not None:
+                kwargs["cpu_seconds"] = cpu_seconds
+            return cls(**kwargs)
         return cls()
 
-    def try_create(self, cpu_seconds: Callable[[], float] | None = None) -> tuple[Meter | None, str]:
+    def try_create(self, cpu_seconds: Callable[[], float] | None = None,
+                   attribute: bool = True) -> tuple[Meter | None, str]:
         """The meter, or None and the reason it is unavailable; other errors are bugs and propagate."""
         try:
-            return self.create(cpu_seconds), ""
+            return self.create(cpu_seconds, attribute), ""
         except MeterUnavailable as exc:
             return None, str(exc)
 
@@ -82,7 +89,7 @@ METERS: dict[str, MeterEntry] = {e.name: e for e in sorted(_ENTRIES, key=lambda 
 METER_NAMES: tuple[str, ...] = ("auto", *METERS)
 
 
-def auto_parts(cpu_seconds: Callable[[], float] | None = None
+def auto_parts(cpu_seconds: Callable[[], float] | None = None, attribute: bool = True
                ) -> tuple[list[tuple[Meter, frozenset[Domain]]], list[str]]:
     """The best available source per domain, and notes on what fell back or stayed uncovered.
 
@@ -98,7 +105,7 @@ def auto_parts(cpu_seconds: Callable[[], float] | None = None
     for i, e in enumerate(entries):
         wanted = e.covers & left
         if wanted:
-            meter, reason = e.try_create(cpu_seconds)
+            meter, reason = e.try_create(cpu_seconds, attribute)
             if meter is None:
                 for d in wanted:
                     reasons.setdefault(d, []).append(f"{e.name}: {reason}")

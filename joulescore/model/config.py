@@ -12,9 +12,10 @@ uses it, a test and the docs.  The CLI's flags are made from these fields.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from joulescore.backends.base import GenerationConfig
 from joulescore.backends.options import ENGINE_OPTIONS, AnyEngineOptions, LlamaCppOptions
@@ -27,6 +28,8 @@ Protocol = Literal["energy-score", "natural"]
 #: and 10 warm-up prompts that are not counted.
 ENERGY_SCORE_NEW_TOKENS = 10
 ENERGY_SCORE_WARMUP = 10
+#: a --precision rating answers at least this many prompts (joulescore.bench.interval.MIN_PROMPTS)
+PRECISION_MIN_PROMPTS = 100
 
 
 def _flag(name: str, *extra: str) -> dict[str, Any]:
@@ -55,7 +58,9 @@ class RunConfig(BaseModel):
     warmup: int = Field(ENERGY_SCORE_WARMUP, ge=0, description="uncounted warm-up prompts")
     backend: str = Field("llama.cpp", description="inference engine (encoder: embedding/classifier models)")
     meter: str = Field("auto", description="energy source: auto picks the best one here")
-    threads: Optional[int] = Field(None, ge=1, description="CPU threads for the engine (default: all allowed)")
+    threads: Optional[Union[Literal["auto"], int]] = Field(
+        None, description="CPU threads for the engine (default: all allowed); auto: only the CPUs other "
+        "processes do not hold at the start")
     n_ctx: int = Field(4096, ge=128, description="context window in tokens")
     seed: int = Field(0, description="random seed")
     temperature: float = Field(0.0, ge=0.0, description="sampling temperature (0: greedy)")
@@ -71,6 +76,16 @@ class RunConfig(BaseModel):
         None, description="override the detected family: qwen3, deepseek-r1, smollm3, gpt-oss, none")
     batch_size: int = Field(1, ge=1, description="prompts per batch (openai: requests in flight)",
                             json_schema_extra=_flag("--batch-size", "--concurrency"))
+    #: a sampled rating: shuffled prompts (fixed seed), stopped once the 95% interval is this narrow
+    precision: Optional[float] = Field(
+        None, description="stop once the 95% interval of J/query is within this share of it, e.g. 2%: "
+        "prompts in a shuffled order (fixed seed), at least 100 of them",
+        json_schema_extra={"text": True})
+    #: above either, the run is marked disturbed (and not rated)
+    disturbed_cpu_pct: float = Field(10.0, ge=0.0, le=100.0, description="mark the run disturbed when other "
+                                     "processes use more than this % of the machine's CPU")
+    disturbed_steal_pct: float = Field(5.0, ge=0.0, le=100.0, description="mark the run disturbed when steal "
+                                       "time is above this % (VMs)")
     #: the engine's own settings, by ``backend`` (see joulescore.backends.options)
     engine: AnyEngineOptions = Field(default_factory=LlamaCppOptions)
 
@@ -109,6 +124,47 @@ class RunConfig(BaseModel):
 
                 data["max_new_tokens"] = load_spec(str(data.get("task", "chat"))).natural_max_new_tokens
         return data
+
+    @field_validator("threads", mode="before")
+    @classmethod
+    def _threads(cls, value: Any) -> Any:
+        """A whole number of CPUs, at least 1, or ``auto``."""
+        if value is None or value == "auto":
+            return value
+        try:
+            n = int(value) if not isinstance(value, (bool, float)) else None
+        except (TypeError, ValueError):
+            n = None
+        if n is None:
+            raise ValueError(f"takes a whole number of CPUs (at least 1) or auto, got {value!r}")
+        if n < 1:  # worded as every other bound ("--threads must be at least 1, got 0")
+            raise PydanticCustomError("greater_than_equal", "Input should be greater than or equal to {ge}", {"ge": 1})
+        return n
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _percentage(cls, value: Any) -> Any:
+        """``2%``, ``2`` or ``0.5%``: a percentage strictly between 0 and 100."""
+        if value is None:
+            return None
+        text = str(value).strip()
+        bad = f"must be a percentage between 0 and 100, such as 2%, got {value!r}"
+        if isinstance(value, bool):
+            raise ValueError(bad)
+        try:
+            pct = float(text[:-1] if text.endswith("%") else text)
+        except ValueError:
+            raise ValueError(bad) from None
+        if not 0 < pct < 100:  # NaN fails this too
+            raise ValueError(bad)
+        return pct
+
+    @model_validator(mode="after")
+    def _precision_needs_prompts(self) -> RunConfig:
+        if self.precision is not None and self.limit is not None and self.limit < PRECISION_MIN_PROMPTS:
+            raise ValueError(f"--limit {self.limit} is below the {PRECISION_MIN_PROMPTS} prompts a --precision "
+                             f"rating answers at least; give --limit {PRECISION_MIN_PROMPTS} or more")
+        return self
 
     @field_validator("model", "task", "dataset", "template", "metric", "reference_field", "meter")
     @classmethod

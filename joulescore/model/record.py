@@ -124,6 +124,10 @@ class Energy(_Section):
     idle_j: Optional[float] = None
     net_total_j: Optional[float] = None
     net_note: Optional[str] = None
+    #: the whole machine, as a wall-socket meter would see it (all idle power, other processes' dynamic power
+    #: too), where the meter attributes a share to the run (the estimator); total_j is the run's share
+    whole_machine_j: Optional[float] = None
+    attribution: Optional[str] = None
 
 
 class PhaseSplit(_Section):
@@ -165,6 +169,75 @@ class Quality(_Section):
     note: str = ""
 
 
+class Interference(_Section):
+    """What else used the machine in the run's measured windows (joulescore/meters/interference.py).
+
+    CPU shares are of the CPUs the run may use; ``others`` is every process outside the run's own tree.
+    """
+
+    #: False where nothing could be read (no /proc/stat)
+    measured: bool = False
+    #: above a threshold: the run is shown but never rated
+    disturbed: bool = False
+    #: why, in words ("other processes used 48% of the machine's CPU"); None when not disturbed
+    reason: Optional[str] = None
+    reasons: list[str] = []
+    others_cpu_pct: Optional[float] = None
+    steal_pct: Optional[float] = None
+    own_cpu_pct: Optional[float] = None
+    cpus: Optional[int] = None
+    #: the thresholds used (RunConfig.disturbed_cpu_pct, disturbed_steal_pct)
+    thresholds: dict[str, float] = {}
+    #: prompts whose own window was above a threshold, of those measured
+    prompts_disturbed: int = 0
+    prompts_measured: int = 0
+    #: others' share of the CPU while the model loaded, before the first prompt (at least 1 s)
+    before_run: Optional[dict[str, Any]] = None
+    #: the lowest CPU clock seen, as a share of the hardware maximum (where cpufreq is readable)
+    cpu_freq_min_pct: Optional[float] = None
+    cpu_freq_readable: Optional[bool] = None
+    cpu_throttle_events: Optional[int] = None
+    #: NVML clock throttle reasons seen on the metered GPUs
+    gpu_throttle_reasons: list[str] = []
+    #: other compute processes seen on the metered GPUs during the run
+    gpu_other_pids: list[int] = []
+    #: ``--threads auto``: the threads chosen and why
+    threads: Optional[dict[str, Any]] = None
+    notes: list[str] = []
+
+
+class Interval(_Section):
+    """The 95% confidence interval of J/query and Wh per 1,000 queries (joulescore/bench/interval.py)."""
+
+    level: float = 0.95
+    method: str
+    #: prompts the interval is computed over
+    n: int
+    j_per_query_low: float
+    j_per_query_high: float
+    wh_per_1000_queries_low: float
+    wh_per_1000_queries_high: float
+    #: half the interval's width as a share of J/query
+    half_width_pct: Optional[float] = None
+
+
+class Sampling(_Section):
+    """A ``--precision`` rating: prompts in a shuffled order, stopped once the interval was narrow enough."""
+
+    precision_pct: float
+    seed: int
+    min_prompts: int
+    #: prompts answered (stored), and how many the task (after --limit) offered
+    prompts_run: int
+    prompts_available: int
+    #: fewer prompts than the task has: a sampled rating
+    sampled: bool
+    #: the interval's half-width is within precision_pct of J/query
+    reached: bool
+    #: "precision reached", "all prompts answered" or "not finished"
+    stopped: str
+
+
 class SweepLink(_Section):
     id: str
     variant: str
@@ -193,6 +266,12 @@ class RunRecord(_Section):
     j_per_query: Optional[float] = None
     #: the GPU-only figure, as AI Energy Score publishes it (None where no GPU was metered)
     gpu_wh_per_1000_queries: Optional[float] = None
+    #: the whole machine's figure beside the run's attributed one (energy.whole_machine_j per query)
+    whole_machine_wh_per_1000_queries: Optional[float] = None
+    #: 95% interval of J/query and Wh per 1,000 queries
+    interval: Optional[Interval] = None
+    #: only for a --precision run
+    sampling: Optional[Sampling] = None
     j_per_output_token: Optional[float] = None
     duration_s: float
     tokens_per_s: Optional[float] = None
@@ -201,6 +280,8 @@ class RunRecord(_Section):
     batching: Batching
     steady_state: Optional[SteadyState] = None
     quality: Quality
+    #: what else used the machine during the run, and whether that disturbed it (None: runs stored before)
+    interference: Optional[Interference] = None
     errors: list[str] = []
     #: the sweep this run is a variant of
     sweep: Optional[SweepLink] = None

@@ -15,6 +15,11 @@ Rules (documented in docs/board.md):
   **quintile**: runs ranked by energy, the lowest fifth gets 5 stars (ties share
   the better rank).
 - A group with fewer than :data:`MIN_PEERS` runs gets no stars, and says so.
+- A **disturbed** run (other processes, steal or throttling above the run's
+  thresholds: ``record.interference``) is shown, marked, but never rated and
+  never counted in its group's bins.  Nor is a **sampled** (``--precision``)
+  run whose 95% interval is wider than the precision the board asks for
+  (default :data:`DEFAULT_PRECISION_PCT`); a full run always may be rated.
 - Reference rows (published figures) are shown, labelled with their source, and
   never rated: their protocol is their publisher's, so they share no peer group.
 """
@@ -34,6 +39,8 @@ from joulescore.units import J_PER_WH
 Rule = Literal["equal-bins", "quintile"]
 RULES: tuple[str, ...] = ("equal-bins", "quintile")
 MIN_PEERS = 5
+#: the interval a sampled (--precision) run must be within to be rated: half-width as % of J/query
+DEFAULT_PRECISION_PCT = 2.0
 GB = 1e9
 CLASS_A_MAX_BYTES = 24 * GB
 CLASS_B_MAX_BYTES = 80 * GB
@@ -67,6 +74,14 @@ class BoardRow:
     stars: int | None = None
     stars_note: str = ""
     pareto: bool | None = None
+    #: why the run was disturbed ("" when it was not): shown, never rated
+    disturbed: str = ""
+    #: a --precision run that stopped before the task's last prompt
+    sampled: bool = False
+    #: the 95% interval of wh_per_1000, and its half-width as % of the figure
+    wh_per_1000_low: float | None = None
+    wh_per_1000_high: float | None = None
+    half_width_pct: float | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -102,6 +117,7 @@ def hardware_class(hardware: dict[str, Any]) -> str:
 def row_from_record(record: RunRecord) -> BoardRow:
     """A stored run's record as a board row."""
     model, q, hw = record.model, record.quality, record.hardware
+    it, iv = record.interference, record.interval
     return BoardRow(
         model=model.name, task=record.task.name, wh_per_1000=record.wh_per_1000_queries,
         j_per_token=record.j_per_output_token, quality=q.value,
@@ -110,6 +126,11 @@ def row_from_record(record: RunRecord) -> BoardRow:
         hardware_class=hardware_class(hw.model_dump()), protocol=record.config["protocol"],
         size_class=size_class(model.extra.get("size_bytes"), model.parameters),
         kind=record.meter.kind, run_id=record.run_id, date=record.created_at[:10],
+        disturbed=(it.reason or "disturbed") if it is not None and it.disturbed else "",
+        sampled=bool(record.sampling and record.sampling.sampled),
+        wh_per_1000_low=iv.wh_per_1000_queries_low if iv else None,
+        wh_per_1000_high=iv.wh_per_1000_queries_high if iv else None,
+        half_width_pct=iv.half_width_pct if iv else None,
         extra={"prompts": record.counts.succeeded, "backend": model.backend},
     )
 
@@ -163,16 +184,34 @@ def quintile_stars(energies: Sequence[float]) -> list[int]:
     return [5 - min(4, ordered.index(e) * 5 // n) for e in energies]
 
 
-def rate(rows: Iterable[BoardRow], rule: Rule = "equal-bins") -> list[BoardRow]:
-    """Stars for every run, computed inside its peer group; reference rows pass unrated."""
+def unrated_reason(row: BoardRow, precision_pct: float = DEFAULT_PRECISION_PCT) -> str | None:
+    """Why a run may not be rated at all (nor set its group's bins), or None."""
+    if row.disturbed:
+        return f"DISTURBED, not rated: {row.disturbed}"
+    if row.sampled and (row.half_width_pct is None or row.half_width_pct > precision_pct):
+        shown = "unknown" if row.half_width_pct is None else f"+/-{row.half_width_pct:.2f}%"
+        return (f"sampled rating, not rated: its 95% interval ({shown}) is wider than the board's "
+                f"precision (+/-{precision_pct:g}%)")
+    return None
+
+
+def rate(rows: Iterable[BoardRow], rule: Rule = "equal-bins",
+         precision_pct: float = DEFAULT_PRECISION_PCT) -> list[BoardRow]:
+    """Stars for every run, computed inside its peer group; reference rows pass unrated.
+
+    Disturbed runs, and sampled runs less precise than ``precision_pct``, are kept out of the groups.
+    """
     if rule not in RULES:
         raise ValueError(f"unknown rating rule {rule!r}; choose {' or '.join(RULES)}")
     stars_of = equal_bin_stars if rule == "equal-bins" else quintile_stars
     groups: dict[tuple[str, ...], list[BoardRow]] = defaultdict(list)
     out: list[BoardRow] = []
     for row in rows:
+        unrated = None if row.is_reference else unrated_reason(row, precision_pct)
         if row.is_reference:
             out.append(row)
+        elif unrated is not None:
+            out.append(replace(row, stars=None, stars_note=unrated))
         elif row.wh_per_1000 is None:
             out.append(replace(row, stars=None, stars_note="no energy figure (no prompt succeeded)"))
         else:
@@ -196,7 +235,7 @@ def pareto(rows: Iterable[BoardRow]) -> list[BoardRow]:
     (chat's output length) is not placed: ``pareto`` stays None.
     """
     rows = list(rows)
-    placed = [r for r in rows if not r.is_reference and r.wh_per_1000 is not None
+    placed = [r for r in rows if not r.is_reference and r.wh_per_1000 is not None and not r.disturbed
               and r.quality is not None and r.higher_is_better is not None]
 
     def axes(r: BoardRow) -> tuple[float, float]:
@@ -214,12 +253,13 @@ def pareto(rows: Iterable[BoardRow]) -> list[BoardRow]:
 
 
 def build_board(records: Iterable[RunRecord], task: str | None = None, rule: Rule = "equal-bins",
-                with_pareto: bool = False, with_references: bool = True) -> list[BoardRow]:
+                with_pareto: bool = False, with_references: bool = True,
+                precision_pct: float = DEFAULT_PRECISION_PCT) -> list[BoardRow]:
     """Ranked rows: per task, runs by energy (stars within peer groups), then the references."""
     runs = [row_from_record(r) for r in records if r.status == "complete"]
     if task is not None:
         runs = [r for r in runs if r.task == task]
-    rows = rate(runs, rule)
+    rows = rate(runs, rule, precision_pct)
     if with_pareto:
         rows = pareto(rows)
     if with_references:
@@ -229,13 +269,14 @@ def build_board(records: Iterable[RunRecord], task: str | None = None, rule: Rul
                                        r.wh_per_1000 if r.wh_per_1000 is not None else math.inf))
 
 
-def run_stars(record: RunRecord, stored: Iterable[RunRecord], rule: Rule = "equal-bins") -> str:
+def run_stars(record: RunRecord, stored: Iterable[RunRecord], rule: Rule = "equal-bins",
+              precision_pct: float = DEFAULT_PRECISION_PCT) -> str:
     """The stars line of ``joulescore run``: this run rated among its stored peers."""
     if record.status != "complete":
         return f"no stars: the run is {record.status}, only complete runs are rated"
     me = row_from_record(record)
     peers = [row_from_record(r) for r in stored if r.status == "complete" and r.run_id != record.run_id]
-    rated = rate([me, *[p for p in peers if p.task == me.task]], rule)
+    rated = rate([me, *[p for p in peers if p.task == me.task]], rule, precision_pct)
     return stars_line(next(r for r in rated if r.run_id == me.run_id))
 
 

@@ -28,6 +28,7 @@ MEASURED_GREEN = "#1b7f3b"
 ESTIMATED_ORANGE = "#c25e00"
 STAR_GOLD = "#f2b705"
 STAR_GREY = "#d0d0d0"
+DISTURBED_RED = "#b00020"
 #: lines a wrapped value may take before it is cut with "…"
 MAX_LINES = 2
 #: control and format characters (C0/C1, bidi overrides, separators, lone surrogates), shown escaped; joiners kept
@@ -129,12 +130,19 @@ def render_label(record: RunRecord, stars_line: str, output: Path, aies_line: st
         y -= 0.01
         ax.text(0.5, y, _fmt(record.wh_per_1000_queries), ha="center", va="top", fontsize=26,
                 fontweight="bold", color=colour)
-        ax.text(0.5, y - 0.075, "Wh per 1,000 queries", ha="center", va="top", fontsize=9)
+        iv = record.interval
+        ci = "" if iv is None else (f"  (95% CI {_fmt(iv.wh_per_1000_queries_low)}-"
+                                    f"{_fmt(iv.wh_per_1000_queries_high)})")
+        ax.text(0.5, y - 0.075, "Wh per 1,000 queries" + ci, ha="center", va="top", fontsize=9 if not ci else 7.5)
         ax.text(0.5, y - 0.105, f"{_fmt(record.j_per_output_token)} J per output token   "
                 f"{_fmt(record.j_per_query)} J per query", ha="center", va="top", fontsize=7.5)
         y -= 0.17
         stars = _stars_from_line(stars_line)
-        for i in range(5):
+        disturbed = record.interference is not None and record.interference.disturbed
+        if disturbed:  # never rated: the word takes the stars' place
+            ax.text(0.5, y, "DISTURBED", ha="center", va="center", fontsize=18, fontweight="bold",
+                    color=DISTURBED_RED)
+        for i in range(0 if disturbed else 5):
             filled = stars is not None and i < stars
             ax.plot(0.3 + i * 0.1, y, marker="*", markersize=22, color=STAR_GOLD if filled else STAR_GREY,
                     markeredgecolor="#555555", markeredgewidth=0.6)

@@ -274,6 +274,10 @@ class Store:
                 (status, utc_now(), json.dumps(record.as_json()), run_id),
             )
 
+    def set_num_prompts(self, run_id: str, num_prompts: int) -> None:
+        """A ``--precision`` run that stopped early: the prompts it answered are the whole run."""
+        self._write("UPDATE runs SET num_prompts=?, updated_at=? WHERE run_id=?", (num_prompts, utc_now(), run_id))
+
     def get_run(self, run_id: str) -> RunRow:
         with self._reading():
             row = self._conn.execute(f"{self._select_runs} WHERE run_id=?", (_storable(run_id),)).fetchone()

@@ -1,0 +1,110 @@
+"""The record's ``interference`` section: whether a run was disturbed, and why, from its stored windows.
+
+The figures are gathered by :mod:`joulescore.meters.interference` (each prompt's window, in seconds) and
+stored with each prompt; this module sums them and applies the run's thresholds (``RunConfig.disturbed_cpu_pct``
+and ``disturbed_steal_pct``), so the record rebuilt from the rows always says the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from joulescore.meters.interference import BusyProbe, disturbing_throttle, read_cpu_freq
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return round(100.0 * max(0.0, part) / whole, 2) if whole > 0 else None
+
+
+def summarize(rows: Sequence[dict[str, Any]], spec: dict[str, Any], others_pct_max: float,
+              steal_pct_max: float) -> dict[str, Any]:
+    """The record's ``interference`` section from each prompt's stored figures and the run's start facts.
+
+    ``rows``: each measured prompt's stored window figures (empty dicts for prompts stored before
+    interference was recorded).  ``spec``: what was stored at the start (``spec["interference"]``).
+    """
+    start: dict[str, Any] = dict(spec.get("interference") or {})
+    measured = [r for r in rows if "capacity_s" in r]
+    capacity = sum(r["capacity_s"] for r in measured)
+    others = sum(r["others_s"] for r in measured)
+    steal = sum(r["steal_s"] for r in measured)
+    own = sum(r["own_s"] for r in measured)
+    attributable = start.get("attributable", True)
+    others_pct, steal_pct = _pct(others, capacity), _pct(steal, capacity)
+    reasons: list[str] = []
+    if attributable and others_pct is not None and others_pct > others_pct_max:
+        reasons.append(f"other processes used {others_pct:.0f}% of the machine's CPU")
+    if steal_pct is not None and steal_pct > steal_pct_max:
+        reasons.append(f"the hypervisor stole {steal_pct:.0f}% of the CPU time (steal)")
+    throttle = sorted({n for r in rows for n in r.get("gpu_throttle", [])})
+    bad_throttle = disturbing_throttle(throttle)
+    if bad_throttle:
+        reasons.append(f"the GPU clocks were slowed ({', '.join(bad_throttle)})")
+    gpu_pids = sorted({p for r in rows for p in r.get("gpu_other_pids", [])})
+    if gpu_pids and attributable:
+        reasons.append(f"other compute processes ran on the GPU (pid {', '.join(map(str, gpu_pids[:5]))})")
+    cpu_events = sum(int(r.get("cpu_throttle_events", 0)) for r in rows)
+    if cpu_events:
+        reasons.append(f"the CPU was thermally throttled ({cpu_events} events)")
+    freq = [r["cpu_freq_min_pct"] for r in rows if "cpu_freq_min_pct" in r]
+    per_prompt = 0
+    for r in measured:
+        cap = r["capacity_s"]
+        if cap > 0 and (100 * r["others_s"] / cap > others_pct_max or 100 * r["steal_s"] / cap > steal_pct_max):
+            per_prompt += 1
+    notes: list[str] = []
+    if not measured:
+        notes.append("not measured: no /proc/stat here, or the prompts were run without a watch" if rows
+                     else "no prompt measured yet")
+    if not attributable:
+        notes.append("the engine runs outside joulescore's process tree (--endpoint): its own CPU time counts as "
+                     "others', so others' CPU does not mark the run disturbed")
+    if start.get("cpu_policy_capped"):
+        notes.append(f"CPU frequency capped by policy below the hardware maximum on CPUs "
+                     f"{start['cpu_policy_capped']}")
+    if "sw_power_cap" in throttle:
+        notes.append("the GPU ran at its power limit at times (sw_power_cap): normal under full load")
+    return {
+        "measured": bool(measured),
+        "disturbed": bool(reasons),
+        "reason": "; ".join(reasons) if reasons else None,
+        "reasons": reasons,
+        "others_cpu_pct": others_pct,
+        "steal_pct": steal_pct,
+        "own_cpu_pct": _pct(own, capacity),
+        "cpus": start.get("cpus"),
+        "thresholds": {"others_cpu_pct": others_pct_max, "steal_pct": steal_pct_max},
+        "prompts_disturbed": per_prompt,
+        "prompts_measured": len(measured),
+        "before_run": start.get("before_run"),
+        "cpu_freq_min_pct": min(freq) if freq else None,
+        "cpu_freq_readable": start.get("cpu_freq_readable"),
+        "cpu_throttle_events": cpu_events if start.get("cpu_freq_readable") else None,
+        "gpu_throttle_reasons": throttle,
+        "gpu_other_pids": gpu_pids,
+        "threads": start.get("threads"),
+        "notes": notes,
+    }
+
+
+def busy_warning(probe: BusyProbe | None, others_pct_max: float, attributable: bool) -> str | None:
+    """The warning before a run on a machine that is already busy, or None."""
+    if probe is None or not attributable or probe.others_pct <= others_pct_max:
+        return None
+    return (f"the machine is already busy: other processes used {probe.others_pct:.0f}% of its CPU over the "
+            f"last {probe.window.wall_s:.1f} s; the run's figures may be disturbed (the record will say so)")
+
+
+def start_facts(cpus: Sequence[int], probe: BusyProbe | None, attributable: bool,
+                threads: dict[str, Any] | None) -> dict[str, Any]:
+    """What a run stores about the machine at its start (``spec["interference"]``)."""
+    freq = read_cpu_freq(cpus)
+    return {
+        "cpus": len(cpus),
+        "attributable": attributable,
+        "before_run": probe.as_dict() if probe is not None else None,
+        "cpu_freq_readable": freq is not None,
+        "cpu_policy_capped": freq.policy_capped if freq is not None else [],
+        "threads": threads,
+    }
