@@ -138,6 +138,9 @@ def test_another_protocol_on_an_h100_is_projected_not_comparable() -> None:
     ({"task": {"name": "reasoning"}}, "only in v2"),
     ({"task": {"name": "my-task"}}, "no table for task 'my-task'"),
     ({"status": "partial"}, "the run is partial"),
+    ({"task": {"name": "chat"}, "interference": {"measured": True, "disturbed": True,
+                                                 "reason": "other processes used 48% of the machine's CPU"}},
+     "DISTURBED (other processes used 48%"),
     ({"task": {"name": "chat"}, "model": {"parameters": None, "extra": {}}}, "parameter count"),
 ])
 def test_no_line_says_why(over: dict[str, Any], why: str) -> None:

@@ -221,6 +221,10 @@ def aies_view(record: RunRecord) -> AiesView:
     if record.status != "complete":
         view.line = f"no AI Energy Score: the run is {record.status}, only complete runs are placed"
         return view
+    if record.interference is not None and record.interference.disturbed:
+        view.line = (f"no AI Energy Score: the run was DISTURBED ({record.interference.reason}); "
+                     "a disturbed run is never starred")
+        return view
     cls = size_class(record.model.extra.get("size_bytes"), record.model.parameters) or ""
     scale = scales().get((task, cls)) or scales().get((task, ""))
     if scale is None:
