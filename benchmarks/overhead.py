@@ -23,9 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 from joulescore.backends.llamacpp import LlamaCppBackend
-from joulescore.model.config import RunConfig
 from joulescore.bench.runner import run_pending
 from joulescore.bench.session import prepare, run_spec
+from joulescore.model.config import RunConfig
 from joulescore.report.console import RichProgress
 from joulescore.store.sqlite import Store
 

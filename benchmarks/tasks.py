@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from joulescore.model.config import RunConfig
 from joulescore.bench.session import start
+from joulescore.model.config import RunConfig
 from joulescore.store.sqlite import Store
 
 #: (task, model alias, backend): the fast ones first, so a stopped run still covers most tasks

@@ -7,12 +7,19 @@ from dataclasses import replace
 import pytest
 
 from joulescore.model.record import RunRecord
-from tests.records import make_record
-
 from joulescore.report.board import (
-    BoardRow, build_board, equal_bin_stars, hardware_class, pareto, quintile_stars, rate, reference_rows,
-    size_class, stars_line,
+    BoardRow,
+    build_board,
+    equal_bin_stars,
+    hardware_class,
+    pareto,
+    quintile_stars,
+    rate,
+    reference_rows,
+    size_class,
+    stars_line,
 )
+from tests.records import make_record
 
 
 def run(wh: float, task: str = "sentiment", hw: str = "CPU Emerald Rapids", protocol: str = "energy-score",

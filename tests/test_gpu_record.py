@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import cli
+
 from joulescore.meters.nvml import NvmlMeter
 from tests.fake_nvml import FakeGpu, FakeNvml
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import assert_one_line_error, cli
+
 from joulescore.store.sqlite import ResultRow, Store
 
 FAST = ("--warmup", "0", "--max-new-tokens", "3", "--no-progress")

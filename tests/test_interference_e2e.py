@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from conftest import cli
+
 from joulescore.bench.interval import shuffled
 from joulescore.meters.estimator import own_cpu_s
 from joulescore.meters.interference import allowed_cpus, probe_busy

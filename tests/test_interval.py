@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import assert_one_line_error, cli
+
 from joulescore.bench.interval import (
     LEVEL,
     MIN_PROMPTS,
@@ -15,8 +15,8 @@ from joulescore.bench.interval import (
     bootstrap_ratio,
     interval_section,
     repeats_interval,
+    shuffled,
 )
-from joulescore.bench.interval import shuffled
 from joulescore.tasks.spec import Prompt
 from tests.records import make_record
 

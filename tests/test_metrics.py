@@ -6,8 +6,19 @@ import pytest
 
 from joulescore.tasks import load_spec, task_names
 from joulescore.tasks.metrics import (
-    METRICS, Response, final_number_match, first_label, first_number, label_accuracy, last_number,
-    normalize_answer, rouge_l, spearman, squad_f1, squad_prediction, squad_v2,
+    METRICS,
+    Response,
+    final_number_match,
+    first_label,
+    first_number,
+    label_accuracy,
+    last_number,
+    normalize_answer,
+    rouge_l,
+    spearman,
+    squad_f1,
+    squad_prediction,
+    squad_v2,
 )
 
 

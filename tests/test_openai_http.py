@@ -12,7 +12,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import assert_one_line_error, cli
 
 pytest.importorskip("uvicorn", reason="llama-cpp-python[server] dependencies are not installed")

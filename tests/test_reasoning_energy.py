@@ -131,8 +131,8 @@ def test_a_run_without_a_reasoning_mode_is_unchanged() -> None:
 
 
 def test_family_is_detected_from_the_backend_or_overridden() -> None:
-    from joulescore.model.config import RunConfig
     from joulescore.bench.session import reasoning_plan
+    from joulescore.model.config import RunConfig
 
     class Qwen3Like(ScriptedBackend):
         def chat_template(self) -> str | None:

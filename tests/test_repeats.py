@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, cli
+
 from joulescore.bench.repeats import repeat_variance, spread
 from tests.records import make_record
 

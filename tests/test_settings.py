@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error, cli
 from pydantic import ValidationError
 
-from conftest import assert_one_line_error, cli
 from joulescore.backends.options import LlamaCppOptions, OpenAIOptions, TransformersOptions
 from joulescore.model.config import RunConfig, describe_error, flag_of
 

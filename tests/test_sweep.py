@@ -7,7 +7,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, cli
 
 PLAN = """

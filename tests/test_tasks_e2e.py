@@ -11,7 +11,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_one_line_error, cli
 
 FAST = ("--warmup", "0", "--threads", "1", "--no-progress")
