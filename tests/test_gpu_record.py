@@ -57,6 +57,9 @@ def test_a_gpu_run_records_the_gpu_everywhere(db: Path, tmp_path: Path) -> None:
         record["energy"]["gpu_j"] / record["counts"]["succeeded"] * 1000 / 3600, rel=1e-3)
     assert record["hardware"]["other_gpu_processes"][0]["pid"] == 1
     assert any("the GPU is shared" in n for n in record["meter"]["notes"])
+    # another compute process on the GPU disturbs the run: shown, never rated
+    assert record["interference"]["disturbed"]
+    assert any("other compute processes ran on the GPU (pid 1)" in r for r in record["interference"]["reasons"])
 
     board = json.loads(cli("board", "--json", db=db, env=env).stdout)
     mine = next(r for r in board if r["run_id"] == record["run_id"])

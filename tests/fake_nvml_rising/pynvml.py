@@ -1,6 +1,7 @@
 """A ``pynvml`` stand-in for CLI subprocess tests: one H200 whose energy counter rises at a steady power.
 
-Put this folder first on PYTHONPATH; ``FAKE_NVML_POWER_W`` sets the power (default 300 W).
+Put this folder first on PYTHONPATH; ``FAKE_NVML_POWER_W`` sets the power (default 300 W);
+``FAKE_NVML_OTHER_PIDS`` lists other compute processes on the GPU (default "1": one, 2 GB; empty: none).
 Only the NVML binding is replaced: everything above it (probing, counters, the record) is real.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from tests.fake_nvml import FakeGpu, FakeNvml
 
 POWER_W = float(os.environ.get("FAKE_NVML_POWER_W", "300"))
+OTHER_PIDS = [int(p) for p in os.environ.get("FAKE_NVML_OTHER_PIDS", "1").split(",") if p.strip()]
 _T0 = time.monotonic()
 
 
@@ -22,7 +24,7 @@ class _RisingNvml(FakeNvml):
 
 
 _FAKE = _RisingNvml(FakeGpu(name="NVIDIA H200", uuid="GPU-h200-fake-0", memory_bytes=141 * 10**9,
-                            power_limit_mw=700_000, processes=[(1, 2 * 10**9)]))
+                            power_limit_mw=700_000, processes=[(pid, 2 * 10**9) for pid in OTHER_PIDS]))
 
 
 def __getattr__(name: str) -> Any:
