@@ -68,7 +68,8 @@ def build_db(path: Path, sweep: bool = True, traffic: bool = True) -> Path:
         store_run(store, SyntheticRun("c-busy", "busy-model", [3.0, 3.5, 4.0, 4.5], task="chat"))
         marked = store.record("c-busy").as_json() | {
             "interference": {"measured": True, "disturbed": True, "reason": BUSY_REASON},
-            "interval": {"method": "bootstrap", "n": 4, "j_per_query_low": 3.2, "j_per_query_high": 4.3}}
+            "interval": {"method": "bootstrap", "n": 4, "j_per_query_low": 3.2, "j_per_query_high": 4.3,
+                         "wh_per_1000_queries_low": 3.2 / 3.6, "wh_per_1000_queries_high": 4.3 / 3.6}}
         store.set_status("c-busy", "complete", RunRecord.model_validate(marked))
         store_run(store, SyntheticRun("c-h100", "gpu-model", [2.5] * 6, task="chat", kind="measured",
                                       uncertainty_pct=5.0, gpus=H100, domain="gpu"))
