@@ -18,6 +18,11 @@ from unittest import mock
 
 import pytest
 
+# The suite shares its machine (other tests' servers, a CI box's neighbours): runs here are not marked
+# disturbed by that, unless a test sets its thresholds itself (the interference tests do, with flags).
+os.environ.setdefault("JOULESCORE_DISTURBED_CPU_PCT", "100")
+os.environ.setdefault("JOULESCORE_DISTURBED_STEAL_PCT", "100")
+
 
 def cli(*args: str, db: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess[str]:

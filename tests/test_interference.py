@@ -306,3 +306,20 @@ def test_the_label_says_disturbed_and_carries_the_interval(tmp_path: Path) -> No
     assert line.startswith("DISTURBED, not rated: other processes used 48%")
     svg = render_label(record, line, tmp_path / "label.svg").read_text(encoding="utf-8")
     assert "DISTURBED" in svg and "95% CI 1.389-1.944" in svg
+
+
+def test_thresholds_can_be_set_once_for_a_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    from joulescore.errors import BadInput
+    from joulescore.model.config import RunConfig
+
+    monkeypatch.setenv("JOULESCORE_DISTURBED_CPU_PCT", "25%")
+    monkeypatch.setenv("JOULESCORE_DISTURBED_STEAL_PCT", "7")
+    assert (RunConfig().disturbed_cpu_pct, RunConfig().disturbed_steal_pct) == (25.0, 7.0)
+    assert RunConfig(disturbed_cpu_pct=10).disturbed_cpu_pct == 10.0  # a flag beats the environment
+    for bad in ("abc", "150", "nan"):
+        monkeypatch.setenv("JOULESCORE_DISTURBED_CPU_PCT", bad)
+        with pytest.raises(BadInput, match="JOULESCORE_DISTURBED_CPU_PCT must be a percentage"):
+            RunConfig()
+    monkeypatch.delenv("JOULESCORE_DISTURBED_CPU_PCT")
+    monkeypatch.delenv("JOULESCORE_DISTURBED_STEAL_PCT")
+    assert (RunConfig().disturbed_cpu_pct, RunConfig().disturbed_steal_pct) == (10.0, 5.0)

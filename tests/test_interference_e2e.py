@@ -55,7 +55,9 @@ def hogs(count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def _real_run(db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return cli("run", "--limit", "6", "--max-new-tokens", "8", *FAST, *extra, db=db)
+    # the default thresholds, given as flags: the suite raises the environment's defaults (conftest.py)
+    return cli("run", "--limit", "6", "--max-new-tokens", "8", *FAST, "--disturbed-cpu-pct", "10",
+               "--disturbed-steal-pct", "5", *extra, db=db)
 
 
 @pytest.mark.slow

@@ -44,7 +44,8 @@ def _option(name: str, info: FieldInfo) -> inspect.Parameter:
     flags = _flags(name, info)
     if kind is bool:
         flags = [f"{flags[0]}/--no-{flags[0][2:]}"]
-    default = info.get_default(call_default_factory=False)
+    # a default_factory (a threshold read from the environment) says its default in the description
+    default = None if info.default_factory is not None else info.get_default(call_default_factory=False)
     help_text = (info.description or "") + ("" if default is None else f" [default: {default}]")
     option = typer.Option(*flags, help=help_text, show_default=False)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,

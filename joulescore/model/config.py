@@ -12,6 +12,7 @@ uses it, a test and the docs.  The CLI's flags are made from these fields.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from joulescore.backends.base import GenerationConfig
 from joulescore.backends.options import ENGINE_OPTIONS, AnyEngineOptions, LlamaCppOptions
 from joulescore.backends.reasoning import DEFAULT_BUDGETS, ReasoningFamily, ReasoningMode
+from joulescore.errors import BadInput
 
 Protocol = Literal["energy-score", "natural"]
 
@@ -34,6 +36,20 @@ PRECISION_MIN_PROMPTS = 100
 
 def _flag(name: str, *extra: str) -> dict[str, Any]:
     return {"flags": [name, *extra]}
+
+
+def _env_pct(name: str, default: float) -> float:
+    """A disturbance threshold set once for a machine (a shared CI box), instead of a flag on every run."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw.rstrip("%"))
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 100.0:
+        raise BadInput(f"${name} must be a percentage between 0 and 100, got {raw!r}")
+    return value
 
 
 class RunConfig(BaseModel):
@@ -82,10 +98,13 @@ class RunConfig(BaseModel):
         "prompts in a shuffled order (fixed seed), at least 100 of them",
         json_schema_extra={"text": True})
     #: above either, the run is marked disturbed (and not rated)
-    disturbed_cpu_pct: float = Field(10.0, ge=0.0, le=100.0, description="mark the run disturbed when other "
-                                     "processes use more than this % of the machine's CPU")
-    disturbed_steal_pct: float = Field(5.0, ge=0.0, le=100.0, description="mark the run disturbed when steal "
-                                       "time is above this % (VMs)")
+    disturbed_cpu_pct: float = Field(default_factory=lambda: _env_pct("JOULESCORE_DISTURBED_CPU_PCT", 10.0),
+                                     ge=0.0, le=100.0, description="mark the run disturbed when other "
+                                     "processes use more than this % of the machine's CPU "
+                                     "(default 10, or $JOULESCORE_DISTURBED_CPU_PCT)")
+    disturbed_steal_pct: float = Field(default_factory=lambda: _env_pct("JOULESCORE_DISTURBED_STEAL_PCT", 5.0),
+                                       ge=0.0, le=100.0, description="mark the run disturbed when steal "
+                                       "time is above this % (VMs; default 5, or $JOULESCORE_DISTURBED_STEAL_PCT)")
     #: the engine's own settings, by ``backend`` (see joulescore.backends.options)
     engine: AnyEngineOptions = Field(default_factory=LlamaCppOptions)
 
