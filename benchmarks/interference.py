@@ -13,6 +13,7 @@ beside a full rating of ``--full-limit`` prompts (1,000: the whole task), and
 prints prompts used, wall time, both figures and the interval.
 
     python benchmarks/interference.py [--prompts 100] [--rounds 3] [--precision-check [--full-limit 1000]]
+    python benchmarks/interference.py --only-precision [--full-limit 1000]
 
 "Quiet" is only as quiet as the machine: the before-run share of others' CPU
 is printed for every run, so a busy "quiet" baseline shows.
@@ -143,10 +144,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--precision-check", action="store_true")
     parser.add_argument("--full-limit", type=int, default=1000)
+    parser.add_argument("--only-precision", action="store_true", help="only the --precision check")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=200)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "interference.db"
+        if args.only_precision:
+            console.print(precision_check(args, db))
+            return
         results = ways(args, db)
         console.print(ways_table(results, args.prompts))
         quiet, auto = _median(results["quiet"], "wh"), _median(results[WAYS[2]], "wh")
