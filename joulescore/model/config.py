@@ -38,11 +38,15 @@ def _flag(name: str, *extra: str) -> dict[str, Any]:
     return {"flags": [name, *extra]}
 
 
-def _env_pct(name: str, default: float) -> float:
-    """A disturbance threshold set once for a machine (a shared CI box), instead of a flag on every run."""
+def _env_pct(name: str, which: Literal["others_cpu", "steal"]) -> float:
+    """A disturbance threshold set once for a machine (a shared CI box), instead of a flag on every run.
+
+    Unset, the default is the interference module's own (one source for both thresholds)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
-        return default
+        from joulescore.meters.interference import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
+
+        return DEFAULT_OTHERS_CPU_PCT if which == "others_cpu" else DEFAULT_STEAL_PCT
     try:
         value = float(raw.rstrip("%"))
     except ValueError:
@@ -98,11 +102,11 @@ class RunConfig(BaseModel):
         "prompts in a shuffled order (fixed seed), at least 100 of them",
         json_schema_extra={"text": True})
     #: above either, the run is marked disturbed (and not rated)
-    disturbed_cpu_pct: float = Field(default_factory=lambda: _env_pct("JOULESCORE_DISTURBED_CPU_PCT", 10.0),
+    disturbed_cpu_pct: float = Field(default_factory=lambda: _env_pct("JOULESCORE_DISTURBED_CPU_PCT", "others_cpu"),
                                      ge=0.0, le=100.0, description="mark the run disturbed when other "
                                      "processes use more than this % of the machine's CPU "
                                      "(default 10, or $JOULESCORE_DISTURBED_CPU_PCT)")
-    disturbed_steal_pct: float = Field(default_factory=lambda: _env_pct("JOULESCORE_DISTURBED_STEAL_PCT", 5.0),
+    disturbed_steal_pct: float = Field(default_factory=lambda: _env_pct("JOULESCORE_DISTURBED_STEAL_PCT", "steal"),
                                        ge=0.0, le=100.0, description="mark the run disturbed when steal "
                                        "time is above this % (VMs; default 5, or $JOULESCORE_DISTURBED_STEAL_PCT)")
     #: the engine's own settings, by ``backend`` (see joulescore.backends.options)
