@@ -9,12 +9,24 @@ token attribution.  Both use the same loaded model, prompts and settings
 two take turns batch by batch, so drift on a shared machine hits both alike.
 
     python benchmarks/engines.py [--prompts 20] [--rounds 3] [--batch-size 1]
+
+``--builds`` compares two llama.cpp builds instead: the fast one the set-up picks for this CPU and the
+portable AVX2 one (joulescore/backends/cpu_build.py), each in its own worker process (two builds of the
+same shared library cannot share a process), taking turns round by round (ABBA order), each round a
+fresh harness run of the same prompts: tok/s and Wh per 1,000 queries side by side.  A build whose wheel
+is not in the set-up's wheel folder yet is built first (a few minutes).
+
+    python benchmarks/engines.py --builds [--prompts 100] [--rounds 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -121,6 +133,83 @@ def paired_round(p: object, db: Path, flip: bool) -> tuple[float, float, dict]:
     return plain_tokens / plain_s, record["counts"]["output_tokens"] / harness_s, record
 
 
+def build_worker(prompts: int) -> None:
+    """One build's side of ``--builds``: load once, then answer a harness round per line on stdin."""
+    from joulescore.backends.cpu_build import built_isa
+
+    config = RunConfig(model="smollm2-135m", task="chat", backend="llama.cpp", limit=prompts, warmup=0)
+    p = prepare(config)
+    plain_loop(p.backend, [q.messages for q in p.prompts[:2]], config)()  # warm caches and clocks once
+    print(json.dumps({"isa": built_isa()}), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, _line in enumerate(sys.stdin):
+            store = Store(Path(tmp) / f"round-{i}.db")
+            run_id = f"bench-{time.time_ns()}"
+            store.create_run(run_id, len(p.prompts), run_spec(p))
+            t0 = time.perf_counter()
+            run_pending(store, run_id, p.backend, p.meter, p.prompts, config.generation())
+            wall_s = time.perf_counter() - t0
+            record = build_record(store.get_run(run_id), store.results(run_id), __version__).as_json()
+            store.close()
+            print(json.dumps({"tok_s": record["counts"]["output_tokens"] / wall_s, "wall_s": wall_s,
+                              "wh_per_1000_queries": record["wh_per_1000_queries"],
+                              "meter": record["meter"]["kind"]}), flush=True)
+    p.backend.close()
+
+
+def build_site(name: str, tmp: Path) -> Path:
+    """A folder holding the ``fast`` or ``portable`` llama-cpp-python build, built into the wheel folder if new."""
+    from joulescore.backends.cpu_build import LLAMA_SPEC, cmake_args, wheel_dir
+
+    spec = os.environ.get("LLAMA_SPEC", LLAMA_SPEC)
+    cmake = " ".join(cmake_args(name))
+    wheels = wheel_dir(spec, cmake)
+    if not list(wheels.glob("llama_cpp_python-*.whl")):
+        print(f"building the {name} wheel ({cmake}) into {wheels}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-cache-dir", "--no-binary",
+                        "llama-cpp-python", "-w", str(wheels), spec], check=True, env={**os.environ, "CMAKE_ARGS": cmake})
+    site = tmp / name
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                    *map(str, wheels.glob("llama_cpp_python-*.whl"))], check=True)
+    return site
+
+
+def compare_builds(prompts: int, rounds: int) -> None:
+    """The fast and the portable build, rounds taken in turn (ABBA), through the harness on the same prompts."""
+    root = Path(__file__).resolve().parents[1]
+    names = ("fast", "portable")
+    rows: dict[str, list[dict]] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        workers, isa = {}, {}
+        for name in names:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build_site(name, Path(tmp))), str(root)])}
+            workers[name] = subprocess.Popen([sys.executable, __file__, "--build-worker", "--prompts", str(prompts)],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            isa[name] = json.loads(workers[name].stdout.readline())["isa"]  # type: ignore[union-attr]
+        for i in range(rounds):
+            for name in (names if i % 2 == 0 else names[::-1]):
+                worker = workers[name]
+                worker.stdin.write("round\n")  # type: ignore[union-attr]
+                worker.stdin.flush()  # type: ignore[union-attr]
+                rows[name].append(json.loads(worker.stdout.readline()))  # type: ignore[union-attr]
+        for worker in workers.values():
+            worker.stdin.close()  # type: ignore[union-attr]
+            worker.wait()
+    table = Table(title=f"llama.cpp builds: {prompts} chat prompts x {rounds} rounds, SmolLM2-135M, energy-score "
+                        "protocol, batch 1, builds taking turns round by round")
+    for col in ("build", "instruction sets", "tok/s", "Wh/1,000 queries", "per round tok/s", "meter"):
+        table.add_column(col, justify="right" if col in ("tok/s", "Wh/1,000 queries") else "left")
+    for name in names:
+        tok = [r["tok_s"] for r in rows[name]]
+        table.add_row(name, isa[name], f"{statistics.median(tok):.1f}",
+                      f"{statistics.median(r['wh_per_1000_queries'] for r in rows[name]):.3g}",
+                      " ".join(f"{t:.1f}" for t in tok), rows[name][0]["meter"])
+    Console(width=220).print(table)
+    ratios = [f["tok_s"] / p["tok_s"] for f, p in zip(rows["fast"], rows["portable"])]
+    print(f"fast/portable tok/s: median {statistics.median(ratios):.3f} (rounds: "
+          f"{' '.join(f'{r:.3f}' for r in ratios)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=20)
@@ -128,7 +217,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--engines", nargs="*", default=None,
                         help="only these (llama.cpp, transformers, transformers-int8, onnxruntime, onnxruntime-int8)")
+    parser.add_argument("--builds", action="store_true", help="compare the fast and the portable llama.cpp build")
+    parser.add_argument("--build-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.build_worker:
+        build_worker(args.prompts)
+        return
+    if args.builds:
+        compare_builds(args.prompts, args.rounds)
+        return
 
     table = Table(title=f"engines: {args.prompts} chat prompts, SmolLM2-135M, energy-score protocol, "
                         f"batch {args.batch_size}, {args.rounds} rounds, plain and harness taking turns per batch")

@@ -17,6 +17,7 @@ from llama_cpp import Llama, LogitsProcessorList
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, context_overflow
+from joulescore.backends.cpu_build import parse_system_info
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import ModelError
 from joulescore.hardware import logical_cpus
@@ -101,6 +102,8 @@ class LlamaCppBackend(Backend):
                 "gpu_offload": bool(layers),
                 "gpu_layers": layers,
                 "engine_version": llama_cpp.__version__,
+                # what the CPU kernels were compiled for: a portable AVX2 build and an AVX-512 one differ in speed
+                "cpu_isa": parse_system_info(llama_cpp.llama_print_system_info().decode("utf-8", "replace")),
             },
         )
 
