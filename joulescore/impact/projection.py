@@ -70,8 +70,10 @@ def _cpu_target(case: Case, fit: Fit, own_eta: float | None) -> dict[str, Any]:
     total = {key: sum(float(e[key]) for e in ph.values()) for key in ("roofline_j", "low_j", "central_j", "high_j")}
     return {"floor_j": total["roofline_j"], "low_j": total["low_j"], "central_j": total["central_j"],
             "high_j": total["high_j"], "phases": ph, "model": "memory roofline at TDP (not fitted on CPU rows)",
-            "note": "CPU: no published CPU rows with batch are fitted; no per-step floor or compute term (no peak "
-                    "FLOP/s in cpus.csv); the band borrows the GPU efficiencies, widened by the GPU fit's spread"}
+            "note": "CPU: no published CPU rows with batch are fitted; no per-step floor; "
+                    + ("the compute term uses a peak FLOP/s derived from cores x clock x FLOP/cycle, not a published "
+                       "figure; " if case.chip.peak_derivation else "no compute term (no peak FLOP/s in cpus.csv); ")
+                    + "the band borrows the GPU efficiencies, widened by the GPU fit's spread"}
 
 
 def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None = None,
@@ -115,7 +117,10 @@ def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None 
         "measured": {"hardware": here["hardware"], "meter_kind": here["meter_kind"],
                      "j_per_query": energy.total_j / queries if energy.total_j else None,
                      "prefill_j": energy.prefill_j, "decode_j": energy.decode_j,
-                     "floor_available": here["available"], "floor_reason": here.get("reason")},
+                     "floor_available": here["available"], "floor_reason": here.get("reason"),
+                     "floor": {k: here.get(k) for k in ("available", "partial", "reason", "table_row", "matched_by",
+                                                        "phases", "efficiency")}
+                              | {"chip": {"peak_derived": bool((here.get("chip") or {}).get("peak_derived"))}}},
         "fit": {"eta": {k: float(v) for k, v in fit.eta.items()},
                 "step_floor_ms_per_layer": {k: fit.tau_s(k) * 1e3 for k in fit.floor_w},
                 "busy_power_fraction_of_tdp": fit.power_fraction, "band_factor": 10 ** fit.band_log10,
