@@ -98,7 +98,7 @@ def test_every_cpu_row_with_peak_figures_cites_their_source() -> None:
     assert with_peak >= 1
 
 
-def test_cli_prints_derived_and_missing(tmp_path: Path) -> None:
+def test_cli_prints_the_missing_phase(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     spec = _spec()
     spec["hardware"]["cpu"], spec["hardware"]["cpu_microarchitecture"] = "Mystery RISC-V 9000", None
