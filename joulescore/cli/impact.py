@@ -71,19 +71,22 @@ def _print_floor(f: dict[str, Any]) -> None:
         out.print(f"  not available: {f['reason']}", soft_wrap=True)
         return
     c = f["chip"]
-    out.print(f"  chip: TDP {c['tdp_w']:g} W, {c['peak_tflops']:g} TFLOP/s ({c['peak_basis']}), "
-              f"{c['mem_bw_gbs']:g} GB/s; batch {f['workload']['batch_size']}")
+    peak = f"{c['peak_tflops']:.3g} TFLOP/s ({c['peak_basis']})" if c["peak_tflops"] else "no peak FLOP/s"
+    bw = f"{c['mem_bw_gbs']:g} GB/s" if c["mem_bw_gbs"] else "no memory bandwidth"
+    out.print(f"  chip: TDP {c['tdp_w']:g} W, {peak}, {bw}; batch {f['workload']['batch_size']}", soft_wrap=True)
     t = Table()
     for col in ("phase", "bound", "floor J", "measured J", "floor / measured"):
         t.add_column(col, justify="right")
     for phase, e in f["phases"].items():
+        if e["status"] == "missing":
+            t.add_row(phase, "", "missing", _fmt(e["measured_j"]), f"no {e['missing']}")
+            continue
         floor = e["floor_j"] if e["floor_j"] is not None else e.get("computed_floor_j")
         eff = _fmt(100 * e["efficiency"], "%") if e["efficiency"] is not None else e["status"]
         t.add_row(phase, e["bound"], _fmt(floor), _fmt(e["measured_j"]), eff)
     out.print(t)
     for note in f["notes"]:
         out.print(f"  note: {note}", soft_wrap=True)
-
 
 
 @app.command()
@@ -185,6 +188,16 @@ def _print_projection(p: dict[str, Any]) -> None:
               f"{p['workload']['output_tokens']} output tokens, run at batch {p['workload']['batch_size']}"))
     out.print(f"measured on {m['hardware']} ({m['meter_kind']}): {_fmt(m['j_per_query'])} J/query "
               f"(prefill {_fmt(m['prefill_j'])} J, decode {_fmt(m['decode_j'])} J in total)", soft_wrap=True)
+    floor = m["floor"]
+    if floor and floor["available"]:
+        phases = "; ".join(f"{k} missing (no {e['missing']})" if e["status"] == "missing" else
+                           f"{k} {e['status']}" if e["floor_j"] is None else f"{k} {_fmt(e['floor_j'])} J"
+                           for k, e in floor["phases"].items())
+        derived = ", peak FLOP/s derived, not published" if floor["chip"]["peak_derived"] else ""
+        out.print(f"physical floor on the measured chip (table row {floor['table_row']}{derived}): {phases}; "
+                  "`joulescore impact` has the details", soft_wrap=True)
+    elif floor:
+        out.print(f"physical floor on the measured chip: not available: {floor['reason']}", soft_wrap=True)
     if a:
         out.print(f"assumed: batch {a['batch']} (from {a['batch_from']}), engine {a['engine']}, "
                   f"{a['layers']:.0f} layers ({a['layers_from']})", soft_wrap=True)

@@ -12,10 +12,13 @@ first (the first comes out of prefill), KV_bytes_per_step = bytes per context
 token x the mean context length during decode.  Each term is a lower bound on
 its own, so the larger of the two is too.  Efficiency = floor / measured.
 
-Where the chip is not in the table (our cloud CPUs have a TDP but no peak
-FLOP/s) the floor says so instead of guessing.  A floor above the measured
-figure means the hardware figures or the measurement's boundary do not match
-this run; it is then reported as inconsistent, never as >100 % efficiency.
+A CPU's peak FLOP/s is derived (cores x clock x FP32 FLOP/cycle, see
+hardware_specs) and the report says so.  Prefill needs the peak FLOP/s and
+decode the memory bandwidth: where only one is known, the phase it bounds gets
+a floor and the other phase is reported missing; nothing is guessed.  A floor
+above the measured figure means the hardware figures or the measurement's
+boundary do not match this run; it is then reported as inconsistent, never as
+>100 % efficiency.
 """
 
 from __future__ import annotations
@@ -89,29 +92,43 @@ def workload(record: RunRecord, active_params: float | None = None) -> Workload:
 
 @dataclass(frozen=True)
 class PhaseFloor:
-    compute_j: float
-    memory_j: float
+    """One phase's roofline terms; None where the chip lacks the figure (each term alone is a lower bound)."""
+
+    compute_j: float | None
+    memory_j: float | None
 
     @property
     def floor_j(self) -> float:
-        return max(self.compute_j, self.memory_j)
+        return max(t for t in (self.compute_j, self.memory_j) if t is not None)
 
     @property
     def bound(self) -> str:
-        return "compute" if self.compute_j >= self.memory_j else "memory"
+        if self.memory_j is None or (self.compute_j is not None and self.compute_j >= self.memory_j):
+            return "compute"
+        return "memory"
 
 
-def phase_floors(w: Workload, chip: ChipSpec) -> dict[str, PhaseFloor] | None:
-    """Floor energy of each phase on ``chip``, or None where the chip lacks a figure."""
+#: The figure without which a phase gets no floor: the term that bounds it in practice.
+PHASE_NEEDS = {"prefill": "peak FLOP/s", "decode": "memory bandwidth"}
+
+
+def phase_floors(w: Workload, chip: ChipSpec) -> dict[str, PhaseFloor | None]:
+    """Floor energy of each phase on ``chip``; a phase is None where the chip lacks the figure it needs.
+
+    Prefill needs the peak FLOP/s and decode the memory bandwidth; the other term joins where known.
+    """
     fpj, bpj = chip.flop_per_j, chip.bytes_per_j
-    if fpj is None or bpj is None:
-        return None
     weights_per_query = w.weight_bytes / w.batch_size
-    return {
-        "prefill": PhaseFloor(2 * w.parameters * w.input_tokens / fpj, w.queries * weights_per_query / bpj),
-        "decode": PhaseFloor(2 * w.parameters * w.decode_steps / fpj,
-                             w.decode_steps * (weights_per_query + w.kv_bytes_per_step) / bpj),
-    }
+
+    def compute(tokens: float) -> float | None:
+        return 2 * w.parameters * tokens / fpj if fpj else None
+
+    def memory(nbytes: float) -> float | None:
+        return nbytes / bpj if bpj else None
+
+    prefill = PhaseFloor(compute(w.input_tokens), memory(w.queries * weights_per_query))
+    decode = PhaseFloor(compute(w.decode_steps), memory(w.decode_steps * (weights_per_query + w.kv_bytes_per_step)))
+    return {"prefill": prefill if fpj else None, "decode": decode if bpj else None}
 
 
 def run_chip(record: RunRecord) -> tuple[ChipSpec | None, str]:
@@ -131,6 +148,37 @@ def run_chip(record: RunRecord) -> tuple[ChipSpec | None, str]:
     return cpu_spec(hw.cpu, hw.cpu_microarchitecture), hw.cpu or "unknown CPU"
 
 
+def _chip_notes(chip: ChipSpec) -> list[str]:
+    """What the reader must know about the chip figures: a derived peak, a match by microarchitecture."""
+    notes = []
+    if chip.matched_by and chip.matched_by != "model name":
+        notes.append(f"this CPU was matched by {chip.matched_by} to the table row {chip.name}: its figures stand "
+                     "in for this machine's chip")
+    if chip.peak_derivation:
+        notes.append(f"peak FLOP/s {chip.peak_derivation}; it counts FP32 FMA arithmetic: INT8/BF16 dot-product "
+                     "instructions (e.g. AVX-512 VNNI) do more operations per cycle, so a kernel using them could "
+                     "spend less than this compute term")
+    return notes
+
+
+def _phase_entry(f: PhaseFloor | None, measured: float | None, phase: str) -> dict[str, Any]:
+    if f is None:
+        return {"floor_j": None, "bound": None, "compute_j": None, "memory_j": None, "measured_j": measured,
+                "efficiency": None, "status": "missing", "missing": PHASE_NEEDS[phase]}
+    entry: dict[str, Any] = {"floor_j": f.floor_j, "bound": f.bound, "compute_j": f.compute_j,
+                             "memory_j": f.memory_j, "measured_j": measured, "efficiency": None}
+    if measured is None or measured <= 0:
+        entry["status"] = "no measurement"
+    elif f.floor_j > measured:
+        entry["status"] = "inconsistent"
+        entry["computed_floor_j"] = entry.pop("floor_j")
+        entry["floor_j"] = None
+    else:
+        entry["efficiency"] = f.floor_j / measured
+        entry["status"] = "ok"
+    return entry
+
+
 def floor_report(record: RunRecord, chip: ChipSpec | None = None, *, hardware_name: str | None = None,
                  active_params: float | None = None) -> dict[str, Any]:
     """The floor section of a run: per phase floor, measured, efficiency; or why there is none."""
@@ -139,22 +187,17 @@ def floor_report(record: RunRecord, chip: ChipSpec | None = None, *, hardware_na
         hardware_name = hardware_name or found_name
     name = hardware_name or (chip.name if chip else "unknown")
     measured = {"prefill": record.energy.prefill_j, "decode": record.energy.decode_j}
-    out: dict[str, Any] = {
-        "hardware": name,
-        "table_row": chip.name if chip else None,
-        "meter_kind": record.meter.kind,
-        "available": False,
-        "phases": {},
-        "notes": [],
-    }
+    out: dict[str, Any] = {"hardware": name, "table_row": chip.name if chip else None,
+                           "matched_by": chip.matched_by if chip else None, "meter_kind": record.meter.kind,
+                           "available": False, "partial": False, "phases": {}, "notes": []}
     if chip is None:
         out["reason"] = f"{name} is not in the reference tables (accelerators.csv, cpus.csv)"
         return out
     missing = chip.missing()
-    if missing:
+    if not chip.tdp_w or (not chip.peak_flops and not chip.mem_bw_bps):
         have = f"TDP {chip.tdp_w:g} W" if chip.tdp_w else "no TDP"
-        out["reason"] = (f"{chip.name}: {', '.join(missing)} not in the table ({have}); "
-                         "no floor without a published figure (give --peak-tflops/--mem-bw-gbs/--tdp-w to supply one)")
+        out["reason"] = (f"{chip.name}: {', '.join(missing)} not in the table ({have}); no floor without a "
+                         "published or derived figure (give --peak-tflops/--mem-bw-gbs/--tdp-w to supply one)")
         return out
     try:
         w = workload(record, active_params)
@@ -162,43 +205,35 @@ def floor_report(record: RunRecord, chip: ChipSpec | None = None, *, hardware_na
         out["reason"] = str(exc)
         return out
     floors = phase_floors(w, chip)
-    assert floors is not None
     out.update({
         "available": True,
+        "partial": any(f is None for f in floors.values()),
         "chip": {"tdp_w": chip.tdp_w, "peak_tflops": chip.peak_flops / 1e12 if chip.peak_flops else None,
-                 "peak_basis": chip.peak_basis,
+                 "peak_basis": chip.peak_basis, "peak_derived": chip.peak_derivation is not None,
+                 "peak_derivation": chip.peak_derivation,
                  "mem_bw_gbs": chip.mem_bw_bps / 1e9 if chip.mem_bw_bps else None, "source": chip.source},
         "workload": {"parameters": w.parameters, "weight_bytes": w.weight_bytes, "batch_size": w.batch_size,
                      "input_tokens": w.input_tokens, "decode_steps": w.decode_steps,
                      "kv_bytes_per_token": w.kv.bytes_per_token if w.kv else None},
     })
-    if w.kv is None:
-        out["notes"].append("KV-cache reads left out (model shape unknown): the decode floor is lower than it could be")
-    total_floor = total_measured = 0.0
-    consistent = True
+    out["notes"].extend(_chip_notes(chip))
     for phase, f in floors.items():
-        m = measured[phase]
-        entry: dict[str, Any] = {"floor_j": f.floor_j, "bound": f.bound, "compute_j": f.compute_j,
-                                 "memory_j": f.memory_j, "measured_j": m, "efficiency": None}
-        if m is not None and m > 0:
-            if f.floor_j > m:
-                consistent = False
-                entry["status"] = "inconsistent"
-                entry["computed_floor_j"] = entry.pop("floor_j")
-                entry["floor_j"] = None
-            else:
-                entry["efficiency"] = f.floor_j / m
-                entry["status"] = "ok"
-            total_measured += m
-        else:
-            entry["status"] = "no measurement"
-        if entry.get("floor_j") is not None:
-            total_floor += entry["floor_j"]
-        out["phases"][phase] = entry
+        out["phases"][phase] = _phase_entry(f, measured[phase], phase)
+        if f is None:
+            other = next(p for p in floors if p != phase)
+            out["notes"].append(f"the {phase} floor is missing: {chip.name} has no {PHASE_NEEDS[phase]} in the "
+                                f"table, so only the {other} floor is given")
+    if w.kv is None and floors["decode"] is not None:
+        out["notes"].append("KV-cache reads left out (model shape unknown): the decode floor is lower than it could be")
+    entries = out["phases"].values()
+    consistent = all(e["status"] != "inconsistent" for e in entries)
     if not consistent:
         out["notes"].append("the computed floor is above the measured energy: the chip figures or the measurement's "
-                            "boundary do not match this run, so no efficiency is reported for that phase")
-    tokens = w.output_tokens
-    out["floor_j_per_output_token"] = total_floor / tokens if tokens and consistent else None
-    out["efficiency"] = total_floor / total_measured if consistent and total_measured else None
+                            "boundary do not match this run (e.g. a small model's weights stay in the CPU's cache and are not "
+                            "re-read from DRAM each step), so no efficiency is reported for that phase")
+    complete = consistent and not out["partial"]
+    total_floor = sum(e["floor_j"] for e in entries if e["floor_j"] is not None)
+    total_measured = sum(e["measured_j"] for e in entries if e["measured_j"] and e["measured_j"] > 0)
+    out["floor_j_per_output_token"] = total_floor / w.output_tokens if w.output_tokens and complete else None
+    out["efficiency"] = total_floor / total_measured if complete and total_measured else None
     return out

@@ -1,7 +1,9 @@
 """The chip figures the floor and projections need, from the shipped tables or the user.
 
-Only published figures are used.  A chip whose peak FLOP/s, memory bandwidth
-or TDP is not in the table is reported as such; nothing is guessed.
+Accelerator figures are published ones.  CPU vendors publish no peak FLOP/s, so
+a CPU's peak is derived from published parts (cores x all-core clock x FP32
+FLOP per cycle per core, each cited in cpus.csv) and always carried as derived.
+A figure that is neither published nor derivable is reported as missing; nothing is guessed.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class ChipSpec:
     mem_bw_bps: float | None  # bytes/s
     source: str
     kind: str = "accelerator"  # accelerator | cpu | user
+    peak_derivation: str | None = None  # how a derived (not published) peak was computed; None = published
+    matched_by: str | None = None  # how a run's CPU was matched to this row ("model name", "microarchitecture ...")
 
     @property
     def flop_per_j(self) -> float | None:
@@ -59,6 +63,7 @@ class ChipSpec:
             tdp_w=tdp_w if tdp_w is not None else self.tdp_w,
             peak_flops=peak_tflops * 1e12 if peak_tflops is not None else self.peak_flops,
             peak_basis="user-given" if peak_tflops is not None else self.peak_basis,
+            peak_derivation=None if peak_tflops is not None else self.peak_derivation,
             mem_bw_bps=mem_bw_gbs * 1e9 if mem_bw_gbs is not None else self.mem_bw_bps,
             source=f"{self.source} ; overridden by the user",
         )
@@ -155,23 +160,48 @@ def find_accelerator(query: str, path: Path | None = None) -> ChipSpec:
 def cpu_spec(cpu: str | None, microarchitecture: str | None) -> ChipSpec | None:
     """The cpus-table row for this CPU (by model name, else microarchitecture), or None.
 
-    The cpus table has TDP but no peak FLOP/s, and memory bandwidth for AMD and
-    Apple only; those gaps stay None and are reported as "not in the table".
+    A VM that reports only "AMD EPYC" is matched by its microarchitecture to the
+    first row of that family (e.g. Zen 5 (Turin) -> EPYC 9755); ``matched_by`` says so.
     """
     rows = load_table("cpus")
     text = (cpu or "").lower()
     row = next((r for r in rows if r["name"].lower() in text), None)
+    how = "model name"
     if row is None and microarchitecture:
         row = next((r for r in rows if r["microarchitecture"].lower() == microarchitecture.lower()), None)
+        how = f"microarchitecture {microarchitecture} (the first table row of that family; the model is not known)"
     if row is None:
         return None
-    return _cpu_row_spec(row)
+    return replace(_cpu_row_spec(row), matched_by=how)
+
+
+def derived_cpu_peak(row: dict[str, str]) -> tuple[float, str] | None:
+    """Peak FP32 FLOP/s = cores x clock x FP32 FLOP/cycle/core, and the derivation; None where a part is missing.
+
+    The clock is the all-core boost where the vendor publishes one, else the max boost: both are at
+    or above what all cores sustain at TDP, so the peak is high and the floor stays a lower bound.
+    """
+    cores, clock = as_float(row.get("cores")), as_float(row.get("peak_clock_ghz"))
+    per_cycle = as_float(row.get("fp32_flop_per_cycle_per_core"))
+    if not (cores and clock and per_cycle and (row.get("peak_derivation_source") or "").strip()):
+        return None
+    peak = cores * clock * 1e9 * per_cycle
+    basis = row.get("peak_clock_basis") or "clock"
+    text = (f"derived from cores x clock x FLOP/cycle, not a published figure: {cores:g} cores x {clock:g} GHz "
+            f"({basis}) x {per_cycle:g} FP32 FLOP/cycle/core = {peak / 1e12:.3g} TFLOP/s")
+    return peak, text
 
 
 def _cpu_row_spec(row: dict[str, str]) -> ChipSpec:
     bw = as_float(row.get("mem_bw_per_socket_gbs"))
-    return ChipSpec(name=row["name"], tdp_w=as_float(row.get("tdp_w")), peak_flops=None, peak_basis="",
-                    mem_bw_bps=bw * 1e9 if bw is not None else None, source=row.get("source", ""), kind="cpu")
+    derived = derived_cpu_peak(row)
+    source = row.get("source", "")
+    if derived:
+        source = f"{source} ; peak: {row['peak_derivation_source']}"
+    return ChipSpec(name=row["name"], tdp_w=as_float(row.get("tdp_w")),
+                    peak_flops=derived[0] if derived else None, peak_basis="FP32 FMA, derived" if derived else "",
+                    mem_bw_bps=bw * 1e9 if bw is not None else None, source=source, kind="cpu",
+                    peak_derivation=derived[1] if derived else None)
 
 
 def find_target(query: str, path: Path | None = None) -> ChipSpec:

@@ -3,8 +3,8 @@
 Nothing here is measured.  GPU targets use the two-regime model of ``latency_model``: per phase the
 larger of the roofline energy (scaled by the share of it that engines reach) and busy power x the
 latency-bound time (steps x a per-layer step-time floor), both fitted to published GPU measurements
-that state their batch.  CPU targets (cpus.csv) get the memory roofline only, with a band that says
-it is not fitted on CPU measurements.  See docs/impact.md.
+that state their batch.  CPU targets (cpus.csv) get the roofline at TDP (compute term from a derived
+peak where the row has one, no step floor), with a band that says it is not fitted on CPU measurements.  See docs/impact.md.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _gpu_target(case: Case, fit: Fit) -> dict[str, Any]:
 
 
 def _cpu_target(case: Case, fit: Fit, own_eta: float | None) -> dict[str, Any]:
-    """Memory roofline at TDP over an efficiency band; no CPU rows are fitted, so the band is wide."""
+    """Roofline at TDP over an efficiency band; no CPU rows are fitted, so the band is wide."""
     etas = list(fit.eta.values())
     central_eta = own_eta or math.exp(sum(math.log(e) for e in etas) / len(etas))
     ph_floor = phases(case, 1.0, 0.0)
@@ -69,9 +69,11 @@ def _cpu_target(case: Case, fit: Fit, own_eta: float | None) -> dict[str, Any]:
           for name, e in ph_floor.items()}
     total = {key: sum(float(e[key]) for e in ph.values()) for key in ("roofline_j", "low_j", "central_j", "high_j")}
     return {"floor_j": total["roofline_j"], "low_j": total["low_j"], "central_j": total["central_j"],
-            "high_j": total["high_j"], "phases": ph, "model": "memory roofline at TDP (not fitted on CPU rows)",
-            "note": "CPU: no published CPU rows with batch are fitted; no per-step floor or compute term (no peak "
-                    "FLOP/s in cpus.csv); the band borrows the GPU efficiencies, widened by the GPU fit's spread"}
+            "high_j": total["high_j"], "phases": ph, "model": "roofline at TDP (not fitted on CPU rows)",
+            "note": "CPU: no published CPU rows with batch are fitted; no per-step floor; "
+                    + ("the compute term uses a peak FLOP/s derived from cores x clock x FLOP/cycle, not a published "
+                       "figure; " if case.chip.peak_derivation else "no compute term (no peak FLOP/s in cpus.csv); ")
+                    + "the band borrows the GPU efficiencies, widened by the GPU fit's spread"}
 
 
 def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None = None,
@@ -115,7 +117,10 @@ def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None 
         "measured": {"hardware": here["hardware"], "meter_kind": here["meter_kind"],
                      "j_per_query": energy.total_j / queries if energy.total_j else None,
                      "prefill_j": energy.prefill_j, "decode_j": energy.decode_j,
-                     "floor_available": here["available"], "floor_reason": here.get("reason")},
+                     "floor_available": here["available"], "floor_reason": here.get("reason"),
+                     "floor": {k: here.get(k) for k in ("available", "partial", "reason", "table_row", "matched_by",
+                                                        "phases", "efficiency")}
+                              | {"chip": {"peak_derived": bool((here.get("chip") or {}).get("peak_derived"))}}},
         "fit": {"eta": {k: float(v) for k, v in fit.eta.items()},
                 "step_floor_ms_per_layer": {k: fit.tau_s(k) * 1e3 for k in fit.floor_w},
                 "busy_power_fraction_of_tdp": fit.power_fraction, "band_factor": 10 ** fit.band_log10,
