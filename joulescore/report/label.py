@@ -68,11 +68,11 @@ def safe(text: object) -> str:
 
 
 def hardware_items(record: RunRecord) -> list[str]:
-    """The hardware as whole items (CPU, count, each GPU model with how many), shown escaped."""
+    """The hardware as whole items (CPU, count, each GPU model with how many, as the board writes it), escaped."""
     hw = record.hardware
     gpus = Counter(visible(g.get("name")) for g in hw.gpus)
     return [visible(hw.cpu), f"{hw.logical_cpus} CPUs",
-            *(name if n == 1 else f"{n} x {name}" for name, n in gpus.items())]
+            *(name if n == 1 else f"{name} x{n}" for name, n in gpus.items())]
 
 
 def _band(pct: float | None) -> str:

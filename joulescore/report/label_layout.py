@@ -147,20 +147,31 @@ class Card:
     def fit(self, block: Block, style: Style) -> list[Line]:
         """The block's lines (text, full text if cut, size): wrapped between items at the largest size that fits.
 
-        A line holding one item too wide shrinks on its own, down to the style's minimum; the whole
-        block shrinks only when it needs more lines than it may take.  What still does not fit is cut.
+        An item too wide even at the style's minimum is first shortened around "…".  A line holding one
+        item too wide shrinks on its own; the whole block shrinks only when it needs more lines than it
+        may take, and at the minimum the lines past the last one are dropped.
         """
         size, floor = style.size * self.scale, max(style.min_size, 1.0) * self.scale
         room = (RIGHT - LEFT) * _SLACK
+        tail = self.width(block.tail, style, floor)
+        short = tuple(self.shorten(item, style, floor, room - tail) for item in block.items)
+        full = dict(zip(short, block.items))
+        cut = Block(short, block.sep, block.tail, block.max_lines)
         while True:
-            lines = self._flow(block, style, size, room)
-            sizes = [self._size(block, items, style, size, floor, room) for items in lines]
-            if len(lines) <= block.max_lines and None not in sizes:
-                return [(self._join(block, items, n == len(lines) - 1), None, s or size)
-                        for n, (items, s) in enumerate(zip(lines, sizes))]
-            if size <= floor or not style.min_size:
-                return self._cut(block, style, size, room)
+            lines = self._flow(cut, style, size, room)
+            sizes = [self._size(cut, items, style, size, floor, room) or floor for items in lines]
+            if len(lines) <= block.max_lines or size <= floor or not style.min_size:
+                break
             size = max(floor, size - 0.5 * self.scale)
+        out: list[Line] = []
+        for n, (items, at) in enumerate(zip(lines[:block.max_lines], sizes)):
+            whole = block.sep.join(full[i] for i in items)
+            out.append((self._join(cut, items, n == len(lines) - 1), whole if whole != cut.sep.join(items) else None,
+                        at))
+        if len(lines) > block.max_lines:
+            out[-1] = (self._drop(cut, lines[block.max_lines - 1], style, out[-1][2], room),
+                       block.sep.join(block.items), out[-1][2])
+        return out
 
     def _join(self, block: Block, items: list[str], last: bool = False) -> str:
         return block.sep.join(items) + ("" if last else block.tail)
@@ -174,7 +185,7 @@ class Card:
         if len(items) > 1 or not style.min_size:
             return None
         smaller = int(size * room / wide * 10) / 10
-        return smaller if smaller >= floor and self.width(items[0], style, smaller) <= room else None
+        return smaller if smaller >= floor and self.width(self._join(block, items), style, smaller) <= room else None
 
     def _flow(self, block: Block, style: Style, size: float, room: float) -> list[list[str]]:
         """Items packed greedily into lines no wider than ``room`` (an item too wide takes a line of its own)."""
@@ -186,26 +197,16 @@ class Card:
                 lines.append([item])
         return lines or [[""]]
 
-    def _cut(self, block: Block, style: Style, size: float, room: float) -> list[Line]:
-        """Items too wide shortened in the middle, lines past the last one dropped; each cut line titled in full."""
-        tail = self.width(block.tail, style, size)
-        short = [self.shorten(item, style, size, room - tail) for item in block.items]
-        full = dict(zip(short, block.items))
-        lines = self._flow(Block(tuple(short), block.sep, block.tail), style, size, room)
-        out: list[Line] = []
-        for n, items in enumerate(lines[:block.max_lines]):
-            text, whole = self._join(block, items, n == len(lines) - 1), block.sep.join(full[i] for i in items)
-            out.append((text, whole if whole != block.sep.join(items) else None, size))
-        if len(lines) > block.max_lines:  # whole items dropped from the last line until "…" fits after them
-            items = list(lines[block.max_lines - 1])
-            while len(items) > 1 and self.width(self._join(block, [*items, ELLIPSIS]), style, size) > room:
-                items.pop()
+    def _drop(self, block: Block, items: list[str], style: Style, size: float, room: float) -> str:
+        """The last line shown, ending in "…": whole items dropped from its end until it fits."""
+        items = list(items)
+        while len(items) > 1 and self.width(self._join(block, [*items, ELLIPSIS], last=True), style, size) > room:
+            items.pop()
+        last = self._join(block, [*items, ELLIPSIS], last=True)
+        while self.width(last, style, size) > room and len(items[0]) > 1:
+            items[0] = items[0][:-1]
             last = self._join(block, [*items, ELLIPSIS], last=True)
-            while self.width(last, style, size) > room and len(items[0]) > 1:
-                items[0] = items[0][:-1]
-                last = self._join(block, [*items, ELLIPSIS], last=True)
-            out[-1] = (last, block.sep.join(block.items), size)
-        return out
+        return last
 
     def shorten(self, text: str, style: Style, size: float, room: float) -> str:
         """``text`` whole if it fits, else its start and end around "…" (both ends tell names apart)."""
