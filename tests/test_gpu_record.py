@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,11 @@ def test_a_gpu_run_records_the_gpu_everywhere(db: Path, tmp_path: Path) -> None:
     assert mine["hardware_class"] == "GPU NVIDIA H200 x1"
     label = tmp_path / "label.svg"
     assert cli("label", record["run_id"], "-o", str(label), db=db, env=env).returncode == 0
-    assert "NVIDIA H200" in label.read_text(encoding="utf-8")
+    root = ET.fromstring(label.read_text(encoding="utf-8"))
+    texts = ["".join(t.itertext()) for t in root.iter() if t.tag.split("}")[-1] == "text"]
+    assert any("NVIDIA H200" in t for t in texts)  # the GPU's name whole, in one text (never wrapped)
+    meter = record["meter"]  # the band belongs to the estimated domains, the GPU says its counter
+    assert f"GPU measured ({meter['per_domain']['gpu']['source']}); CPU+DRAM estimated ±" \
+           f"{meter['uncertainty_pct']:.0f}%" in " ".join(texts)
     impact = json.loads(cli("impact", record["run_id"], "--json", db=db, env=env).stdout)
     assert "H200" in impact["floor"]["hardware"] and impact["floor"]["table_row"]

@@ -236,9 +236,10 @@ def test_label_shows_each_string_escaped_and_stays_on_the_card(key: str, tmp_pat
     flat = text.replace("\n", "")
     if len(SHOWN[key]) < 60:  # short enough to sit whole on the card (a line may wrap at a space)
         assert SHOWN[key].replace(" ", "") in flat.replace(" ", ""), (SHOWN[key], text)
-    else:  # cut short and marked after two lines, in the model, the hardware and the stars note alike
-        assert SHOWN[key][:30] in flat and text.count("…") == 3
-        assert sum("model-name" in line for line in text.splitlines()) == 6
+    else:  # never wrapped: shortened around "…" in the model, the hardware and the stars note alike, in full in <title>
+        titles = [t.text for t in root.iter() if t.tag == "{http://www.w3.org/2000/svg}title"]
+        assert SHOWN[key][:20] in flat and text.count("…") == 3 and titles.count(SHOWN[key]) == 3
+        assert sum("model-name" in line for line in text.splitlines()) == 3
 
 
 def test_errors_that_quote_a_hostile_argument_stay_one_escaped_line(hostile_db: Path) -> None:

@@ -4,70 +4,111 @@ matplotlib draws both formats from the same figure, so the PNG is a real
 rendering, not a converted SVG.  Text is kept as text in the SVG
 (``svg.fonttype = none``), where matplotlib XML-escapes it; ``$`` is escaped so
 a model name never turns into mathtext, and control characters (ESC, CR, bidi
-overrides, newlines) are shown as escapes, as in the terminal.  Long names wrap
-onto a second line, then end in "…", so that the card keeps its layout.
+overrides, newlines) are shown as escapes, as in the terminal.
+
+The card flows from the top: each text is measured as it is placed
+(``label_layout``), so nothing overlaps whatever the names.  A name never
+breaks: the hardware wraps between its items, and a value too wide shrinks,
+then is shortened with "…", its full text in the SVG's ``<title>``.  If the
+whole card still runs long, it is laid out again a size smaller.
 """
 
 from __future__ import annotations
 
-import textwrap
-import unicodedata
+import io
 import warnings
+from collections import Counter
 from pathlib import Path
-from typing import Any
+
+from matplotlib.figure import Figure
 
 from joulescore.errors import BadInput
-from joulescore.model.record import RunRecord
+from joulescore.model.record import Meter, RunRecord
+from joulescore.report.label_layout import (
+    CARD,
+    CARD_H_IN,
+    CARD_W_IN,
+    LEFT,
+    PNG_DPI,
+    RIGHT,
+    Block,
+    Card,
+    Style,
+    no_math,
+    text_boxes,
+    visible,
+    with_titles,
+)
 from joulescore.units import energy_mark
 from joulescore.units import fmt as _fmt
 
+__all__ = ["CARD_H_IN", "CARD_W_IN", "FORMATS", "PNG_DPI", "energy_parts", "hardware_items", "layout_label",
+           "render_label", "safe", "text_boxes"]
+
 FORMATS = (".svg", ".png")
-CARD_W_IN, CARD_H_IN = 4.0, 6.0
-PNG_DPI = 150
 MEASURED_GREEN = "#1b7f3b"
 ESTIMATED_ORANGE = "#c25e00"
 STAR_GOLD = "#f2b705"
 STAR_GREY = "#d0d0d0"
 DISTURBED_RED = "#b00020"
-#: lines a wrapped value may take before it is cut with "…"
-MAX_LINES = 2
-#: control and format characters (C0/C1, bidi overrides, separators, lone surrogates), shown escaped; joiners kept
-_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-_JOINERS = frozenset("\u200c\u200d")
+DARK = "#222222"
+GREY = "#666666"
+CAPTION = Style(6.5, color=GREY)
+#: the card is laid out again at these scales until it fits above its footer
+SCALES = (1.0, 0.92, 0.85, 0.78, 0.72, 0.66, 0.6)
+#: a short card's spare room is shared out between its sections (at most this much each, in card fractions)
+SECTIONS, MAX_SPREAD = 5, 0.03
+_DOMAINS = {"cpu": "CPU", "dram": "DRAM", "gpu": "GPU", "system": "system"}
+_ORDER = list(_DOMAINS)
 
 
-def _visible(text: Any) -> str:
-    """One line with control characters as escapes (``\\x1b``, ``\\n``), as the terminal shows them."""
-    out = []
-    for ch in str(text):
-        if unicodedata.category(ch) not in _UNSAFE or ch in _JOINERS:
-            out.append(ch)
-        elif ch in "\n\r\t":
-            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
-        else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
-
-
-def _no_math(line: str) -> str:
-    return line.replace("$", r"\$")
-
-
-def safe(text: Any) -> str:
+def safe(text: object) -> str:
     """Plain text for matplotlib: no mathtext (``$``), no control characters."""
-    return _no_math(_visible(text))
+    return no_math(visible(text))
 
 
-def wrap(text: Any, width: int, max_lines: int = MAX_LINES) -> str:
-    """Wrapped to ``width``, at most ``max_lines`` lines, the last cut with "…" if the text goes on.
+def hardware_items(record: RunRecord) -> list[str]:
+    """The hardware as whole items (CPU, count, each GPU model with how many, as the board writes it), escaped."""
+    hw = record.hardware
+    gpus = Counter(visible(g.get("name")) for g in hw.gpus)
+    return [visible(hw.cpu), f"{hw.logical_cpus} CPUs",
+            *(name if n == 1 else f"{name} x{n}" for name, n in gpus.items())]
 
-    ``$`` is escaped per line, after wrapping, so that a break never splits ``\\$``.
+
+def _band(pct: float | None) -> str:
+    if pct is None:
+        return "no band stated"
+    return f"±{pct:.0f}%" if pct >= 1 else f"±{pct:.1g}%"
+
+
+def energy_parts(meter: Meter, covered: list[str] | None = None) -> list[str]:
+    """How each domain's energy was had: measured with its counter, estimated with its band.
+
+    A mixed meter records each domain's kind and source (``per_domain``); its stated
+    band is the widest of its estimated parts, so it is printed beside those alone.
+    ``covered`` names the domains where an older record does not list them.
     """
-    lines = textwrap.wrap(_visible(text), width=width, break_long_words=True)
-    if len(lines) > max_lines:
-        lines = [*lines[:max_lines - 1], lines[max_lines - 1][:width - 1].rstrip() + "…"]
-    return "\n".join(map(_no_math, lines)) or "-"
+    covered = covered or []
+    groups: dict[tuple[str, str], list[str]] = {}
+    if meter.per_domain:
+        for dom in sorted(meter.per_domain, key=lambda d: (_ORDER + [d]).index(d)):
+            part = meter.per_domain[dom]
+            groups.setdefault((str(part.get("kind", meter.kind)), str(part.get("source", ""))), []).append(dom)
+    else:
+        groups[(meter.kind, meter.sources[0] if meter.sources else "")] = list(meter.domains or covered)
+    estimated = [key for key in groups if key[0] != "measured"]
+    parts = []
+    for (kind, source), doms in sorted(groups.items(), key=lambda g: g[0][0] != "measured"):
+        what = "+".join(_DOMAINS.get(d, d) for d in doms)
+        if kind == "measured":
+            parts.append(f"{what} measured" + (f" ({source})" if source else ""))
+        elif len(estimated) == 1:
+            parts.append(f"{what} estimated {_band(meter.uncertainty_pct)}")
+        else:
+            parts.append(f"{what} estimated" + (f" ({source})" if source else ""))
+    if len(estimated) > 1:
+        parts.append(f"estimated parts {_band(meter.uncertainty_pct)} at most")
+    return [visible(p.strip()) for p in parts]
 
 
 def _stars_from_line(line: str) -> int | None:
@@ -78,6 +119,128 @@ def _stars_from_line(line: str) -> int | None:
     return None
 
 
+def _field(card: Card, caption: str, value: Block, style: Style) -> None:
+    card.line(caption, CAPTION, gap_pt=1.0)
+    card.block(value, style, gap_pt=5.0)
+
+
+def _header(card: Card) -> None:
+    from matplotlib.patches import FancyBboxPatch
+
+    card.ax.add_patch(FancyBboxPatch((CARD.x0, CARD.y0), CARD.width, CARD.height,
+                                     boxstyle="round,pad=0,rounding_size=0.03", facecolor="white",
+                                     edgecolor=DARK, linewidth=2))
+    pad = card.pt(8)
+    card.y -= pad
+    box = card.line("AI ENERGY LABEL", Style(14, weight="bold", color="white"), x=0.5, ha="center")
+    card.ax.add_patch(FancyBboxPatch((CARD.x0, box.y0 - pad), CARD.width, CARD.y1 - box.y0 + pad,
+                                     boxstyle="square,pad=0", facecolor=DARK, edgecolor=DARK))
+    card.y = box.y0 - pad - card.pt(8)
+
+
+def _fields(card: Card, record: RunRecord) -> None:
+    _field(card, "MODEL", Block((visible(record.model.name),)), Style(9, 6.5, "bold"))
+    _field(card, "TASK", Block((visible(record.task.name),)), Style(9, 6.5))
+    _field(card, "HARDWARE", Block(tuple(hardware_items(record)), ", ", ",", 3), Style(7.5, 5.5))
+    _field(card, "DATE", Block((visible(record.created_at[:10]),)), Style(9, 6.5))
+
+
+def _headline(card: Card, record: RunRecord, colour: str) -> None:
+    card.y -= card.pt(2)
+    card.line(_fmt(record.wh_per_1000_queries), Style(26, 12, "bold", colour), 0.5, "center", gap_pt=4)
+    iv = record.interval
+    ci = "" if iv is None else f"(95% CI {_fmt(iv.wh_per_1000_queries_low)}-{_fmt(iv.wh_per_1000_queries_high)})"
+    card.block(Block(tuple(x for x in ("Wh per 1,000 queries", ci) if x), "  "),
+               Style(9 if not ci else 7.5, 5.0), 0.5, "center", gap_pt=2)
+    card.block(Block((f"{_fmt(record.j_per_output_token)} J per output token",
+                      f"{_fmt(record.j_per_query)} J per query"), "   "), Style(7.5, 5.0), 0.5, "center", gap_pt=6)
+
+
+def _rating(card: Card, record: RunRecord, stars_line: str) -> None:
+    stars = _stars_from_line(stars_line)
+    if record.interference is not None and record.interference.disturbed:  # never rated: the word takes their place
+        card.line("DISTURBED", Style(18, 10, "bold", DISTURBED_RED), 0.5, "center", gap_pt=4)
+    else:
+        size_pt = 22 * card.scale
+        centre = card.y - card.pt(11)
+        for i in range(5):
+            filled = stars is not None and i < stars
+            card.ax.plot(0.3 + i * 0.1, centre, marker="*", markersize=size_pt,
+                         color=STAR_GOLD if filled else STAR_GREY, markeredgecolor="#555555", markeredgewidth=0.6)
+        card.y -= card.pt(26)
+    if stars is not None:
+        card.line(f"{stars} of 5 stars", Style(8.5), 0.5, "center", gap_pt=6)
+    else:
+        card.block(Block(tuple(visible(stars_line).split()), max_lines=2), Style(7), 0.5, "center", gap_pt=6)
+
+
+def _aies_and_quality(card: Card, record: RunRecord, aies_line: str | None) -> None:
+    if aies_line:
+        card.line("AI ENERGY SCORE (PUBLISHED SCALE)", CAPTION, gap_pt=1.0)
+        card.block(Block(tuple(visible(aies_line).split()), max_lines=3), Style(5.5), gap_pt=5.0)
+    q = record.quality
+    _field(card, "QUALITY", Block((f"{visible(q.metric)} = {_fmt(q.value)}", f"over {q.n} prompts"), " "),
+           Style(8.5, 5.0))
+
+
+def _mark(card: Card, record: RunRecord, colour: str) -> None:
+    from matplotlib.patches import FancyBboxPatch
+
+    pad = card.pt(5)
+    top = card.y
+    card.y -= pad
+    box = card.line(energy_mark(record.meter.kind).upper(), Style(12, 6, "bold", "white"), 0.5, "center")
+    card.ax.add_patch(FancyBboxPatch((LEFT, box.y0 - pad), RIGHT - LEFT, top - box.y0 + pad,
+                                     boxstyle="round,pad=0,rounding_size=0.01", facecolor=colour, edgecolor=colour))
+    card.y = box.y0 - pad - card.pt(3)
+    e = record.energy
+    covered = [d for d, j in (("cpu", e.cpu_j), ("dram", e.ram_j), ("gpu", e.gpu_j), ("system", e.system_j)) if j]
+    card.block(Block(tuple(energy_parts(record.meter, covered)), "; ", ";", 2), Style(6.5, 4.5), 0.5, "center")
+
+
+def _footer(card: Card, record: RunRecord) -> float:
+    """The footer drawn up from the card's bottom; returns its top, the floor for everything above."""
+    cfg = record.config
+    items = (visible(f"protocol {cfg.get('protocol')} (batch {cfg.get('batch_size')}, "
+                     f"{cfg.get('max_new_tokens')} new tokens)"),
+             visible(f"joulescore {record.tool.version}"), visible(f"run {record.run_id}"))
+    style = Style(5.5, 4.0, color="#444444")
+    y = CARD.y0 + card.pt(6)
+    for text, title, size in reversed(card.fit(Block(items, "  |  ", "  |", 3), style)):
+        y = card.text(0.5, y, text, style, size, title, ha="center", va="bottom").y1 + card.pt(1)
+    return y + card.pt(4)
+
+
+def _draw(record: RunRecord, stars_line: str, aies_line: str | None, card: Card) -> tuple[Card, float]:
+    """The card drawn at its scale, and the room left above its footer (negative: it runs into it)."""
+    colour = MEASURED_GREEN if record.meter.kind == "measured" else ESTIMATED_ORANGE
+    _header(card)
+    floor = _footer(card, record)
+    for section in (lambda: _fields(card, record), lambda: _headline(card, record, colour),
+                    lambda: _rating(card, record, stars_line), lambda: _aies_and_quality(card, record, aies_line),
+                    lambda: _mark(card, record, colour)):
+        section()
+        card.section()
+    return card, card.y + card.spread - floor
+
+
+def layout_label(record: RunRecord, stars_line: str, aies_line: str | None = None) -> tuple[Figure, dict[str, str]]:
+    """The laid-out card, and the full text of each shortened value by its SVG id (for ``<title>``)."""
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "font.family": "DejaVu Sans", "text.usetex": False}), \
+            warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # drawn as a box: no noise on stderr
+        widths: dict[tuple[str, str, float], float] = {}
+        for scale in SCALES:
+            card, room = _draw(record, stars_line, aies_line, Card(scale, widths=widths))
+            if room >= 0:
+                spread = min(room / SECTIONS, MAX_SPREAD)
+                card, _ = _draw(record, stars_line, aies_line, Card(scale, spread=spread, widths=widths))
+                break
+    return card.fig, card.titles
+
+
 def render_label(record: RunRecord, stars_line: str, output: Path, aies_line: str | None = None) -> Path:
     """Draw the label of ``record`` to ``output`` (.svg or .png) and return its path.
 
@@ -85,91 +248,22 @@ def render_label(record: RunRecord, stars_line: str, output: Path, aies_line: st
     labelled, so that the two views are never confused.
     """
     import matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import FancyBboxPatch
 
     suffix = output.suffix.lower()
     if suffix not in FORMATS:
         raise BadInput(f"label format must be .svg or .png, got {output.name!r}")
-    model, task, meter = record.model, record.task, record.meter
-    kind = meter.kind
-    measured = kind == "measured"
-    mark = energy_mark(kind).upper()
-    colour = MEASURED_GREEN if measured else ESTIMATED_ORANGE
-    hw = record.hardware
-    hardware = f"{hw.cpu}, {hw.logical_cpus} CPUs" + (
-        f", {', '.join(str(g.get('name')) for g in hw.gpus)}" if hw.gpus else "")
-    quality = record.quality
-
+    fig, titles = layout_label(record, stars_line, aies_line)
     with matplotlib.rc_context({"svg.fonttype": "none", "font.family": "DejaVu Sans", "text.usetex": False}), \
             warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Glyph .* missing from font")  # drawn as a box: no noise on stderr
-        fig = Figure(figsize=(CARD_W_IN, CARD_H_IN))
-        FigureCanvasAgg(fig)
-        ax = fig.add_axes((0, 0, 1, 1))
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.axis("off")
-        ax.add_patch(FancyBboxPatch((0.03, 0.02), 0.94, 0.96, boxstyle="round,pad=0,rounding_size=0.03",
-                                    facecolor="white", edgecolor="#222222", linewidth=2))
-        ax.add_patch(FancyBboxPatch((0.03, 0.89), 0.94, 0.09, boxstyle="square,pad=0",
-                                    facecolor="#222222", edgecolor="#222222"))
-        ax.text(0.5, 0.935, "AI ENERGY LABEL", color="white", ha="center", va="center", fontsize=14,
-                fontweight="bold")
-        y = 0.865
-        # (field, value, characters per line, lines at most): the card has room for two extra lines in all
-        for label_text, value, width, lines in (("model", model.name, 34, 2), ("task", task.name, 34, 1),
-                                                ("hardware", hardware, 40, 2),
-                                                ("date", record.created_at[:10], 34, 1)):
-            body = wrap(value, width, lines)
-            ax.text(0.07, y, label_text.upper(), fontsize=6.5, color="#666666", va="top")
-            ax.text(0.07, y - 0.022, body, fontsize=9 if label_text != "hardware" else 7.5, va="top",
-                    fontweight="bold" if label_text == "model" else "normal", linespacing=1.2)
-            y -= 0.06 + 0.026 * body.count("\n")
-        y -= 0.01
-        ax.text(0.5, y, _fmt(record.wh_per_1000_queries), ha="center", va="top", fontsize=26,
-                fontweight="bold", color=colour)
-        iv = record.interval
-        ci = "" if iv is None else (f"  (95% CI {_fmt(iv.wh_per_1000_queries_low)}-"
-                                    f"{_fmt(iv.wh_per_1000_queries_high)})")
-        ax.text(0.5, y - 0.075, "Wh per 1,000 queries" + ci, ha="center", va="top", fontsize=9 if not ci else 7.5)
-        ax.text(0.5, y - 0.105, f"{_fmt(record.j_per_output_token)} J per output token   "
-                f"{_fmt(record.j_per_query)} J per query", ha="center", va="top", fontsize=7.5)
-        y -= 0.17
-        stars = _stars_from_line(stars_line)
-        disturbed = record.interference is not None and record.interference.disturbed
-        if disturbed:  # never rated: the word takes the stars' place
-            ax.text(0.5, y, "DISTURBED", ha="center", va="center", fontsize=18, fontweight="bold",
-                    color=DISTURBED_RED)
-        for i in range(0 if disturbed else 5):
-            filled = stars is not None and i < stars
-            ax.plot(0.3 + i * 0.1, y, marker="*", markersize=22, color=STAR_GOLD if filled else STAR_GREY,
-                    markeredgecolor="#555555", markeredgewidth=0.6)
-        note = f"{stars} of 5 stars" if stars is not None else wrap(stars_line, 52)
-        ax.text(0.5, y - 0.045, note, ha="center", va="top", fontsize=7 if stars is None else 8.5)
-        y -= 0.14 if stars is None else 0.1
-        if aies_line:
-            ax.text(0.07, y + 0.012, "AI ENERGY SCORE (PUBLISHED SCALE)", fontsize=6.5, color="#666666", va="top")
-            ax.text(0.07, y - 0.008, wrap(aies_line, 70, 3), fontsize=5.5, va="top", linespacing=1.15)
-            y -= 0.065
-        ax.text(0.07, y, "QUALITY", fontsize=6.5, color="#666666", va="top")
-        ax.text(0.07, y - 0.022, wrap(f"{quality.metric} = {_fmt(quality.value)}"
-                                      f" over {quality.n} prompts", 44), fontsize=8.5, va="top")
-        y -= 0.075
-        ax.add_patch(FancyBboxPatch((0.07, y - 0.06), 0.86, 0.06, boxstyle="round,pad=0,rounding_size=0.01",
-                                    facecolor=colour, edgecolor=colour))
-        ax.text(0.5, y - 0.03, mark, color="white", ha="center", va="center", fontsize=12, fontweight="bold")
-        source = ((meter.sources or [kind])[0]).split(":")[0][:48]
-        ax.text(0.5, y - 0.07, safe(f"energy source: {source}, +/-{meter.uncertainty_pct:.0f}%"),
-                ha="center", va="top", fontsize=6.5)
-        cfg = record.config
-        footer = (f"protocol {cfg['protocol']} (batch {cfg['batch_size']}, {cfg['max_new_tokens']} new tokens)"
-                  f"  |  joulescore {record.tool.version}  |  run {record.run_id}")
-        ax.text(0.5, 0.045, wrap(footer, 70), ha="center", va="bottom", fontsize=5.5, color="#444444")
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(output, format=suffix[1:], dpi=PNG_DPI, facecolor="white")
-        except OSError as exc:
-            raise BadInput(f"cannot write label to {output}: {exc.strerror}") from None
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=suffix[1:], dpi=PNG_DPI, facecolor="white")
+    data = buffer.getvalue()
+    if suffix == ".svg":
+        data = with_titles(data.decode("utf-8"), titles).encode("utf-8")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(data)
+    except OSError as exc:
+        raise BadInput(f"cannot write label to {output}: {exc.strerror}") from None
     return output
