@@ -17,6 +17,7 @@ from joulescore.impact.regions import find_region, load_regions
 from joulescore.model.record import RunRecord
 from joulescore.report.aies import AiesView
 from joulescore.report.data import kind_label, precision_of
+from joulescore.report.label import record_energy_parts
 
 #: prompts kept per run, over all runs of a report (the file must stay small enough to mail)
 POINT_BUDGET = 200_000
@@ -96,7 +97,8 @@ def label_of(record: RunRecord) -> dict[str, Any]:
         "wh_per_1000_queries": record.wh_per_1000_queries, "j_per_output_token": record.j_per_output_token,
         "j_per_query": record.j_per_query, "kind": record.meter.kind, "mark": kind_label(record),
         "quality": f"{q.metric} = {q.value if q.value is not None else 'n/a'} over {q.n} prompts",
-        "source": (record.meter.sources or [record.meter.kind])[0],
+        # as the card says it: each domain measured with its counter or estimated with its band
+        "source": "; ".join(record_energy_parts(record)),
         "footer": f"protocol {cfg.get('protocol')} (batch {cfg.get('batch_size')}, {cfg.get('max_new_tokens')} new "
                   f"tokens) | joulescore {record.tool.version} | run {record.run_id}",
     }

@@ -111,6 +111,13 @@ def energy_parts(meter: Meter, covered: list[str] | None = None) -> list[str]:
     return [visible(p.strip()) for p in parts]
 
 
+def record_energy_parts(record: RunRecord) -> list[str]:
+    """:func:`energy_parts` of a run, the domains it covers taken from its energy where the meter lists none."""
+    e = record.energy
+    covered = [d for d, j in (("cpu", e.cpu_j), ("dram", e.ram_j), ("gpu", e.gpu_j), ("system", e.system_j)) if j]
+    return energy_parts(record.meter, covered)
+
+
 def _stars_from_line(line: str) -> int | None:
     """The star count from the run's stars line ("★★★☆☆ 3/5 ..."), None when unrated."""
     head = line.split(" ", 2)
@@ -193,9 +200,7 @@ def _mark(card: Card, record: RunRecord, colour: str) -> None:
     card.ax.add_patch(FancyBboxPatch((LEFT, box.y0 - pad), RIGHT - LEFT, top - box.y0 + pad,
                                      boxstyle="round,pad=0,rounding_size=0.01", facecolor=colour, edgecolor=colour))
     card.y = box.y0 - pad - card.pt(3)
-    e = record.energy
-    covered = [d for d, j in (("cpu", e.cpu_j), ("dram", e.ram_j), ("gpu", e.gpu_j), ("system", e.system_j)) if j]
-    card.block(Block(tuple(energy_parts(record.meter, covered)), "; ", ";", 2), Style(6.5, 4.5), 0.5, "center")
+    card.block(Block(tuple(record_energy_parts(record)), "; ", ";", 2), Style(6.5, 4.5), 0.5, "center")
 
 
 def _footer(card: Card, record: RunRecord) -> float:
