@@ -96,3 +96,12 @@ def test_the_band_is_given_per_domain() -> None:
 def test_label_rejects_other_formats(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="must be .svg or .png"):
         render_label(record(), "", tmp_path / "label.pdf")
+
+
+def test_the_report_run_page_says_the_source_as_the_card_does() -> None:
+    from joulescore.report.details import label_of
+
+    mixed = make_record(meter={"kind": "mixed", "sources": ["NVML counter", "estimator"], "uncertainty_pct": 52.4,
+                          "per_domain": {"gpu": {"kind": "measured", "source": "NVML counter"},
+                                         "cpu": {"kind": "estimated", "source": "estimator"}}})
+    assert label_of(mixed)["source"] == "GPU measured (NVML counter); CPU estimated ±52%"
