@@ -174,7 +174,7 @@ def build_site(name: str, tmp: Path) -> Path:
     return site
 
 
-def compare_builds(prompts: int, rounds: int) -> None:
+def compare_builds(prompts: int, rounds: int, sites: dict[str, str]) -> None:
     """The fast and the portable build, rounds taken in turn (ABBA), through the harness on the same prompts."""
     root = Path(__file__).resolve().parents[1]
     names = ("fast", "portable")
@@ -182,7 +182,8 @@ def compare_builds(prompts: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workers, isa = {}, {}
         for name in names:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(build_site(name, Path(tmp))), str(root)])}
+            site = sites.get(name) or str(build_site(name, Path(tmp)))
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join([site, str(root)])}
             workers[name] = subprocess.Popen([sys.executable, __file__, "--build-worker", "--prompts", str(prompts)],
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
             isa[name] = json.loads(workers[name].stdout.readline())["isa"]  # type: ignore[union-attr]
@@ -218,13 +219,15 @@ def main() -> None:
     parser.add_argument("--engines", nargs="*", default=None,
                         help="only these (llama.cpp, transformers, transformers-int8, onnxruntime, onnxruntime-int8)")
     parser.add_argument("--builds", action="store_true", help="compare the fast and the portable llama.cpp build")
+    parser.add_argument("--site", action="append", default=[], metavar="BUILD=DIR",
+                        help="with --builds: take BUILD (fast or portable) from a folder holding an installed llama_cpp")
     parser.add_argument("--build-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_worker:
         build_worker(args.prompts)
         return
     if args.builds:
-        compare_builds(args.prompts, args.rounds)
+        compare_builds(args.prompts, args.rounds, dict(s.split("=", 1) for s in args.site))
         return
 
     table = Table(title=f"engines: {args.prompts} chat prompts, SmolLM2-135M, energy-score protocol, "

@@ -93,7 +93,8 @@ def test_the_script_prints_cmake_arguments_and_refuses_anything_else() -> None:
 
 @pytest.mark.skipif(not (ROOT / ".venv" / ".joulescore-setup").exists(), reason="no quickstart set-up here")
 def test_a_second_setup_is_skipped_and_silent() -> None:
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "quickstart.sh"), "setup"], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "CMAKE_ARGS": ""})
-    assert proc.returncode == 0, proc.stderr
+    for _ in range(2):  # the first may set up again after an edit to what the stamp covers
+        proc = subprocess.run(["bash", str(ROOT / "scripts" / "quickstart.sh"), "setup"], capture_output=True,
+                              text=True, timeout=900, env={**os.environ, "CMAKE_ARGS": ""})
+        assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "" and proc.stderr == "", (proc.stdout, proc.stderr)

@@ -18,6 +18,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 #: the set every build had so far; the fallback when the fast build fails
@@ -88,14 +89,15 @@ def compiler_targets(flags: tuple[str, ...], compiler: str | None = None) -> boo
     return proc.returncode == 0
 
 
-def fast_options(flags: frozenset[str], amx: bool, targets: object = compiler_targets) -> dict[str, bool]:
+def fast_options(flags: frozenset[str], amx: bool,
+                 targets: Callable[[tuple[str, ...]], bool] = compiler_targets) -> dict[str, bool]:
     """Each x86 ggml option on where the CPU has it, the compiler targets it and (AMX) the kernel allows it."""
     options: dict[str, bool] = {}
     for option, (needs, cflags) in X86_OPTIONS.items():
         on = all(f in flags for f in needs) and (option not in _AMX or amx)
         if option in _NEEDS_AVX512 or option in _AMX:
             on = on and options.get("GGML_AVX512", False)
-        options[option] = bool(on and targets(cflags))  # type: ignore[operator]
+        options[option] = bool(on and targets(cflags))
     return options
 
 
