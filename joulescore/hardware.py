@@ -1,12 +1,21 @@
-"""What machine a run happened on: the facts a figure is meaningless without."""
+"""What machine a run happened on: the facts a figure is meaningless without.
+
+The CPU's identity comes from ``/proc/cpuinfo`` only, read by :func:`cpu_info`;
+``$JOULESCORE_CPUINFO`` names another file in that format to read instead (for
+tests: the suite's ``--cpu-identity`` option runs it, subprocesses included, as
+another machine would, from the files in tests/fixtures/cpuinfo/).
+"""
 
 from __future__ import annotations
 
 import os
 import platform
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+
+from joulescore.errors import BadInput
 
 # (vendor, family, model) -> microarchitecture, as the reference tables name it.
 # Sources: Intel SDM vol. 4 table 2-1 (DisplayFamily_DisplayModel) and AMD's
@@ -34,6 +43,20 @@ _AMD_FAMILIES: dict[tuple[int, int], str] = {
     (0x1A, 0x0): "Zen 5 (Turin)",
     (0x1A, 0x1): "Zen 5 (Turin)",
 }
+# Arm cores by (CPU implementer, CPU part), as the kernel's arm64 cputype.h and
+# Arm's technical reference manuals number them; Arm's /proc/cpuinfo has no
+# "model name".  Named as the reference tables name the microarchitecture.
+_ARM_PARTS: dict[tuple[int, int], str] = {
+    (0x41, 0xD0C): "Arm Neoverse N1",  # AWS Graviton2, Ampere Altra
+    (0x41, 0xD40): "Arm Neoverse V1",  # AWS Graviton3
+    (0x41, 0xD49): "Arm Neoverse N2",
+    (0x41, 0xD4F): "Arm Neoverse V2",  # AWS Graviton4, NVIDIA Grace
+    (0x41, 0xD8E): "Arm Neoverse N3",
+    (0x41, 0xD84): "Arm Neoverse V3",
+}
+_ARM_IMPLEMENTERS = {0x41: "ARM", 0xC0: "Ampere", 0x61: "Apple", 0x48: "HiSilicon", 0x51: "Qualcomm"}
+#: the environment variable naming a /proc/cpuinfo-format file to read instead of the machine's
+CPUINFO_ENV = "JOULESCORE_CPUINFO"
 
 
 @dataclass(frozen=True)
@@ -44,6 +67,8 @@ class CpuInfo:
     model: int | None
     stepping: int | None
     microarchitecture: str | None
+    #: the instruction set, as platform.machine() names it ("x86_64", "aarch64"); "" when the text does not say
+    machine: str = ""
 
     @property
     def display(self) -> str:
@@ -67,17 +92,13 @@ class HardwareInfo:
 
 
 def parse_cpuinfo(text: str) -> CpuInfo:
-    """Read the first processor block of /proc/cpuinfo."""
+    """Read the first processor block of /proc/cpuinfo, and the board's lines some Arm kernels add at its end."""
     fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    name = fields.get("model name") or fields.get("Model") or fields.get("Hardware") or "unknown CPU"
-    vendor = fields.get("vendor_id", "")
+    for n, block in enumerate(b for b in re.split(r"\n\s*\n", text) if b.strip()):
+        pairs = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in block.splitlines())]
+        if n == 0 or not any(k == "processor" for k, _ in pairs):
+            for key, value in pairs:
+                fields.setdefault(key, value)
 
     def _int(key: str) -> int | None:
         value = fields.get(key)
@@ -86,8 +107,24 @@ def parse_cpuinfo(text: str) -> CpuInfo:
         except ValueError:
             return None
 
+    if "model name" not in fields and "CPU implementer" in fields:
+        return _arm_cpu(fields, _int("CPU implementer"), _int("CPU part"))
+    name = fields.get("model name") or fields.get("Model") or fields.get("Hardware") or "unknown CPU"
+    vendor = fields.get("vendor_id", "")
     family, model, stepping = _int("cpu family"), _int("model"), _int("stepping")
-    return CpuInfo(name, vendor, family, model, stepping, _microarchitecture(vendor, family, model, stepping))
+    machine = ("x86_64" if " lm " in f" {fields['flags']} " else "i686") if "flags" in fields else ""
+    return CpuInfo(name, vendor, family, model, stepping, _microarchitecture(vendor, family, model, stepping), machine)
+
+
+def _arm_cpu(fields: dict[str, str], implementer: int | None, part: int | None) -> CpuInfo:
+    """An Arm CPU, named from its implementer and part numbers (what lscpu does)."""
+    arch = _ARM_PARTS.get((implementer or 0, part or 0))
+    vendor = _ARM_IMPLEMENTERS.get(implementer or 0, "")
+    board = fields.get("Model") or fields.get("Hardware")  # a board's name (Raspberry Pi), when the kernel gives one
+    name = arch or board or (f"{vendor or 'Arm'} CPU (implementer {fields.get('CPU implementer')}, "
+                             f"part {fields.get('CPU part', '?')})")
+    machine = "aarch64" if fields.get("CPU architecture", "").startswith("8") else ""
+    return CpuInfo(name, vendor, None, None, None, arch, machine)
 
 
 def _microarchitecture(vendor: str, family: int | None, model: int | None, stepping: int | None) -> str | None:
@@ -105,18 +142,31 @@ def _microarchitecture(vendor: str, family: int | None, model: int | None, stepp
 
 @lru_cache(maxsize=1)
 def cpu_info() -> CpuInfo:
+    """This machine's CPU, from /proc/cpuinfo (or the file ``$JOULESCORE_CPUINFO`` names)."""
+    named = os.environ.get(CPUINFO_ENV)
+    if named:
+        try:
+            return parse_cpuinfo(Path(named).read_text(encoding="utf-8", errors="replace"))
+        except OSError as exc:
+            raise BadInput(f"${CPUINFO_ENV}: cannot read {named} ({exc.strerror or exc})") from None
     path = Path("/proc/cpuinfo")
     if path.exists():
-        return parse_cpuinfo(path.read_text(encoding="utf-8", errors="replace"))
-    return CpuInfo(platform.processor() or "unknown CPU", "", None, None, None, None)
+        info = parse_cpuinfo(path.read_text(encoding="utf-8", errors="replace"))
+        return replace(info, machine=platform.machine() or info.machine)
+    return CpuInfo(platform.processor() or "unknown CPU", "", None, None, None, None, platform.machine())
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on (a container's or taskset's, not the host's): the machine a run has."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return list(range(os.cpu_count() or 1))
 
 
 def logical_cpus() -> int:
-    """CPUs this process may run on (a container's quota, not the host's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return os.cpu_count() or 1
+    """How many CPUs this process may run on (a container's quota, not the host's count)."""
+    return len(allowed_cpus())
 
 
 def ram_gb() -> float:
@@ -140,5 +190,5 @@ def hardware_info(gpus: list[dict[str, object]] | None = None) -> HardwareInfo:
         ram_gb=round(ram_gb(), 2),
         gpus=list(gpus or []),
         os=f"{platform.system()} {platform.release()}",
-        machine=platform.machine(),
+        machine=cpu.machine,
     )

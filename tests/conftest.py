@@ -23,6 +23,49 @@ import pytest
 os.environ.setdefault("JOULESCORE_DISTURBED_CPU_PCT", "100")
 os.environ.setdefault("JOULESCORE_DISTURBED_STEAL_PCT", "100")
 
+#: /proc/cpuinfo of other machines, for ``--cpu-identity``
+CPUINFO_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cpuinfo"
+CPU_IDENTITIES = ("host", *sorted(p.name for p in CPUINFO_FIXTURES.iterdir() if p.is_file()))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--cpu-identity", choices=CPU_IDENTITIES, default="host",
+                     help="run the whole suite (its CLI subprocesses too) as if on this CPU: the /proc/cpuinfo in "
+                          "tests/fixtures/cpuinfo/NAME stands in for the machine's (host: the machine's own)")
+    parser.addoption("--host-meters", action="store_true",
+                     help="let the suite see this machine's RAPL counters and GPUs (hidden by default, so that "
+                          "every test answers the same on any machine)")
+
+
+#: what hides the machine's energy counters and GPUs from the suite (CUDA, NVML, ROCm and amdsmi honour these)
+HIDDEN_METERS = {"JOULESCORE_POWERCAP_ROOT": str(Path(__file__).resolve().parent / "fixtures" / "no-powercap"),
+                 "CUDA_VISIBLE_DEVICES": "", "ROCR_VISIBLE_DEVICES": "", "HIP_VISIBLE_DEVICES": ""}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The machine the session runs as, in os.environ so that the CLI's subprocesses inherit it.
+
+    ``$JOULESCORE_CPUINFO`` names the CPU (``--cpu-identity``); RAPL and GPUs are hidden unless
+    ``--host-meters``: tests that want them build a powercap tree or load a binding double.
+    """
+    from joulescore import hardware
+
+    if not config.getoption("--host-meters"):
+        os.environ.update(HIDDEN_METERS)
+
+    identity = config.getoption("--cpu-identity")
+    if identity == "host":
+        os.environ.pop(hardware.CPUINFO_ENV, None)
+    else:
+        os.environ[hardware.CPUINFO_ENV] = str(CPUINFO_FIXTURES / identity)
+    hardware.cpu_info.cache_clear()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from joulescore import hardware
+
+    return f"joulescore CPU identity: {config.getoption('--cpu-identity')} ({hardware.cpu_info().display})"
+
 
 def cli(*args: str, db: Path | None = None, env: dict[str, str] | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess[str]:

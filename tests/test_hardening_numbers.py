@@ -7,7 +7,6 @@ subprocess.  A run whose owner has gone is made by a real child process that sto
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -17,10 +16,11 @@ from typing import Any
 import pytest
 from conftest import Cli, assert_one_line_error, cli, cli_in_process
 
+from joulescore.hardware import logical_cpus
 from joulescore.store.sqlite import ResultRow, Store
 
 ROOT = Path(__file__).resolve().parents[1]
-CPUS = len(os.sched_getaffinity(0))
+CPUS = logical_cpus()  # what --threads is checked against, from the same boundary
 
 
 def _spec(served: bool = False) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from joulescore.errors import BadInput
 from joulescore.meters.base import Domain
 from joulescore.meters.monitor import Monitor, idle_power_w
 from joulescore.meters.rapl import RaplMeter
+from tests.burn import burn_cpu_s
 from tests.powercap_tree import add_zone, server_tree, set_uj
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def test_measure_context_and_timeline(tmp_path: Path) -> None:
 
 def test_measure_with_estimator_says_estimated() -> None:
     with joulescore.measure("estimator") as m:
-        sum(i * i for i in range(200_000))
+        burn_cpu_s(0.05)
     assert m.result is not None and m.result.provenance.kind == "estimated"
     assert m.result.energy_j[Domain.CPU] > 0 and m.result.low_j[Domain.CPU] < m.result.high_j[Domain.CPU]
 

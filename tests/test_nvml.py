@@ -92,6 +92,7 @@ def test_refusal_is_a_named_reason_never_zero(gpu: FakeGpu, reason: str, monkeyp
     assert rows[0].name == "nvml" and not rows[0].available
     assert not rows[1].available and reason in rows[1].reason
     monkeypatch.setattr(nvml, "import_nvml", lambda: fake)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # the suite hides real GPUs with it (conftest.py)
     with pytest.raises(BadInput, match=f"meter nvml is not available here: .*{reason}") as err:
         select_meter("nvml")
     assert "\n" not in str(err.value)

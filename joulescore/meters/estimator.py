@@ -35,8 +35,9 @@ from functools import partial
 import psutil
 
 from joulescore import hardware
+from joulescore.hardware import allowed_cpus
 from joulescore.meters.base import Domain, Meter, MeterStatus, Provenance, Reading, now_s
-from joulescore.meters.interference import CpuStat, allowed_cpus, read_proc_stat
+from joulescore.meters.interference import CpuStat, read_proc_stat
 from joulescore.reference import as_float, load_table
 
 # CCF rows older than Broadwell (2014) are not peers of a current CPU: their
@@ -122,7 +123,7 @@ def _vendor(label: str) -> str:
 
 def cpu_power_model(microarchitecture: str | None, vendor_id: str) -> CpuPowerModel:
     """Pick the per-vCPU watts for this CPU, and its band from same-vendor peers."""
-    vendor = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "ARM": "Arm"}.get(vendor_id, "")
+    vendor = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "ARM": "Arm", "Ampere": "Arm"}.get(vendor_id, "")
     ccf = _ccf_rows()
     tdp = _tdp_rows()
     central: VcpuWatts | None = None
@@ -321,7 +322,7 @@ class EstimatorMeter(Meter):
         return MeterStatus(
             name="estimator",
             available=True,
-            reason=f"always available; coefficients: {model.central.label}",
+            reason=f"always available; coefficients for {info.display}: {model.central.label}",
             covers=("cpu", "dram"),
             resolution="CPU-time (process tree), per read",
             kind="estimated",

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from joulescore.hardware import allowed_cpus
 from joulescore.meters.poller import Poller
 
 if TYPE_CHECKING:
@@ -61,14 +62,6 @@ def _tick_s() -> float:
 
 
 TICK_S = _tick_s()
-
-
-def allowed_cpus() -> list[int]:
-    """The CPUs this process may run on: the machine a run's share is taken of."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return list(range(os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
