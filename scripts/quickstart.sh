@@ -36,7 +36,7 @@ fi
 
 case "$what" in
     run)  exec .venv/bin/joulescore run "$@" ;;
-    test) exec .venv/bin/python -m pytest -q "$@" ;;
+    test) exec .venv/bin/python -m pytest -q --durations=15 "$@" ;;  # the 15 slowest, so that regressions show
     setup) ;;
     *) echo "usage: scripts/quickstart.sh run|test|setup [args]" >&2; exit 2 ;;
 esac
