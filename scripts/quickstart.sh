@@ -83,6 +83,6 @@ fi
 
 case "$what" in
     run)  exec .venv/bin/joulescore run "$@" ;;
-    test) exec .venv/bin/python -m pytest -q --durations=15 "$@" ;;
+    test) exec .venv/bin/python -m pytest -q --durations=15 "$@" ;;  # the 15 slowest, so that regressions show
     setup) ;;
 esac

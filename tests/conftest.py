@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -197,3 +198,47 @@ def smollm2_gguf() -> Path:
     from joulescore.backends.models import resolve_model
 
     return resolve_model("smollm2-135m").path
+
+
+@pytest.fixture(scope="session")
+def smol_tokenizer(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
+    """SmolLM2's tokenizer (and chat template), read from its GGUF file and saved as a tokenizer folder."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is first imported: nothing downloads
+    from transformers import AutoTokenizer
+
+    target = tmp_path_factory.mktemp("smol-tokenizer")
+    AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name).save_pretrained(target)
+    return target
+
+
+#: what a causal model folder takes from a tokenizer folder
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
+
+
+def copy_tokenizer(src: Path, target: Path) -> None:
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copy(src / name, target / name)
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path, smol_tokenizer: Path) -> Path:
+    """SmolLM2-135M as a plain model folder: the GGUF's weights, dequantized, copied into a model built from config.
+
+    Built once a session and shared: a run from this folder loads in a fraction of a second, where each run
+    from the GGUF parses and dequantizes it again (~17 s of CPU).  Tests that are about an engine, not about
+    reading a GGUF, run this folder; the GGUF route stays covered by ``smollm2_transformers_run``.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    net = AutoModelForCausalLM.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name,
+                                               dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(net.config, dtype=torch.float32)
+    plain.load_state_dict(net.state_dict())
+    plain.generation_config = net.generation_config
+    target = tmp_path_factory.mktemp("smollm2-folder") / "SmolLM2-135M-Instruct"
+    plain.save_pretrained(target)
+    copy_tokenizer(smol_tokenizer, target)
+    return target

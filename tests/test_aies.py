@@ -214,12 +214,14 @@ def test_the_shipped_tables_read_as_csv_with_one_header() -> None:
 
 
 @pytest.mark.slow
-def test_a_stand_in_h200_run_gets_a_comparable_line(db: Path, tmp_path: Path) -> None:
+def test_a_stand_in_h200_run_gets_a_comparable_line(db: Path, tmp_path: Path, smollm2_folder: Path) -> None:
     # a GPU of its own and thresholds that a busy test machine cannot cross: this test is about the scale
+    # (SmolLM2 as the session's model folder: the same weights, without dequantizing the GGUF again)
     # the stand-in's one GPU made visible: the suite hides the machine's own GPUs (conftest.py)
     env = {"PYTHONPATH": os.pathsep.join([str(SHIM), str(ROOT)]), "FAKE_NVML_POWER_W": "300",
            "CUDA_VISIBLE_DEVICES": "0", "FAKE_NVML_OTHER_PIDS": ""}
-    proc = cli("run", "--backend", "transformers", "--device", "cpu", "--limit", "2", "--warmup", "0",
+    proc = cli("run", "--backend", "transformers", "--model", str(smollm2_folder), "--device", "cpu",
+               "--limit", "2", "--warmup", "0",
                "--disturbed-cpu-pct", "100", "--disturbed-steal-pct", "100",
                "--json", "--no-progress", "--out", str(tmp_path / "out"), db=db, env=env)
     assert proc.returncode == 0, proc.stderr

@@ -42,8 +42,10 @@ def test_transformers_fp32_batch_1(smollm2_transformers_run: tuple[dict, list[st
     assert record["steady_state"] is None and record["batching"]["batch_size"] == 1
 
 
-def test_transformers_int8_batches_with_a_steady_window(db: Path) -> None:
-    record = _run(db, "--backend", "transformers", "--quantization", "int8", "--batch-size", "2", "--limit", "4")
+def test_transformers_int8_batches_with_a_steady_window(db: Path, smollm2_folder: Path) -> None:
+    # SmolLM2 as a model folder (shared this session): the same weights, without dequantizing the GGUF again
+    record = _run(db, "--backend", "transformers", "--model", str(smollm2_folder), "--quantization", "int8",
+                  "--batch-size", "2", "--limit", "4")
     _check(record, "transformers", "int8-dynamic", prompts=4)
     assert record["batching"] == {**record["batching"], "batch_size": 2, "mode": "static"}
     steady = record["steady_state"]
@@ -51,13 +53,15 @@ def test_transformers_int8_batches_with_a_steady_window(db: Path) -> None:
     assert steady["window_s"] > 0 and steady["j_per_output_token"] > 0
 
 
-def test_onnxruntime_fp32_and_int8_share_one_cached_export(db: Path, onnx_cache: Path) -> None:
-    first = _run(db, "--backend", "onnxruntime", "--batch-size", "2")
+def test_onnxruntime_fp32_and_int8_share_one_cached_export(db: Path, onnx_cache: Path, smollm2_folder: Path) -> None:
+    # the session's SmolLM2 folder: its export is this session's one ONNX export of SmolLM2
+    model = ("--backend", "onnxruntime", "--model", str(smollm2_folder))
+    first = _run(db, *model, "--batch-size", "2")
     _check(first, "onnxruntime", "fp32")
-    assert first["model"]["extra"]["kv_cache"] is True
-    int8 = _run(db, "--backend", "onnxruntime", "--quantization", "int8")
+    assert first["model"]["extra"]["kv_cache"] is True and first["model"]["extra"]["export"] == "exported for this run"
+    int8 = _run(db, *model, "--quantization", "int8")
     _check(int8, "onnxruntime", "int8-dynamic")
-    again = _run(db, "--backend", "onnxruntime")
+    again = _run(db, *model)
     assert again["model"]["extra"]["export"] == "cached"
     assert again["model"]["extra"]["onnx_file"] == first["model"]["extra"]["onnx_file"]
     assert str(onnx_cache) in again["model"]["extra"]["onnx_file"]

@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ENGINE_FAST, assert_one_line_error, cli, cli_in_process
+from conftest import ENGINE_FAST, assert_one_line_error, cli, cli_in_process, copy_tokenizer
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported by a fixture: this process never downloads
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -23,7 +23,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 FAST = ENGINE_FAST
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 
 
 @pytest.fixture(scope="session")
@@ -39,25 +38,6 @@ def env(work: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def smol_tokenizer(work: Path) -> Path:
-    """SmolLM2's tokenizer (and chat template), read from its GGUF file and saved as a tokenizer folder."""
-    from transformers import AutoTokenizer
-
-    from joulescore.backends.models import resolve_model
-
-    gguf = resolve_model("smollm2-135m").path
-    target = work / "smol-tokenizer"
-    AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).save_pretrained(target)
-    return target
-
-
-def _copy_tokenizer(src: Path, target: Path) -> None:
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copy(src / name, target / name)
-
-
-@pytest.fixture(scope="session")
 def tiny_llama(work: Path, smol_tokenizer: Path) -> Path:
     """A random-weight Llama (hidden 32, 2 layers) over SmolLM2's vocabulary: the fastest real model folder."""
     import torch
@@ -69,26 +49,7 @@ def tiny_llama(work: Path, smol_tokenizer: Path) -> Path:
                          bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
     target = work / "tiny-llama"
     LlamaForCausalLM(config).save_pretrained(target)
-    _copy_tokenizer(smol_tokenizer, target)
-    return target
-
-
-@pytest.fixture(scope="session")
-def smollm2_folder(work: Path, smol_tokenizer: Path) -> Path:
-    """SmolLM2-135M as a plain model folder: the GGUF's weights, dequantized, copied into a model built from config."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from joulescore.backends.models import resolve_model
-
-    gguf = resolve_model("smollm2-135m").path
-    net = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    plain = AutoModelForCausalLM.from_config(net.config, dtype=torch.float32)
-    plain.load_state_dict(net.state_dict())
-    plain.generation_config = net.generation_config
-    target = work / "SmolLM2-135M-Instruct"
-    plain.save_pretrained(target)
-    _copy_tokenizer(smol_tokenizer, target)
+    copy_tokenizer(smol_tokenizer, target)
     return target
 
 
@@ -230,6 +191,13 @@ def test_onnx_export_key_follows_the_files_and_the_commit(tmp_path: Path, tiny_l
     hub = Checkpoint("acme/x", tiny_llama, "hub", repo_id="acme/x", revision="main", commit=COMMIT)
     assert export_key(hub) != export_key(Checkpoint("acme/x", tiny_llama, "hub", repo_id="acme/x",
                                                     revision="main", commit=OTHER_COMMIT))
+    # a GGUF file is keyed by its place, size and time (the engine tests export a model folder, not a GGUF)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF" + b"\0" * 60)
+    gguf_key = export_key(Checkpoint("model", gguf, "gguf"))
+    assert gguf_key == export_key(Checkpoint("model", gguf, "gguf")) and gguf_key not in (key, export_key(hub))
+    os.utime(gguf, ns=(gguf.stat().st_atime_ns, gguf.stat().st_mtime_ns + 10**9))
+    assert export_key(Checkpoint("model", gguf, "gguf")) != gguf_key
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, cli
+from conftest import Cli, assert_one_line_error, cli, cli_in_process
 
 
 @pytest.mark.slow
@@ -25,8 +25,8 @@ def test_compare_reasoning_on_smollm2(db: Path, tmp_path: Path) -> None:
     assert result["verdict"].startswith(f"on: {on['energy_ratio']:.3g}x the energy for ")
     assert on["accuracy_change_points"] == pytest.approx(100 * (on["accuracy"] - off["accuracy"]))
 
-    for row, mode in ((off, "off"), (on, "on")):  # each mode is a normal stored run
-        record = json.loads(cli("show", row["run_id"], "--json", db=db).stdout)
+    for row, mode in ((off, "off"), (on, "on")):  # each mode is a normal stored run (read in process: no model)
+        record = json.loads(cli_in_process("show", row["run_id"], "--json", db=db).stdout)
         assert record["config"]["protocol"] == "natural"
         assert record["config"]["reasoning"]["mode"] == mode
         assert record["config"]["reasoning"]["budget"] == row["budget"]
@@ -36,7 +36,7 @@ def test_compare_reasoning_on_smollm2(db: Path, tmp_path: Path) -> None:
         assert set(counts["reasoning_tokens_per_query"]) == {"p50", "p90", "p99", "max"}
     again = cli("compare-reasoning", "--runs", f"{off['run_id']},{on['run_id']}", "--json", db=db)
     assert json.loads(again.stdout)["verdict"] == result["verdict"]  # stored runs, compared again
-    off_record = json.loads(cli("show", off["run_id"], "--json", db=db).stdout)
+    off_record = json.loads(cli_in_process("show", off["run_id"], "--json", db=db).stdout)
     assert off_record["counts"]["reasoning_tokens"] == 0  # no switch, no instruction: all answer
 
 
@@ -48,5 +48,5 @@ def test_compare_reasoning_on_smollm2(db: Path, tmp_path: Path) -> None:
     (["compare-reasoning", "smollm2-135m", "--budgets", "on=0"], "needs at least 1 token"),
     (["compare-reasoning", "smollm2-135m", "--budgets", "high=9"], "--budgets takes MODE=TOKENS"),
 ])
-def test_bad_reasoning_input_is_one_line(db: Path, args: list[str], fragment: str) -> None:
-    assert_one_line_error(cli(*args, db=db), fragment)
+def test_bad_reasoning_input_is_one_line(db: Path, cli_case: Cli, args: list[str], fragment: str) -> None:
+    assert_one_line_error(cli_case(*args, db=db), fragment)

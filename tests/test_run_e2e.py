@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, cli_in_process
 
 RECORD_FIELDS = {
     "run_id": None,
@@ -93,9 +93,9 @@ def test_record_has_every_field_and_honest_figures(db: Path, tmp_path: Path) -> 
 
     shown = cli("show", record["run_id"], "--json", db=db)
     assert json.loads(shown.stdout)["energy"]["total_j"] == energy["total_j"]
-    listed = cli("runs", db=db)
+    listed = cli_in_process("runs", db=db)  # reads of the stored run: in process (no model, no start-up)
     assert record["run_id"] in listed.stdout
-    human = cli("show", record["run_id"], db=db)
+    human = cli_in_process("show", record["run_id"], db=db)
     assert "ESTIMATED" in human.stdout and "Wh per 1,000 queries" in human.stdout
 
 
@@ -183,5 +183,5 @@ def test_prefix_cache_reuse_is_counted_and_can_be_switched_off(db: Path) -> None
     assert fresh["counts"]["cached_input_tokens"] == 0
     assert fresh["counts"]["input_tokens"] == counts["input_tokens"]  # same prompts, all prefilled
     assert fresh["config"]["engine"]["prompt_cache"] is False
-    shown = cli("show", cached["run_id"], db=db)
+    shown = cli_in_process("show", cached["run_id"], db=db)
     assert "from the prefix cache" in shown.stdout

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, cli
+from conftest import assert_one_line_error, cli, cli_in_process
 
 FAST = ("--warmup", "0", "--threads", "1", "--no-progress")
 METRIC_OF = {"reasoning": "exact_match", "summarization": "rougeL_f1", "extractive-qa": "squad_v2_exact",
@@ -123,17 +123,20 @@ def test_malformed_custom_datasets_stop_before_measuring(tmp_path: Path, db: Pat
             {"review": "ok", "gold": "negative"}]
     data = _write(tmp_path / "bad.jsonl", rows)
     tpl = ("--template", "Review: {review}")
+    # the first refusal as a user meets it (a subprocess); the other checks of the file and flags in process
     assert_one_line_error(cli("run", "--dataset", str(data), *tpl, "--metric", "label_accuracy",
                               "--reference-field", "gold", db=db),
                           "line 2 (missing review, gold), 3 (missing gold)")
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"review": "a"}\n{"review": \n', encoding="utf-8")
-    assert_one_line_error(cli("run", "--dataset", str(broken), *tpl, db=db), "broken.jsonl:2: not valid JSON")
-    assert_one_line_error(cli("run", *tpl, db=db), "--template needs --dataset")
-    assert_one_line_error(cli("run", "--dataset", str(data), "--template", "Review: {review", db=db),
+    assert_one_line_error(cli_in_process("run", "--dataset", str(broken), *tpl, db=db),
+                          "broken.jsonl:2: not valid JSON")
+    assert_one_line_error(cli_in_process("run", *tpl, db=db), "--template needs --dataset")
+    assert_one_line_error(cli_in_process("run", "--dataset", str(data), "--template", "Review: {review", db=db),
                           "template is not valid")
-    assert_one_line_error(cli("run", "--dataset", str(data), *tpl, "--metric", "bleu", db=db), "unknown metric 'bleu'")
-    assert_one_line_error(cli("run", "--dataset", str(data), *tpl, "--metric", "label_accuracy", db=db),
+    assert_one_line_error(cli_in_process("run", "--dataset", str(data), *tpl, "--metric", "bleu", db=db),
+                          "unknown metric 'bleu'")
+    assert_one_line_error(cli_in_process("run", "--dataset", str(data), *tpl, "--metric", "label_accuracy", db=db),
                           "needs --reference-field")
     assert _run_count(db) == 0  # nothing was stored, nothing measured
 
@@ -144,15 +147,16 @@ def test_stars_board_and_label_from_real_runs(tmp_path: Path, db: Path) -> None:
     proc = cli("run", *FAST, "--task", "sentiment", "--limit", "1", db=db)
     assert proc.returncode == 0, proc.stderr
     assert "stars" in proc.stdout and "/5 (equal-bins over 5 runs in peer group" in proc.stdout
-    board = json.loads(cli("board", "--task", "sentiment", "--json", "--pareto", db=db).stdout)
+    # the board and its refusals read the stored runs in process (no model; `board` subprocess runs are in test_aies)
+    board = json.loads(cli_in_process("board", "--task", "sentiment", "--json", "--pareto", db=db).stdout)
     runs = [r for r in board if r["run_id"]]
     assert len(runs) == 5 and all(1 <= r["stars"] <= 5 for r in runs)
     assert max(r["stars"] for r in runs) == 5  # the lowest energy always gets 5 stars
     assert [r["wh_per_1000"] for r in runs] == sorted(r["wh_per_1000"] for r in runs)
     assert all(r["mark"] in ("MEASURED", "ESTIMATED", "MIXED (part estimated)") for r in runs)
-    table = cli("board", "--rating", "quintile", db=db)
+    table = cli_in_process("board", "--rating", "quintile", db=db)
     assert table.returncode == 0 and "sentiment" in table.stdout
-    assert_one_line_error(cli("board", "--rating", "deciles", db=db), "unknown rating rule")
+    assert_one_line_error(cli_in_process("board", "--rating", "deciles", db=db), "unknown rating rule")
     for suffix in ("png", "svg"):
         out = tmp_path / f"label.{suffix}"
         made = cli("label", ids[0], "-o", str(out), db=db)
