@@ -111,7 +111,7 @@ class PrecisionStop:
     fed each new one, and says yes once at least :data:`MIN_PROMPTS` are stored and the interval of
     the estimate (:mod:`joulescore.bench.estimate`: regression on the covariate where ``population``
     is known, else the plain mean) has a half-width within ``precision_pct`` of it.  ``prompts`` is
-    the run's N, for the finite population correction.
+    the run's N, whose J/query is estimated.
     """
 
     def __init__(self, precision_pct: float, energy_j: Sequence[float] = (), ok: Sequence[bool] = (),
@@ -137,7 +137,7 @@ class PrecisionStop:
             return False
         x = self.x if self.population is not None else None
         x_pop = self.population.covariate_mean if self.population is not None else None
-        quick = quick_half_pct(self.energy_j, self.ok, x, x_pop, self.prompts)
+        quick = quick_half_pct(self.energy_j, self.ok, x, x_pop)
         if quick is None or quick > PRECHECK_SLACK * self.precision_pct:
             return False
         section = sampled_interval(self.energy_j, self.ok, x, self.population, self.prompts)
@@ -190,8 +190,7 @@ def estimate_section(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[
     wh = 1000 / J_PER_WH
     return {
         "level": LEVEL,
-        "method": f"{METHOD} of the {est['estimator']}, half-width x sqrt(1 - n/N) = {est['fpc']:.3f} "
-                  "(finite population correction: n of N prompts drawn without replacement)",
+        "method": f"{METHOD} of the {est['estimator']} (no finite population correction)",
         "n": est["n"],
         "j_per_query_low": _r(est["low"]),
         "j_per_query_high": _r(est["high"]),
@@ -201,7 +200,6 @@ def estimate_section(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[
         "estimator": est["estimator"],
         "j_per_query": _r(est["j_per_query"]),
         "prompts": prompts,
-        "fpc": _r(est["fpc"]),
         "covariate": population.covariate if regression and population is not None else None,
         "covariate_population_mean": _r(est["covariate_population_mean"], 3) if regression else None,
         "covariate_sample_mean": _r(est["covariate_sample_mean"], 3) if regression else None,

@@ -225,8 +225,6 @@ class Interval(_Section):
     j_per_query: Optional[float] = None
     #: N: the prompts the figure refers to (n, above, were measured)
     prompts: Optional[int] = None
-    #: the finite population correction applied to the half-width, sqrt(1 - n/N) (sampled runs)
-    fpc: Optional[float] = None
     #: the regression's covariate, its mean over all N prompts and over the n measured, and the fitted slope
     covariate: Optional[str] = None
     covariate_population_mean: Optional[float] = None
