@@ -12,6 +12,7 @@ import pytest
 from joulescore.backends.base import GenerationConfig
 from joulescore.bench.estimate import LEVEL, PLAIN, REGRESSION, Population, sampled_interval
 from joulescore.bench.interval import PrecisionStop
+from joulescore.bench.replay import replay
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.tasks.spec import load_prompts, load_spec
 
@@ -183,3 +184,15 @@ def test_the_tokens_counted_before_the_run_are_the_ones_llama_cpp_prefills(smoll
     assert not done[6].ok and predicted[6] == 0  # refused: too long for the window
     assert done[5].cached_input_tokens == done[5].input_tokens - 1  # a repeat replays its last token only
     assert all(g.cached_input_tokens > 0 for g in done[1:] if g.ok)  # the chat template's shared prefix
+
+
+def test_a_replay_on_a_full_runs_rows_shows_before_and_after() -> None:
+    rng = np.random.default_rng(8)
+    y, x = chat_like(rng, 1000, "normal")
+    before = replay(list(y), [True] * 1000, list(x), 5.0, regression=False)
+    after = replay(list(y), [True] * 1000, list(x), 5.0, regression=True)
+    assert before is not None and after is not None
+    assert before.estimator == PLAIN and after.estimator == REGRESSION
+    assert after.reached and after.prompts == 100 and after.half_width_pct <= 5.0
+    assert before.prompts > 5 * after.prompts  # the plain mean needs several hundred more, or all 1,000
+    assert after.low <= y.mean() <= after.high
