@@ -15,10 +15,12 @@ per-prompt rows, replays ``--precision 2%`` and ``5%`` with the plain mean
 over ``--replay-seeds`` shuffles (joulescore/bench/replay.py): prompts needed,
 the figure reached, its interval, how far it is from the full rating and how
 often the interval holds it.  Then it runs the real ``--precision`` ratings
-(``--no-real-runs`` skips them) beside them.
+(``--no-real-runs`` skips them) beside them.  ``--replay-run RUN --db DB``
+replays a full run already stored, and runs nothing.
 
     python benchmarks/interference.py [--prompts 100] [--rounds 3] [--precision-check [--full-limit 1000]]
     python benchmarks/interference.py --only-precision [--full-limit 1000] [--tasks chat,sentiment]
+    python benchmarks/interference.py --only-precision --replay-run RUN_ID --db results.db
 
 "Quiet" is only as quiet as the machine: the before-run share of others' CPU
 is printed for every run, so a busy "quiet" baseline shows.
@@ -180,25 +182,36 @@ def precision_check(args: argparse.Namespace, db: Path) -> list[Table]:
 
     extra = tuple(shlex.split(args.run_args))
     tables = []
-    for task in args.tasks.split(","):
-        full, wall = rate(db, "--task", task, "--limit", str(args.full_limit), *extra)
+    for task in args.tasks.split(",") if not args.replay_run else [""]:
+        if args.replay_run:  # a full run already stored in --db: replay only
+            with Store(db) as store:
+                full, wall = store.record(args.replay_run).as_json(), 0.0
+            task = full["task"]["name"]
+        else:
+            full, wall = rate(db, "--task", task, "--limit", str(args.full_limit), *extra)
         with Store(db) as store:
             rows = sorted(store.results(full["run_id"]), key=lambda r: r.prompt_index)
+        if full["config"].get("precision") is not None:
+            raise SystemExit(f"run {full['run_id']} is a --precision run: replay needs a full run in dataset order")
         full_j = full["j_per_query"]
         table = Table(title=f"--precision on {task} beside the full rating ({len(rows)} prompts); replays: seed 0 "
                             f"and the median of {args.replay_seeds} shuffles. {_diagnostics(rows)}")
         for col in ("rating", "estimator", "prompts", f"median of {args.replay_seeds}", "Wh/1k q", "95% CI", "+/-",
                     "off full", "full in CI", "wall time", "flagged"):
             table.add_column(col, justify="left" if col in ("rating", "estimator") else "right")
+        table.caption = ("replays keep each prompt's energy and cache reuse from the full run (dataset order); "
+                         "\"full in CI\": shuffles whose interval holds the full figure, and the worst miss; real "
+                         "runs with --limit below the task's size draw their prompts from the whole task (shuffled), "
+                         "so they are another set than the full run's")
         ci = full.get("interval") or {}
         table.add_row(f"full ({len(rows)} prompts)", "plain mean", str(full["counts"]["done"]), "-",
                       _f(full["wh_per_1000_queries"], ".4g"),
                       _ci(ci.get("wh_per_1000_queries_low"), ci.get("wh_per_1000_queries_high")),
-                      _f(ci.get("half_width_pct"), ".2f") + "%", "-", "-", f"{wall:.0f} s",
+                      _f(ci.get("half_width_pct"), ".2f") + "%", "-", "-", "stored" if args.replay_run else f"{wall:.0f} s",
                       "DISTURBED" if (full.get("interference") or {}).get("disturbed") else "no")
         for precision in args.precisions:
             _replays(table, rows, full_j, precision, args.replay_seeds)
-        for precision in args.precisions if args.real_runs else ():
+        for precision in args.precisions if args.real_runs and not args.replay_run else ():
             record, wall = rate(db, "--task", task, "--precision", f"{precision:g}%", "--limit", str(args.full_limit),
                                 *extra)
             ci = record.get("interval") or {}
@@ -228,6 +241,7 @@ def main() -> None:
                         help="replay only: no real --precision runs")
     parser.add_argument("--run-args", default="", help="more flags for every run of the --precision check")
     parser.add_argument("--db", type=Path, help="keep the runs in this database (default: a temporary one)")
+    parser.add_argument("--replay-run", help="replay only, on this full run already stored in --db (runs nothing)")
     args = parser.parse_args()
     console = Console(width=220)
     with tempfile.TemporaryDirectory() as tmp:
