@@ -151,8 +151,9 @@ def _replays(table: Table, rows: list[Any], full_j: float, precision: float, see
         first = runs[0]
         covered = sum(rp.low <= full_j <= rp.high for rp in runs)
         worst = max(abs(rp.j_per_query - full_j) / full_j for rp in runs) * 100
-        table.add_row(f"replay --precision {precision:g}%", first.estimator,
-                      f"{first.prompts}{'' if first.reached else ' (not reached)'}",
+        # not reached: the prompts it would need, projected from the half-width at the end (it goes as 1/sqrt(n))
+        needs = "" if first.reached else f" (not reached; ~{first.prompts * (first.half_width_pct / precision) ** 2:,.0f})"
+        table.add_row(f"replay --precision {precision:g}%", first.estimator, f"{first.prompts}{needs}",
                       f"{statistics.median(rp.prompts for rp in runs):.0f}", _f(wh(first.j_per_query), ".4g"),
                       _ci(wh(first.low), wh(first.high)), _f(first.half_width_pct, ".2f") + "%",
                       _off(first.j_per_query, full_j), f"{covered}/{len(runs)}, worst {worst:.1f}%", "-", "-")
@@ -200,6 +201,7 @@ def precision_check(args: argparse.Namespace, db: Path) -> list[Table]:
                     "off full", "full in CI", "wall time", "flagged"):
             table.add_column(col, justify="left" if col in ("rating", "estimator") else "right")
         table.caption = ("replays keep each prompt's energy and cache reuse from the full run (dataset order); "
+                         "\"~N\": prompts a rule that never stopped would need (projected, not measured); "
                          "\"full in CI\": shuffles whose interval holds the full figure, and the worst miss; real "
                          "runs with --limit below the task's size draw their prompts from the whole task (shuffled), "
                          "so they are another set than the full run's")
