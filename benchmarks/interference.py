@@ -8,12 +8,19 @@ tokens/s, others' share of the CPU, steal, the threads used and whether the run
 was flagged DISTURBED.  Target: the attributed figure with ``--threads auto``
 beside one hog within 25% of the quiet figure.
 
-``--precision-check`` also rates the default task with ``--precision 2%``
-beside a full rating of ``--full-limit`` prompts (1,000: the whole task), and
-prints prompts used, wall time, both figures and the interval.
+``--precision-check`` rates each of ``--tasks`` (chat, sentiment) in full
+(``--full-limit`` prompts, 1,000: the whole task) and, from that one run's
+per-prompt rows, replays ``--precision 2%`` and ``5%`` with the plain mean
+(the rule before the regression estimator) and with the regression estimator,
+over ``--replay-seeds`` shuffles (joulescore/bench/replay.py): prompts needed,
+the figure reached, its interval, how far it is from the full rating and how
+often the interval holds it.  Then it runs the real ``--precision`` ratings
+(``--no-real-runs`` skips them) beside them.  ``--replay-run RUN --db DB``
+replays a full run already stored, and runs nothing.
 
     python benchmarks/interference.py [--prompts 100] [--rounds 3] [--precision-check [--full-limit 1000]]
-    python benchmarks/interference.py --only-precision [--full-limit 1000]
+    python benchmarks/interference.py --only-precision [--full-limit 1000] [--tasks chat,sentiment]
+    python benchmarks/interference.py --only-precision --replay-run RUN_ID --db results.db
 
 "Quiet" is only as quiet as the machine: the before-run share of others' CPU
 is printed for every run, so a busy "quiet" baseline shows.
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -121,20 +129,103 @@ def ways_table(results: dict[str, list[dict[str, Any]]], prompts: int) -> Table:
     return table
 
 
-def precision_check(args: argparse.Namespace, db: Path) -> Table:
-    """A --precision 2% rating beside the full one: prompts, wall time, figures and intervals."""
-    table = Table(title="--precision 2% beside the full rating (chat task)")
-    for col in ("rating", "prompts", "wall time", "Wh/1k q", "95% CI", "+/-", "flagged"):
-        table.add_column(col, justify="left" if col == "rating" else "right")
-    for name, extra in ((f"full ({args.full_limit} prompts)", ("--limit", str(args.full_limit))),
-                        ("--precision 2%", ("--precision", "2%", "--limit", str(args.full_limit)))):
-        record, wall = rate(db, *extra)
-        ci = record.get("interval") or {}
-        disturbed = (record.get("interference") or {}).get("disturbed")
-        table.add_row(name, str(record["counts"]["done"]), f"{wall:.0f} s", _f(record["wh_per_1000_queries"], ".4g"),
-                      f"{_f(ci.get('wh_per_1000_queries_low'), '.4g')}-{_f(ci.get('wh_per_1000_queries_high'), '.4g')}",
-                      _f(ci.get("half_width_pct"), ".2f") + "%", "DISTURBED" if disturbed else "no")
-    return table
+def _ci(low: float | None, high: float | None) -> str:
+    return f"{_f(low, '.4g')}-{_f(high, '.4g')}"
+
+
+def _off(value: float | None, full: float) -> str:
+    return "n/a" if value is None or not full else f"{100 * (value - full) / full:+.1f}%"
+
+
+def _replays(table: Table, rows: list[Any], full_j: float, precision: float, seeds: int) -> None:
+    """The plain mean (today's rule) and the regression estimator, replayed on the full run's rows."""
+    from joulescore.bench.estimate import wh
+    from joulescore.bench.population import row_x
+    from joulescore.bench.replay import replay
+
+    y, ok, x = [r.energy_j for r in rows], [r.ok for r in rows], [row_x(r) for r in rows]
+    for regression in (False, True):
+        runs = [rp for s in range(seeds) if (rp := replay(y, ok, x, precision, regression, s)) is not None]
+        if not runs:
+            continue
+        first = runs[0]
+        covered = sum(rp.low <= full_j <= rp.high for rp in runs)
+        worst = max(abs(rp.j_per_query - full_j) / full_j for rp in runs) * 100
+        # not reached: the prompts it would need, projected from the half-width at the end (it goes as 1/sqrt(n))
+        needs = "" if first.reached else f" (not reached; ~{first.prompts * (first.half_width_pct / precision) ** 2:,.0f})"
+        table.add_row(f"replay --precision {precision:g}%", first.estimator, f"{first.prompts}{needs}",
+                      f"{statistics.median(rp.prompts for rp in runs):.0f}", _f(wh(first.j_per_query), ".4g"),
+                      _ci(wh(first.low), wh(first.high)), _f(first.half_width_pct, ".2f") + "%",
+                      _off(first.j_per_query, full_j), f"{covered}/{len(runs)}, worst {worst:.1f}%", "-", "-")
+
+
+def _diagnostics(rows: list[Any]) -> str:
+    """How much per-prompt energy varies, and how much of it the prefilled tokens explain."""
+    import numpy as np
+
+    from joulescore.bench.population import row_x
+
+    y = np.array([r.energy_j for r in rows])
+    x = np.array([row_x(r) for r in rows])
+    if len(y) < 3 or y.mean() <= 0 or x.std() == 0:
+        return ""
+    slope, icept = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icept)
+    return (f"per-prompt energy: CV {y.std() / y.mean():.2f}, p99/median {np.quantile(y, 0.99) / np.median(y):.1f}; "
+            f"correlation with uncached input tokens {np.corrcoef(x, y)[0, 1]:.3f}, residual CV "
+            f"{resid.std() / y.mean():.2f}")
+
+
+def precision_check(args: argparse.Namespace, db: Path) -> list[Table]:
+    """--precision before (plain mean) and after (regression) beside the full rating, per task: replayed on the
+    full run's rows over ``--replay-seeds`` shuffles (seed 0 is the real runs' order), then real runs."""
+    from joulescore.store.sqlite import Store
+
+    extra = tuple(shlex.split(args.run_args))
+    tables = []
+    for task in args.tasks.split(",") if not args.replay_run else [""]:
+        if args.replay_run:  # a full run already stored in --db: replay only
+            with Store(db) as store:
+                full, wall = store.record(args.replay_run).as_json(), 0.0
+            task = full["task"]["name"]
+        else:
+            full, wall = rate(db, "--task", task, "--limit", str(args.full_limit), *extra)
+        with Store(db) as store:
+            rows = sorted(store.results(full["run_id"]), key=lambda r: r.prompt_index)
+        if full["config"].get("precision") is not None:
+            raise SystemExit(f"run {full['run_id']} is a --precision run: replay needs a full run in dataset order")
+        full_j = full["j_per_query"]
+        table = Table(title=f"--precision on {task} beside the full rating ({len(rows)} prompts); replays: seed 0 "
+                            f"and the median of {args.replay_seeds} shuffles. {_diagnostics(rows)}")
+        for col in ("rating", "estimator", "prompts", f"median of {args.replay_seeds}", "Wh/1k q", "95% CI", "+/-",
+                    "off full", "full in CI", "wall time", "flagged"):
+            table.add_column(col, justify="left" if col in ("rating", "estimator") else "right")
+        table.caption = ("replays keep each prompt's energy and cache reuse from the full run (dataset order); "
+                         "\"~N\": prompts a rule that never stopped would need (projected, not measured); "
+                         "\"full in CI\": shuffles whose interval holds the full figure, and the worst miss; real "
+                         "runs with --limit below the task's size draw their prompts from the whole task (shuffled), "
+                         "so they are another set than the full run's")
+        ci = full.get("interval") or {}
+        table.add_row(f"full ({len(rows)} prompts)", "plain mean", str(full["counts"]["done"]), "-",
+                      _f(full["wh_per_1000_queries"], ".4g"),
+                      _ci(ci.get("wh_per_1000_queries_low"), ci.get("wh_per_1000_queries_high")),
+                      _f(ci.get("half_width_pct"), ".2f") + "%", "-", "-", "stored" if args.replay_run else f"{wall:.0f} s",
+                      "DISTURBED" if (full.get("interference") or {}).get("disturbed") else "no")
+        for precision in args.precisions:
+            _replays(table, rows, full_j, precision, args.replay_seeds)
+        for precision in args.precisions if args.real_runs and not args.replay_run else ():
+            record, wall = rate(db, "--task", task, "--precision", f"{precision:g}%", "--limit", str(args.full_limit),
+                                *extra)
+            ci = record.get("interval") or {}
+            table.add_row(f"run --precision {precision:g}%", str(ci.get("estimator")), str(record["counts"]["done"]),
+                          "-", _f(record["wh_per_1000_queries"], ".4g"),
+                          _ci(ci.get("wh_per_1000_queries_low"), ci.get("wh_per_1000_queries_high")),
+                          _f(ci.get("half_width_pct"), ".2f") + "%", _off(record["j_per_query"], full_j), "-",
+                          f"{wall:.0f} s",
+                          "DISTURBED" if (record.get("interference") or {}).get("disturbed") else "no")
+        tables.append(table)
+        print(f"{task}: full run {full['run_id']} in {db}", file=sys.stderr)
+    return tables
 
 
 def main() -> None:
@@ -143,14 +234,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--precision-check", action="store_true")
-    parser.add_argument("--full-limit", type=int, default=1000)
+    parser.add_argument("--full-limit", type=int, default=1000, help="prompts in each full rating")
     parser.add_argument("--only-precision", action="store_true", help="only the --precision check")
+    parser.add_argument("--tasks", default="chat,sentiment", help="tasks for the --precision check")
+    parser.add_argument("--precisions", type=float, nargs="+", default=[2.0, 5.0])
+    parser.add_argument("--replay-seeds", type=int, default=20, help="shuffles replayed on each full run's rows")
+    parser.add_argument("--no-real-runs", dest="real_runs", action="store_false",
+                        help="replay only: no real --precision runs")
+    parser.add_argument("--run-args", default="", help="more flags for every run of the --precision check")
+    parser.add_argument("--db", type=Path, help="keep the runs in this database (default: a temporary one)")
+    parser.add_argument("--replay-run", help="replay only, on this full run already stored in --db (runs nothing)")
     args = parser.parse_args()
-    console = Console(width=200)
+    console = Console(width=220)
     with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "interference.db"
+        db = args.db or Path(tmp) / "interference.db"
         if args.only_precision:
-            console.print(precision_check(args, db))
+            for table in precision_check(args, db):
+                console.print(table)
             return
         results = ways(args, db)
         console.print(ways_table(results, args.prompts))
@@ -161,7 +261,8 @@ def main() -> None:
             console.print(f"attributed Wh/1k q beside one hog with --threads auto is {off:+.1f}% from quiet "
                           f"({verdict} the 25% target)")
         if args.precision_check:
-            console.print(precision_check(args, db))
+            for table in precision_check(args, db):
+                console.print(table)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import cli
@@ -180,6 +181,12 @@ def _precision_args(url: str, precision: str = "5%", limit: str = "150") -> list
             "--max-new-tokens", "1", "--warmup", "0", "--no-progress"]
 
 
+def _population(db: Path, run_id: str) -> dict[str, Any]:
+    with closing(sqlite3.connect(db)) as conn:
+        spec = json.loads(conn.execute("SELECT spec_json FROM runs WHERE run_id=?", (run_id,)).fetchone()[0])
+    return dict(spec["population"])
+
+
 def _order(db: Path, run_id: str) -> list[int]:
     with closing(sqlite3.connect(db)) as conn:
         return [r[0] for r in conn.execute("SELECT prompt_index FROM results WHERE run_id=? ORDER BY rowid",
@@ -202,6 +209,10 @@ def test_precision_stops_early_on_a_steady_backend(db: Path) -> None:
         assert sampling["sampled"] and sampling["reached"] and sampling["stopped"] == "precision reached"
         assert sampling["prompts_run"] == record["counts"]["done"] < 150 and sampling["prompts_available"] == 150
         assert sampling["prompts_run"] >= 100 and interval["half_width_pct"] <= 5.0
+        # a server's tokens cannot be counted before the run: the plain mean, and the record says why
+        assert interval["estimator"] == sampling["estimator"] == "plain mean" and interval["prompts"] == 150
+        assert "cannot count a prompt's tokens" in sampling["why_plain"] and interval["slope_j_per_token"] is None
+        assert record["j_per_query"] == interval["j_per_query"] == sampling["sample_j_per_query"]
         assert _order(db, record["run_id"]) == _expected_order(150)[:sampling["prompts_run"]]
         # a sampled run that reached its precision has nothing left to answer
         again = cli("run", "--resume", record["run_id"], "--json", "--no-progress", db=db, timeout=300)
@@ -221,6 +232,29 @@ def test_precision_runs_to_the_end_on_a_wild_backend(db: Path) -> None:
     assert record["status"] == "complete" and record["counts"]["done"] == 120
     assert not sampling["sampled"] and not sampling["reached"] and sampling["stopped"] == "all prompts answered"
     assert record["interval"]["half_width_pct"] > 5.0
+    assert record["interval"]["estimator"] == "plain mean" and "shuffled order" in record["interval"]["refers_to"]
+
+
+@pytest.mark.slow
+def test_a_llama_cpp_precision_run_estimates_by_regression_on_its_prompts_tokens(db: Path) -> None:
+    proc = cli("run", "--task", "sentiment", "--precision", "50%", "--limit", "120", "--max-new-tokens", "1",
+               "--warmup", "0", "--json", "--no-progress", db=db, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    interval, sampling, counts = record["interval"], record["sampling"], record["counts"]
+    assert sampling["sampled"] and sampling["stopped"] == "precision reached" and counts["done"] == 100
+    assert interval["estimator"] == sampling["estimator"] == "regression on uncached_input_tokens"
+    assert interval["n"] == 100 and interval["prompts"] == 120 and sampling["why_plain"] is None
+    population = _population(db, record["run_id"])
+    assert population["prompts"] == 120
+    assert interval["covariate_population_mean"] == pytest.approx(population["covariate_mean"], abs=1e-3)
+    assert "llama.cpp engine's tokenizer" in interval["covariate_source"] and "dataset order" in interval["refers_to"]
+    prefilled = (counts["input_tokens"] - counts["cached_input_tokens"]) / counts["succeeded"]
+    assert interval["covariate_sample_mean"] == pytest.approx(prefilled, abs=1e-3)
+    assert record["j_per_query"] == interval["j_per_query"]
+    assert interval["j_per_query_low"] <= record["j_per_query"] <= interval["j_per_query_high"]
+    shown = cli("show", record["run_id"], db=db)
+    assert "regression on uncached_input_tokens" in shown.stdout
 
 
 @pytest.mark.slow

@@ -148,6 +148,14 @@ class Backend(ABC):
             out.append(self.generate(messages, config, on_first_token=first))
         return out
 
+    def prefill_tokens(self, prompts: list[list[dict[str, str]]], config: GenerationConfig) -> list[int] | None:
+        """The input tokens the engine would prefill for each prompt, answered one after another in this order
+        (its prefix cache taken into account; 0 for a prompt it would refuse), computed without running the model.
+
+        None where this engine cannot tell before it runs (the default: no tokenizer at hand).
+        """
+        return None
+
     def notes(self) -> list[str]:
         """What the meter's figures cover for this engine (added to the run's meter notes)."""
         return []

@@ -164,6 +164,16 @@ def overflow(width: int, lengths: list[int], max_new_tokens: int, n_ctx: int) ->
 class PaddedBatchBackend(Backend):
     """An engine whose one-prompt path is a batch of one through ``generate_batch``."""
 
+    tokenizer: Any
+    n_ctx: int
+
+    def prefill_tokens(self, prompts: list[list[dict[str, str]]], config: GenerationConfig) -> list[int]:
+        """Every input token of each prompt (these engines keep no cache between calls); 0 for one too long
+        for the window on its own."""
+        texts = [render(self.tokenizer, m) for m in prompts]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return [0 if context_overflow(n, config.max_new_tokens, self.n_ctx) else n for n in lengths]
+
     def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
                  on_first_token: FirstTokenHook | None = None) -> Generation:
         return self.generate_batch([messages], config, on_first_token)[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import time
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import llama_cpp
@@ -41,6 +42,20 @@ def render_prompt(formatter: Jinja2ChatFormatter, messages: list[dict[str, str]]
     """The prompt text: the chat template with any extra variables (a reasoning switch), then the forced reply start."""
     chat: Any = messages  # llama_cpp types them as its request TypedDicts; plain dicts are what it reads
     return formatter(messages=chat, **(template_kwargs or {})).prompt + assistant_prefix
+
+
+def reusable_prefix(previous: Iterable[int], tokens: Sequence[int]) -> int:
+    """Prompt tokens llama-cpp-python takes from the KV cache after ``previous`` rather than prefill.
+
+    It keeps the longest prefix shared with the previous prompt (a prompt
+    wholly cached still replays its last token); after a reset there is none.
+    """
+    shared = 0
+    for a, b in zip(previous, tokens):
+        if a != b:
+            break
+        shared += 1
+    return shared - 1 if shared and shared == len(tokens) else shared
 
 
 class LlamaCppBackend(Backend):
@@ -141,17 +156,22 @@ class LlamaCppBackend(Backend):
         return LogitsProcessorList([processor])
 
     def _reusable_prefix(self, tokens: list[int]) -> int:
-        """Prompt tokens llama-cpp-python will take from the KV cache rather than prefill.
+        """Prompt tokens llama-cpp-python will take from the KV cache rather than prefill."""
+        return reusable_prefix(self.llm._input_ids, tokens)
 
-        It keeps the longest prefix shared with the previous prompt (a prompt
-        wholly cached still replays its last token); after a reset there is none.
-        """
-        shared = 0
-        for a, b in zip(self.llm._input_ids, tokens):
-            if a != b:
-                break
-            shared += 1
-        return shared - 1 if shared and shared == len(tokens) else shared
+    def prefill_tokens(self, prompts: list[list[dict[str, str]]], config: GenerationConfig) -> list[int]:
+        """Each prompt's tokens less the prefix the cache keeps from the one before (as ``generate`` counts it);
+        a prompt too long for the window is refused, prefills nothing and leaves the cache as it was."""
+        out: list[int] = []
+        previous: list[int] = []
+        for messages in prompts:
+            tokens = self.prompt_tokens(messages, config.template_kwargs, config.assistant_prefix)
+            if context_overflow(len(tokens), config.max_new_tokens, self.n_ctx) is not None:
+                out.append(0)
+                continue
+            out.append(len(tokens) - (reusable_prefix(previous, tokens) if self.prompt_cache else 0))
+            previous = tokens
+        return out
 
     def generate(self, messages: list[dict[str, str]], config: GenerationConfig,
                  on_first_token: FirstTokenHook | None = None) -> Generation:

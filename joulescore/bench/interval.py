@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from joulescore.bench.estimate import PLAIN, Population, quick_half_pct, sampled_interval
 from joulescore.units import J_PER_WH
 
 LEVEL = 0.95
@@ -97,54 +98,50 @@ def interval_section(energy_j: Sequence[float], ok: Sequence[bool]) -> dict[str,
         "wh_per_1000_queries_low": _r(lo * wh),
         "wh_per_1000_queries_high": _r(hi * wh),
         "half_width_pct": _r(half_pct, 3) if half_pct is not None else None,
+        "estimator": PLAIN,
+        "j_per_query": _r(point),
+        "prompts": len(energy_j),
     }
-
-
-def half_width_pct(energy_j: Sequence[float], ok: Sequence[bool]) -> float | None:
-    """The bootstrap interval's half-width as a share of J/query, in percent."""
-    section = interval_section(energy_j, ok)
-    return None if section is None else section["half_width_pct"]
-
-
-def _quick_half_pct(energy_j: Sequence[float], answered: int) -> float | None:
-    """A normal-approximation half-width (cheap), used only to decide when the bootstrap is worth running."""
-    n = len(energy_j)
-    if n < 2 or not answered:
-        return None
-    mean = sum(energy_j) / answered
-    if mean <= 0:
-        return None
-    sd = statistics.stdev(energy_j)
-    return 100.0 * 1.96 * sd / math.sqrt(n) * n / answered / mean
 
 
 class PrecisionStop:
     """Asked before each prompt of a ``--precision`` run: has the interval become narrow enough?
 
-    It holds every stored prompt's energy (those stored before a resume included), is fed each new
-    one, and says yes once at least :data:`MIN_PROMPTS` are stored and the bootstrap interval's
-    half-width is within ``precision_pct`` of J/query.
+    It holds every stored prompt's energy and covariate (those stored before a resume included), is
+    fed each new one, and says yes once at least :data:`MIN_PROMPTS` are stored and the interval of
+    the estimate (:mod:`joulescore.bench.estimate`: regression on the covariate where ``population``
+    is known, else the plain mean) has a half-width within ``precision_pct`` of it.  ``prompts`` is
+    the run's N, whose J/query is estimated.
     """
 
     def __init__(self, precision_pct: float, energy_j: Sequence[float] = (), ok: Sequence[bool] = (),
-                 min_prompts: int = MIN_PROMPTS) -> None:
+                 min_prompts: int = MIN_PROMPTS, x: Sequence[float] = (), population: Population | None = None,
+                 prompts: int | None = None) -> None:
         self.precision_pct = precision_pct
         self.min_prompts = min_prompts
         self.energy_j = list(energy_j)
         self.ok = list(ok)
+        self.x = list(x) if population is not None else []
+        self.population = population
+        self.prompts = prompts if prompts is not None else (population.prompts if population else 0)
         self.last_half_pct: float | None = None
 
-    def add(self, energy_j: float, ok: bool) -> None:
+    def add(self, energy_j: float, ok: bool, x: float = 0.0) -> None:
         self.energy_j.append(energy_j)
         self.ok.append(ok)
+        if self.population is not None:
+            self.x.append(x)
 
     def __call__(self) -> bool:
         if len(self.energy_j) < self.min_prompts:
             return False
-        quick = _quick_half_pct(self.energy_j, sum(self.ok))
+        x = self.x if self.population is not None else None
+        x_pop = self.population.covariate_mean if self.population is not None else None
+        quick = quick_half_pct(self.energy_j, self.ok, x, x_pop)
         if quick is None or quick > PRECHECK_SLACK * self.precision_pct:
             return False
-        self.last_half_pct = half_width_pct(self.energy_j, self.ok)
+        section = sampled_interval(self.energy_j, self.ok, x, self.population, self.prompts)
+        self.last_half_pct = None if section is None else section["half_width_pct"]
         return self.last_half_pct is not None and self.last_half_pct <= self.precision_pct
 
 
@@ -179,4 +176,34 @@ def repeats_interval(records: Sequence[Any]) -> dict[str, Any] | None:
         "half_width_pct": _r(100 * half / mean, 3) if mean else None,
         "prompts_half_width_j": _r(h_prompts),
         "repeats_half_width_j": _r(h_runs),
+    }
+
+
+def estimate_section(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] | None,
+                     population: Population | None, prompts: int, refers_to: str) -> dict[str, Any] | None:
+    """The record's ``interval`` for a sampled run: the estimate of the N prompts' J/query, how it was
+    made (estimator, covariate means, slope, n of N) and its interval (:mod:`joulescore.bench.estimate`)."""
+    est = sampled_interval(energy_j, ok, x, population, prompts)
+    if est is None:
+        return None
+    regression = est["slope_j_per_token"] is not None
+    wh = 1000 / J_PER_WH
+    return {
+        "level": LEVEL,
+        "method": f"{METHOD} of the {est['estimator']} (no finite population correction)",
+        "n": est["n"],
+        "j_per_query_low": _r(est["low"]),
+        "j_per_query_high": _r(est["high"]),
+        "wh_per_1000_queries_low": _r(est["low"] * wh),
+        "wh_per_1000_queries_high": _r(est["high"] * wh),
+        "half_width_pct": _r(est["half_width_pct"], 3) if est["half_width_pct"] is not None else None,
+        "estimator": est["estimator"],
+        "j_per_query": _r(est["j_per_query"]),
+        "prompts": prompts,
+        "covariate": population.covariate if regression and population is not None else None,
+        "covariate_population_mean": _r(est["covariate_population_mean"], 3) if regression else None,
+        "covariate_sample_mean": _r(est["covariate_sample_mean"], 3) if regression else None,
+        "slope_j_per_token": _r(est["slope_j_per_token"], 9) if regression else None,
+        "covariate_source": population.source if regression and population is not None else None,
+        "refers_to": refers_to,
     }

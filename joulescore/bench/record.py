@@ -12,8 +12,10 @@ from typing import Any
 
 import psutil
 
+from joulescore.bench.estimate import Population
 from joulescore.bench.interference import summarize
-from joulescore.bench.interval import MIN_PROMPTS, interval_section
+from joulescore.bench.interval import MIN_PROMPTS, estimate_section, interval_section
+from joulescore.bench.population import REFERS_TO, row_x
 from joulescore.meters.interference import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, RunRow
@@ -157,6 +159,28 @@ def interference_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str,
                      float(config.get("disturbed_steal_pct", DEFAULT_STEAL_PCT)))
 
 
+def interval_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any] | None:
+    """The record's interval: of the prompts answered, or, for a sampled run, of its estimate of the full run."""
+    energy, ok = [r.energy_j for r in results], [r.ok for r in results]
+    available = int(spec["task"]["num_prompts"])
+    if spec["config"].get("precision") is None or len(results) >= available:
+        section = interval_section(energy, ok)
+        if section is not None:
+            order = " in the shuffled order" if spec["config"].get("precision") is not None else ""
+            section["refers_to"] = (f"J/query of the {len(results)} prompts as answered{order}; the interval "
+                                    "is over prompts like these")
+        return section
+    population = Population.from_dict(spec.get("population"))
+    if population is not None and population.prompts != available:
+        population = None  # counted over other prompts than the run's: not this run's population
+    refers = REFERS_TO.format(n=available)
+    if population is None:
+        refers += ("; plain mean of the sampled prompts as answered in the shuffled order (prefix-cache reuse "
+                   "not adjusted to dataset order)")
+    return estimate_section(energy, ok, [row_x(r) for r in results] if population else None, population,
+                            available, refers)
+
+
 def sampling_of(spec: dict[str, Any], results: list[ResultRow], interval: dict[str, Any] | None
                 ) -> dict[str, Any] | None:
     """What a ``--precision`` run says about its sample; None for an ordinary run."""
@@ -172,9 +196,13 @@ def sampling_of(spec: dict[str, Any], results: list[ResultRow], interval: dict[s
         stopped = "precision reached"
     else:
         stopped = "not finished"
+    ok = [r for r in results if r.ok]
+    estimator = interval.get("estimator") if interval else None
     return {"precision_pct": precision, "seed": spec["config"].get("seed", 0), "min_prompts": MIN_PROMPTS,
             "prompts_run": len(results), "prompts_available": available, "sampled": len(results) < available,
-            "reached": reached, "stopped": stopped}
+            "reached": reached, "stopped": stopped, "estimator": estimator,
+            "why_plain": (spec.get("population") or {}).get("why_plain") if len(results) < available else None,
+            "sample_j_per_query": _r(sum(r.energy_j for r in results) / len(ok)) if ok else None}
 
 
 def _whole_machine(results: list[ResultRow]) -> float | None:
@@ -204,7 +232,11 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
     decode_j = sum(r.decode_j for r in results)
     output_tokens = sum(r.output_tokens for r in ok)
     duration_s = sum(r.duration_s for r in results)
-    per_query = total_j / len(ok) if ok else None
+    interval = interval_of(spec, results)
+    sampling = sampling_of(spec, results, interval)
+    # a sampled run's headline is its estimate of the full run (sampling.sample_j_per_query keeps the sample's own)
+    per_query = interval["j_per_query"] if sampling and sampling["sampled"] and interval else \
+        total_j / len(ok) if ok else None
     quality = quality_of(spec["task"]["metric"], results)
     ttft = [float(r.extra.get("ttft_s", r.prefill_s)) for r in ok]
     reasoning_counts, reasoning_energy = reasoning_figures(ok)
@@ -212,7 +244,6 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
     if "reasoning" in spec:
         config["reasoning"] = spec["reasoning"]
     batch_size = spec["config"].get("batch_size", 1)
-    interval = interval_section([r.energy_j for r in results], [r.ok for r in results])
     whole_j = _whole_machine(results)
     return RunRecord.model_validate({
         "run_id": run.run_id,
@@ -267,7 +298,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         "whole_machine_wh_per_1000_queries": _r(whole_j / len(ok) * 1000 / J_PER_WH)
         if ok and whole_j is not None else None,
         "interval": interval,
-        "sampling": sampling_of(spec, results, interval),
+        "sampling": sampling,
         "j_per_output_token": _r(total_j / output_tokens) if output_tokens else None,
         "duration_s": _r(duration_s, 3),
         "tokens_per_s": _r(output_tokens / duration_s, 3) if duration_s and output_tokens else None,

@@ -47,7 +47,7 @@ def _sum(reading: Reading) -> tuple[float, float, float]:
     return sum(reading.energy_j.values()), sum(reading.low_j.values()), sum(reading.high_j.values())
 
 
-def _messages(prompt: Prompt, plan: ReasoningPlan | None) -> list[dict[str, str]]:
+def plan_messages(prompt: Prompt, plan: ReasoningPlan | None) -> list[dict[str, str]]:
     """The messages the model sees: the prompt with the reasoning switch applied."""
     return plan.apply(prompt.messages) if plan is not None else prompt.messages
 
@@ -126,7 +126,7 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
                plan: ReasoningPlan | None = None, watch: InterferenceWatch | None = None) -> ResultRow:
     """Answer one prompt under the meter and return its stored row."""
     marks: list[Reading] = []
-    messages = _messages(prompt, plan)
+    messages = plan_messages(prompt, plan)
     config = with_plan(config, plan)
     if watch is not None:
         watch.begin()
@@ -191,7 +191,7 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
     if watch is not None:
         watch.begin()
     begin = meter.read()
-    gens = backend.generate_batch([_messages(p, plan) for p in prompts], config, first, steady_end)
+    gens = backend.generate_batch([plan_messages(p, plan) for p in prompts], config, first, steady_end)
     end = meter.read()
     figures = watch.end() if watch is not None else {}
     first_r = marks.get("first", end)
@@ -251,11 +251,11 @@ def warm_up(backend: Backend, prompts: Sequence[Prompt], config: GenerationConfi
     if really_batches(backend, batch_size):
         for group in batches_of(list(prompts)[:count], batch_size):
             _check(stop)
-            backend.generate_batch([_messages(p, plan) for p in group], config)
+            backend.generate_batch([plan_messages(p, plan) for p in group], config)
         return
     for prompt in list(prompts)[:count]:
         _check(stop)
-        backend.generate(_messages(prompt, plan), config)
+        backend.generate(plan_messages(prompt, plan), config)
 
 
 def run_pending(

@@ -33,6 +33,7 @@ from joulescore.backends.options import OpenAIOptions
 from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.bench.interference import busy_warning, start_facts
 from joulescore.bench.interval import PrecisionStop, shuffled
+from joulescore.bench.population import Population, population_of, row_x
 from joulescore.bench.record import owner_alive
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
 from joulescore.errors import BadInput, DatasetError, JoulescoreError, StoreError
@@ -75,6 +76,9 @@ class Prepared:
     interference: dict[str, Any] | None = None
     #: the machine was already busy while the model loaded: said once the run is sure to start
     busy_warning: str | None = None
+    #: a --precision run: the covariate's mean over every prompt (None: the plain mean, and ``why``)
+    population: Population | None = None
+    why_plain: str = ""
 
 
 def reasoning_plan(config: RunConfig, backend: Backend) -> tuple[ReasoningPlan | None, str | None]:
@@ -195,8 +199,10 @@ def prepare(config: RunConfig) -> Prepared:
         raise
     plan, source = reasoning_plan(config, backend)
     facts = start_facts(probe_clock.cpus, probe, attributable, threads)
+    population, why = (population_of(backend, prompts, config.generation(), plan, config.warmup)
+                       if config.precision is not None else (None, ""))
     return Prepared(config, spec, prompts, dataset_path, backend, meter, plan, source, cpu_seconds, facts,
-                    busy_warning(probe, config.disturbed_cpu_pct, attributable))
+                    busy_warning(probe, config.disturbed_cpu_pct, attributable), population, why)
 
 
 def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
@@ -232,6 +238,8 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
         "interference": p.interference,
         "tool_version": __version__,
         **({"sweep": sweep} if sweep else {}),
+        **({"population": {**(p.population.as_dict() if p.population else {}), "why_plain": p.why_plain or None}}
+           if p.config.precision is not None else {}),
     }
 
 
@@ -324,10 +332,11 @@ def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory |
     enough: PrecisionStop | None = None
     if p.config.precision is not None:
         stored = store.results(run_id)
-        enough = PrecisionStop(p.config.precision, [r.energy_j for r in stored], [r.ok for r in stored])
+        enough = PrecisionStop(p.config.precision, [r.energy_j for r in stored], [r.ok for r in stored],
+                               x=[row_x(r) for r in stored], population=p.population, prompts=len(p.prompts))
     outcome = run_pending(store, run_id, p.backend, p.meter, p.prompts, generation, sink, plan=p.plan,
                           batch_size=p.config.batch_size, stop=stop, watch=watch, enough=enough,
-                          after_each=(lambda r: enough.add(r.energy_j, r.ok)) if enough is not None else None)
+                          after_each=(lambda r: enough.add(r.energy_j, r.ok, row_x(r))) if enough is not None else None)
     if outcome.stopped_early:
         with stop.held():
             # the sample is the run: it is complete with the prompts it answered

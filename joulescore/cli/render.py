@@ -135,8 +135,19 @@ def sampling_text(record: RunRecord) -> str:
     if sm is None:
         return "n/a"
     kind = "a sampled rating" if sm.sampled else "every prompt"
-    return (f"--precision {sm.precision_pct:g}%: {sm.prompts_run} of {sm.prompts_available} prompts in a shuffled "
+    text = (f"--precision {sm.precision_pct:g}%: {sm.prompts_run} of {sm.prompts_available} prompts in a shuffled "
             f"order (seed {sm.seed}), {sm.stopped}: {kind}")
+    if not sm.sampled:
+        return text
+    text += f"; J/query is the full run's, estimated by {sm.estimator or 'plain mean'}"
+    iv = record.interval
+    if iv is not None and iv.slope_j_per_token is not None:
+        text += (f" ({_fmt(iv.covariate_population_mean, '.1f')} tokens per prompt over all {iv.prompts}, "
+                 f"{_fmt(iv.covariate_sample_mean, '.1f')} sampled, {_fmt(iv.slope_j_per_token, '.4g')} J/token); "
+                 f"the sample's own {_fmt(sm.sample_j_per_query)} J/query")
+    elif sm.why_plain:
+        text += f" ({sm.why_plain})"
+    return text
 
 
 def interference_text(record: RunRecord) -> Text:

@@ -219,10 +219,26 @@ class Interval(_Section):
     wh_per_1000_queries_high: float
     #: half the interval's width as a share of J/query
     half_width_pct: Optional[float] = None
+    #: "plain mean", or "regression on uncached_input_tokens" (a sampled run whose engine could count tokens)
+    estimator: Optional[str] = None
+    #: the figure the interval is around: the prompts' J/query, or a sampled run's estimate of the full run's
+    j_per_query: Optional[float] = None
+    #: N: the prompts the figure refers to (n, above, were measured)
+    prompts: Optional[int] = None
+    #: the regression's covariate, its mean over all N prompts and over the n measured, and the fitted slope
+    covariate: Optional[str] = None
+    covariate_population_mean: Optional[float] = None
+    covariate_sample_mean: Optional[float] = None
+    slope_j_per_token: Optional[float] = None
+    #: how the covariate of every prompt was counted before the run
+    covariate_source: Optional[str] = None
+    #: what the figure and its interval are of, in words
+    refers_to: Optional[str] = None
 
 
 class Sampling(_Section):
-    """A ``--precision`` rating: prompts in a shuffled order, stopped once the interval was narrow enough."""
+    """A ``--precision`` rating: prompts in a shuffled order, stopped once the interval of its estimate of the
+    full run's J/query was narrow enough (joulescore/bench/estimate.py)."""
 
     precision_pct: float
     seed: int
@@ -236,6 +252,12 @@ class Sampling(_Section):
     reached: bool
     #: "precision reached", "all prompts answered" or "not finished"
     stopped: str
+    #: how the full run's J/query was estimated (interval.estimator); j_per_query is that estimate when sampled
+    estimator: Optional[str] = None
+    #: why a sampled run fell back to the plain mean (its engine could not count tokens before running)
+    why_plain: Optional[str] = None
+    #: the sampled prompts' own J/query (energy over answers), beside the estimate
+    sample_j_per_query: Optional[float] = None
 
 
 class SweepLink(_Section):
