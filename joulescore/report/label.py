@@ -11,7 +11,6 @@ onto a second line, then end in "…", so that the card keeps its layout.
 from __future__ import annotations
 
 import textwrap
-import unicodedata
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from joulescore.errors import BadInput
 from joulescore.model.record import RunRecord
 from joulescore.units import energy_mark
 from joulescore.units import fmt as _fmt
+from joulescore.visible import visible
 
 FORMATS = (".svg", ".png")
 CARD_W_IN, CARD_H_IN = 4.0, 6.0
@@ -29,34 +29,17 @@ ESTIMATED_ORANGE = "#c25e00"
 STAR_GOLD = "#f2b705"
 STAR_GREY = "#d0d0d0"
 DISTURBED_RED = "#b00020"
+#: the maker named in every label file (SVG and PNG metadata): an existing file with it may be written over
+LABEL_MARK = b"joulescore energy label"
 #: lines a wrapped value may take before it is cut with "…"
 MAX_LINES = 2
-#: control and format characters (C0/C1, bidi overrides, separators, lone surrogates), shown escaped; joiners kept
-_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-_JOINERS = frozenset("\u200c\u200d")
-
-
-def _visible(text: Any) -> str:
-    """One line with control characters as escapes (``\\x1b``, ``\\n``), as the terminal shows them."""
-    out = []
-    for ch in str(text):
-        if unicodedata.category(ch) not in _UNSAFE or ch in _JOINERS:
-            out.append(ch)
-        elif ch in "\n\r\t":
-            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
-        else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
-
-
 def _no_math(line: str) -> str:
     return line.replace("$", r"\$")
 
 
 def safe(text: Any) -> str:
     """Plain text for matplotlib: no mathtext (``$``), no control characters."""
-    return _no_math(_visible(text))
+    return _no_math(visible(text))
 
 
 def wrap(text: Any, width: int, max_lines: int = MAX_LINES) -> str:
@@ -64,7 +47,7 @@ def wrap(text: Any, width: int, max_lines: int = MAX_LINES) -> str:
 
     ``$`` is escaped per line, after wrapping, so that a break never splits ``\\$``.
     """
-    lines = textwrap.wrap(_visible(text), width=width, break_long_words=True)
+    lines = textwrap.wrap(visible(text), width=width, break_long_words=True)
     if len(lines) > max_lines:
         lines = [*lines[:max_lines - 1], lines[max_lines - 1][:width - 1].rstrip() + "…"]
     return "\n".join(map(_no_math, lines)) or "-"
@@ -169,7 +152,8 @@ def render_label(record: RunRecord, stars_line: str, output: Path, aies_line: st
         ax.text(0.5, 0.045, wrap(footer, 70), ha="center", va="bottom", fontsize=5.5, color="#444444")
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(output, format=suffix[1:], dpi=PNG_DPI, facecolor="white")
+            fig.savefig(output, format=suffix[1:], dpi=PNG_DPI, facecolor="white",
+                        metadata={"Creator": LABEL_MARK.decode()})
         except OSError as exc:
             raise BadInput(f"cannot write label to {output}: {exc.strerror}") from None
     return output
