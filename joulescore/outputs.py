@@ -63,7 +63,7 @@ def check_output(path: Path, *, what: str, is_own: Callable[[Path], bool], reads
                  force: bool = False, option: str = "-o", force_hint: str = "give --force to overwrite it") -> Path:
     """``path`` (``~`` expanded) if the command may write its ``what`` there, else a one-line ``BadInput``."""
     target = path.expanduser()
-    shown = f"{option} {path}"
+    shown = f"{option} {path}" if option else str(path)
     if target.is_dir():
         raise BadInput(f"{shown} is a folder; give the {what}'s file name")
     for read in reads:

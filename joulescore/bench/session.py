@@ -243,7 +243,7 @@ def finish(store: Store, run_id: str, out_dir: Path | None) -> RunRecord:
     if out_dir is not None:
         target = out_dir / run_id
         check_output(target / "run.json", what=f"run.json of run {run_id}", is_own=json_with(run_id=run_id),
-                     reads=database_files(store.path), option="--out", force_hint="move it away")
+                     reads=database_files(store.path), option="", force_hint="move it away")
         try:
             target.mkdir(parents=True, exist_ok=True)
             (target / "run.json").write_text(json.dumps(record.as_json(), indent=2) + "\n", encoding="utf-8")
