@@ -421,8 +421,8 @@ def resume(run_id: str, store: Store, out_dir: Path | None, progress: ProgressFa
     ``force`` takes over a run whose owner process looks alive.  Ctrl-C at any point after the run is
     read finishes it as partial.
     """
+    config = RunConfig.model_validate(store.get_run(run_id).spec["config"])
     run = take_over(store, run_id, force)
-    config = RunConfig.model_validate(run.spec["config"])
     with stopping() as stop:
         p: Prepared | None = None
         outcome = RunOutcome(run_id, 0, interrupted=True)
