@@ -16,7 +16,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,6 +128,8 @@ class Store:
             if header.application_id not in (0, APPLICATION_ID):
                 raise StoreError(f"{self.path} is not a joulescore database (its application id is "
                                  f"{header.application_id:#010x}); refusing to modify it")
+            if self.readonly and not self._unsaved_wal():
+                self._probe()
         elif self.readonly and not self._exists():
             raise StoreError(f"{self.path} is an empty file (0 bytes), not a results database" if self.path.exists()
                              else f"no results database at {self.path}")
@@ -140,6 +142,19 @@ class Store:
             conn.close()
             raise
         return conn
+
+    def _unsaved_wal(self) -> bool:
+        wal = self.path.with_name(self.path.name + "-wal")
+        return wal.exists() and wal.stat().st_size > 0
+
+    def _probe(self) -> None:
+        """Recognise the file from its main file alone (``immutable=1``: no lock, no ``-shm`` or ``-wal``
+        made), so that a reading command leaves another program's file without a file beside it."""
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1"
+        with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as probe:
+            reason = foreign_reason(probe, self.path) or newer_reason(versions(probe)[0], self.path)
+        if reason is not None:
+            raise StoreError(reason)
 
     def _connect(self) -> sqlite3.Connection:
         if not self.readonly:
