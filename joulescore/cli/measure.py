@@ -50,7 +50,7 @@ def measure(
     """Measure the energy of any command, like `perf stat`; exits with the command's status."""
     if not command:
         raise BadInput("nothing to measure: give a command after --, e.g. joulescore measure -- sleep 1")
-    if output is not None:  # before the command runs: a refused -o must not cost the measurement
+    if output is not None and not output.expanduser().is_dir():  # before the command runs (a folder: warned after)
         from joulescore.outputs import check_output, json_with
 
         output = check_output(output, what="measure report", is_own=json_with(command=..., exit_status=...),
