@@ -39,6 +39,9 @@ def safe_json(data: Any) -> str:
     return text
 
 
+_NUMBERS = frozenset({int, float, bool, type(None)})
+
+
 def shown(value: Any) -> Any:
     """The data as the page gets it: every string (keys too) one line, control characters escaped."""
     if isinstance(value, str):
@@ -46,7 +49,7 @@ def shown(value: Any) -> Any:
     if isinstance(value, dict):
         return {shown(k): shown(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [shown(v) for v in value]
+        return [v if type(v) in _NUMBERS else shown(v) for v in value]  # per-prompt series: mostly numbers
     return value
 
 
