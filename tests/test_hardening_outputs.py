@@ -261,6 +261,20 @@ def test_report_counts_a_run_once_through_an_alias_or_a_copy_of_its_database(two
         assert _stars(both) == _stars(once) and len(page_data(both)["origins"]) == 1
 
 
+def test_a_copied_database_shows_its_proxy_traffic_once(two: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.report_db import add_traffic
+
+    add_traffic(two)
+    copy = Path(shutil.copy(two, tmp_path / "copy.db"))
+    both = tmp_path / "both.html"
+    proc = cli_in_process("report", "--db", str(two), "--db", str(copy), "-o", str(both))
+    assert proc.returncode == 0, proc.stderr
+    assert [t["origin"] for t in page_data(both)["traffic"]] == [str(two)]
+    assert "proxy requests in --db" in proc.stdout and "shown once" in proc.stdout
+
+
 # --- 4. project refuses what impact refuses -------------------------------------------------------------
 
 @pytest.mark.parametrize("answered", ["none-stored", "all-failed"])

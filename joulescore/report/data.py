@@ -212,6 +212,20 @@ def _unique(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return list(first.values())
 
 
+def _new_traffic(origins: list[Origin], notes: list[str]) -> list[Origin]:
+    """The origins whose proxy requests were not all read already (a copy of a database shows its traffic once)."""
+    seen: set[str] = set()
+    out = []
+    for origin in origins:
+        ids = {r.request_id for r in origin.store.requests_since(0.0)}
+        if ids and ids <= seen:
+            notes.append(f"the proxy requests in --db {origin.path} were all read from an earlier --db: shown once")
+            continue
+        seen |= ids
+        out.append(origin)
+    return out
+
+
 def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "equal-bins",
                       region: str = "WLD") -> dict[str, Any]:
     """Everything the page shows, as plain JSON types."""
@@ -245,7 +259,7 @@ def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "
             "not_shown": stored - len(runs), "region": impact.summary(),
             "sweeps": _unique([s for o in origins for s in sweeps(o, task)], "sweep_id"),
             "reasoning": [g for o in origins for g in reasoning_groups(o, task)],
-            "traffic": [t for o in origins if (t := live_traffic(o.store, str(o.path))) is not None],
+            "traffic": [t for o in _new_traffic(origins, notes) if (t := live_traffic(o.store, str(o.path)))],
         }
     finally:
         for origin in origins:
