@@ -135,6 +135,20 @@ def test_label_refuses_its_database_and_a_foreign_svg_but_redraws_its_own(tmp_pa
     assert forced.returncode == 0 and "model-a" in drawing.read_text()
 
 
+@pytest.mark.parametrize("suffix", [".svg", ".png"])
+def test_label_of_a_run_whose_meter_states_no_band_is_drawn_and_redrawn(tmp_path: Path, suffix: str) -> None:
+    db = tmp_path / "m.db"
+    with Store(db) as store:
+        store_run(store, SyntheticRun("m1", "measured-model", [2.0] * 3, task="chat", kind="measured",
+                                      uncertainty_pct=None))
+    label = tmp_path / f"label{suffix}"
+    for _ in range(2):  # the second time over the first: the file names its maker, in SVG and PNG alike
+        proc = cli_in_process("label", "m1", "-o", str(label), db=db)
+        assert proc.returncode == 0, proc.stderr
+    if suffix == ".svg":
+        assert "no band stated" in label.read_text(encoding="utf-8")
+
+
 def test_measure_refuses_a_foreign_output_before_the_command_runs(tmp_path: Path) -> None:
     other = _other_programs_db(tmp_path / "data.sqlite")
     before = other.read_bytes()

@@ -144,7 +144,8 @@ def render_label(record: RunRecord, stars_line: str, output: Path, aies_line: st
                                     facecolor=colour, edgecolor=colour))
         ax.text(0.5, y - 0.03, mark, color="white", ha="center", va="center", fontsize=12, fontweight="bold")
         source = ((meter.sources or [kind])[0]).split(":")[0][:48]
-        ax.text(0.5, y - 0.07, safe(f"energy source: {source}, +/-{meter.uncertainty_pct:.0f}%"),
+        band = "no band stated" if meter.uncertainty_pct is None else f"+/-{meter.uncertainty_pct:.0f}%"
+        ax.text(0.5, y - 0.07, safe(f"energy source: {source}, {band}"),
                 ha="center", va="top", fontsize=6.5)
         cfg = record.config
         footer = (f"protocol {cfg['protocol']} (batch {cfg['batch_size']}, {cfg['max_new_tokens']} new tokens)"
