@@ -63,6 +63,9 @@ def test_unknown_resume_id(db: Path) -> None:
 
 
 def test_unknown_run_for_show(db: Path) -> None:
+    from joulescore.store.sqlite import Store
+
+    Store(db).close()  # a results database with no runs (a missing one is an error of its own)
     assert_one_line_error(cli("show", "nope", db=db), "no run 'nope'")
 
 

@@ -207,6 +207,64 @@ def test_a_live_owner_blocks_resume_unless_forced(db: Path) -> None:
     assert [r[0] for r in _rows(db, run_id)] == [0, 1]
 
 
+@pytest.mark.slow
+def test_two_resumes_started_at_once_take_the_run_over_once(db: Path) -> None:
+    run_id = _run(db, "--limit", "3")["run_id"]
+    _crashed(db, run_id, keep=0, pid=_dead_pid())
+    procs = [_start(db, "--resume", run_id, "--json", "--no-progress") for _ in range(2)]
+    done = [(p, *p.communicate(timeout=600)) for p in procs]
+    won = [(p, out) for p, out, _ in done if p.returncode == 0]
+    lost = [(p, err) for p, _, err in done if p.returncode != 0]
+    assert len(won) == 1 and len(lost) == 1, [(p.returncode, err[-500:]) for p, _, err in done]
+    (winner, out), (loser, err) = won[0], lost[0]
+    assert_one_line_error(subprocess.CompletedProcess(loser.args, loser.returncode, "", err),
+                          f"run {run_id} is still running in process {winner.pid}", "--force")
+    assert json.loads(out)["status"] == "complete"
+    assert [r[0] for r in _rows(db, run_id)] == [0, 1, 2] and _status(db, run_id) == "complete"
+
+
+_TAKE_OVER = """
+import sys, time
+from pathlib import Path
+from joulescore.bench.session import take_over
+from joulescore.errors import StoreError
+from joulescore.store.sqlite import Store
+db, run_id, go, done = sys.argv[1:]
+store = Store(db)
+while not Path(go).exists():
+    time.sleep(0.001)
+try:
+    take_over(store, run_id, force=False)
+    print("took", flush=True)
+except StoreError as exc:
+    print(exc, flush=True)
+while not Path(done).exists():  # the owner stays alive until both have answered
+    time.sleep(0.01)
+"""
+
+
+@pytest.mark.parametrize("racers", [2, 4])
+def test_of_processes_racing_to_take_a_run_over_exactly_one_wins(db: Path, tmp_path: Path, racers: int) -> None:
+    with Store(db) as store:
+        store.create_run("r1", 4, {"config": {}})
+    _crashed(db, "r1", keep=0, pid=_dead_pid())
+    go, done = tmp_path / "go", tmp_path / "done"
+    procs = [subprocess.Popen([sys.executable, "-c", _TAKE_OVER, str(db), "r1", str(go), str(done)],
+                              stdout=subprocess.PIPE, text=True) for _ in range(racers)]
+    try:
+        time.sleep(1.0)  # every racer waiting at the line
+        go.touch()
+        said = [p.stdout.readline().strip() for p in procs if p.stdout is not None]
+    finally:
+        done.touch()
+        for p in procs:
+            p.wait(timeout=60)
+    winners = [p.pid for p, line in zip(procs, said) if line == "took"]
+    assert len(winners) == 1, said
+    assert all(f"still running in process {winners[0]}" in line for line in said if line != "took"), said
+    assert _sql(db, "SELECT pid FROM runs WHERE run_id='r1'")[0][0] == winners[0]
+
+
 def test_force_needs_resume(db: Path) -> None:
     assert_one_line_error(cli("run", "--force", db=db), "--force applies only with --resume")
     assert not db.exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -288,3 +289,60 @@ def test_a_model_name_with_undecodable_bytes_is_one_line_before_anything_runs(tm
     assert proc.returncode == 2, proc.stderr
     line = proc.stderr.decode().strip()
     assert line.startswith("error: --model:") and "not UTF-8" in line and "\n" not in line
+
+
+# --- the HTML report: what the page gets, and the page itself --------------------------------------------
+# Chromium is not installed on every machine (tests/test_report_browser.py skips without it), so these read
+# the data the page's script lays out, unpacked from the written file, and the file's own text.
+
+def _page(html: Path) -> tuple[str, dict[str, Any]]:
+    from joulescore.report.html import unpacked
+
+    text = html.read_text(encoding="utf-8")
+    block = re.search(r'<script id="report-data" type="application/gzip\+base64">(.*?)</script>', text, re.S)
+    assert block is not None
+    return text, json.loads(unpacked(block.group(1)))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def test_report_shows_every_stored_name_escaped_as_the_terminal_does(hostile_db: Path, tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    out, _ = joulescore("report", "-o", str(html), db=hostile_db)
+    assert "report written" in out
+    text, data = _page(html)
+    assert not any(ch in text for ch in RAW_CONTROLS)  # the page's own text: header, title, origins
+    raw = [s for s in _strings(data) if any(ch in s for ch in (*RAW_CONTROLS, "\n"))]
+    assert not raw, raw[:5]
+    models = {r["run_id"]: r["model"] for r in data["runs"]}
+    for key in KEYS:
+        assert models[f"r-{key}"] == SHOWN[key]  # the terminal's own escapes
+        uid = next(r["uid"] for r in data["runs"] if r["run_id"] == f"r-{key}")
+        assert data["details"][uid]["label"]["model"] == SHOWN[key]
+        assert data["details"][uid]["errors"] == [SHOWN[key]]
+    assert models["r-all"] == ALL_SHOWN
+
+
+def test_report_shows_a_database_path_with_control_characters_escaped(tmp_path: Path, cli_case: Cli) -> None:
+    from joulescore.report.synthetic import SyntheticRun, store_run
+
+    db = tmp_path / "ev\x1b[2Jil\u202e\nname.db"
+    with Store(db) as store:
+        store_run(store, SyntheticRun("r1", "m\x00odel", [1.0] * 3, task="chat"))
+    html = tmp_path / "r.html"
+    proc = cli_case("report", "-o", str(html), db=db)
+    assert proc.returncode == 0, proc.stderr
+    text, data = _page(html)
+    assert not any(ch in text for ch in RAW_CONTROLS)
+    shown = str(tmp_path / "ev\\x1b[2Jil\\u202e\\nname.db")
+    assert data["origins"][0]["path"] == shown and data["runs"][0]["origin"] == shown
+    assert shown in text  # the header lists the databases, rendered by the template
+    assert data["runs"][0]["model"] == "m\\x00odel"

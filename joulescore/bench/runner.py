@@ -134,7 +134,9 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     gen = backend.generate(messages, config, on_first_token=lambda: marks.append(meter.read()))
     end = meter.read()
     figures = watch.end() if watch is not None else {}
-    first = marks[0] if marks else end  # no token at all: everything was prefill
+    # No token generated (an encoder's one forward pass, or an answer that never began): there is no
+    # decode phase, so everything up to the end is prefill, not the moments after the hook fired.
+    first = marks[0] if marks and gen.output_tokens else end
     window = meter.measurement(begin, end)
     e0, l0, h0 = _sum(begin)
     e1, _, _ = _sum(first)
@@ -194,7 +196,7 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
     gens = backend.generate_batch([plan_messages(p, plan) for p in prompts], config, first, steady_end)
     end = meter.read()
     figures = watch.end() if watch is not None else {}
-    first_r = marks.get("first", end)
+    first_r = marks.get("first", end) if any(g.output_tokens for g in gens) else end  # no token: all prefill
     window = meter.measurement(begin, end)
     e0, l0, h0 = _sum(begin)
     e1, _, _ = _sum(first_r)

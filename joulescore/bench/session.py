@@ -46,6 +46,7 @@ from joulescore.meters.interference import BusyProbe, BusyProbeClock, Interferen
 from joulescore.meters.monitor import idle_power_w
 from joulescore.model.config import RunConfig
 from joulescore.model.record import RunRecord
+from joulescore.outputs import check_output, database_files, json_with
 from joulescore.store.sqlite import RunRow, Store
 from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, load_spec, task_names
 
@@ -249,6 +250,8 @@ def finish(store: Store, run_id: str, out_dir: Path | None) -> RunRecord:
     store.set_status(run_id, record.status, record)
     if out_dir is not None:
         target = out_dir / run_id
+        check_output(target / "run.json", what=f"run.json of run {run_id}", is_own=json_with(run_id=run_id),
+                     reads=database_files(store.path), option="", force_hint="move it away")
         try:
             target.mkdir(parents=True, exist_ok=True)
             (target / "run.json").write_text(json.dumps(record.as_json(), indent=2) + "\n", encoding="utf-8")
@@ -403,6 +406,22 @@ def check_same_prompts(run: RunRow, prompts: Sequence[Prompt]) -> None:
                            f"hash {now[:12]}...)")
 
 
+def take_over(store: Store, run_id: str, force: bool) -> RunRow:
+    """Make this process the run's owner, unless another live process is (``force``: even then).
+
+    The owner is read and set in one write transaction, so of two resumes started at once exactly one
+    takes the run; the other sees the first as the live owner.  Done before the model loads, so the
+    loser stops at once, and a run being resumed is never answered twice over.
+    """
+    with store.transaction():
+        run = store.get_run(run_id)
+        if not force and owner_alive(run):
+            raise StoreError(f"run {run_id} is still running in process {run.pid} on this machine; let it finish, "
+                             "stop it, or take the run over with --force")
+        store.claim_run(run_id)
+    return run
+
+
 def resume(run_id: str, store: Store, out_dir: Path | None, progress: ProgressFactory | None = None,
            force: bool = False, notify: Notify | None = None) -> tuple[RunRecord, RunOutcome]:
     """Finish a stored run with the settings it was started with; each prompt counts once.
@@ -411,22 +430,22 @@ def resume(run_id: str, store: Store, out_dir: Path | None, progress: ProgressFa
     ``force`` takes over a run whose owner process looks alive.  Ctrl-C at any point after the run is
     read finishes it as partial.
     """
-    run = store.get_run(run_id)
-    if not force and owner_alive(run):
-        raise StoreError(f"run {run_id} is still running in process {run.pid} on this machine; let it finish, "
-                         "stop it, or take the run over with --force")
-    config = RunConfig.model_validate(run.spec["config"])
+    config = RunConfig.model_validate(store.get_run(run_id).spec["config"])
+    run = take_over(store, run_id, force)
     with stopping() as stop:
         p: Prepared | None = None
         outcome = RunOutcome(run_id, 0, interrupted=True)
         try:
-            p = prepare(config)
-            check_same_prompts(run, p.prompts)
+            try:
+                p = prepare(config)
+                check_same_prompts(run, p.prompts)
+            except JoulescoreError:
+                store.set_status(run_id, run.status)  # refused before any prompt: the run is as it was
+                raise
             stop.check()
             if p.busy_warning and notify is not None:
                 notify(p.busy_warning)
             with stop.held():
-                store.claim_run(run_id)
                 store.delete_failed_results(run_id)
             # Warm up again: this is a fresh process whose caches are cold.
             outcome = _execute(store, run_id, p, progress, config.warmup, stop)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from joulescore.cli.app import app, out
 from joulescore.cli.console import id_column, print_json
-from joulescore.cli.options import DbOption, JsonOption, open_store
+from joulescore.cli.options import DbOption, ForceOption, JsonOption, read_store
 from joulescore.errors import BadInput
 from joulescore.report.board import (
     DEFAULT_PRECISION_PCT,
@@ -95,9 +95,9 @@ def board(
     if scale == "aies":
         from joulescore.cli.aies import print_aies_board
 
-        print_aies_board(open_store(db).records(), task, as_json)
+        print_aies_board(read_store(db).records(), task, as_json)
         return
-    rows = build_board(open_store(db).records(), task, rule, pareto, references, parse_precision(precision))
+    rows = build_board(read_store(db).records(), task, rule, pareto, references, parse_precision(precision))
     if as_json:
         print_json(out, [r.as_dict() | {"mark": energy_mark(r.kind, r.source)} for r in rows])
         return
@@ -116,12 +116,16 @@ def label(
     rating: Annotated[str, typer.Option(help="star rule: equal-bins or quintile")] = "equal-bins",
     precision: PrecisionOption = f"{DEFAULT_PRECISION_PCT:g}%",
     db: DbOption = None,
+    force: ForceOption = False,
 ) -> None:
     """Draw the energy label of one stored run (SVG or PNG)."""
-    from joulescore.report.label import render_label
+    from joulescore.outputs import check_output, database_files, marked
+    from joulescore.report.label import LABEL_MARK, render_label
 
     rule = _rule(rating)
-    store = open_store(db)
+    store = read_store(db)
+    check_output(output, what="joulescore label", is_own=marked(LABEL_MARK), force=force,
+                 reads=database_files(store.path))
     record = store.record(run_id)
     from joulescore.report.aies import aies_view
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import sys
-import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,34 +26,10 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Span, Text
 
+from joulescore.visible import escape_char, escape_control, is_unsafe
+
 #: width of a console that writes to a pipe or a file: tables take their natural width up to this
 PIPE_WIDTH = 1_000_000
-
-
-#: characters that move the cursor, ring, recolour or reorder a terminal's text: C0/C1 controls, format
-#: characters (bidi overrides, zero-width marks), lone surrogates (undecodable file-name bytes), line separators
-UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-#: format characters that only join glyphs (emoji sequences, Indic and Persian scripts): kept
-JOINERS = frozenset("\u200c\u200d")
-SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _unsafe(ch: str) -> bool:
-    return unicodedata.category(ch) in UNSAFE_CATEGORIES and ch not in JOINERS
-
-
-def _escape(ch: str) -> str:
-    code = ord(ch)
-    if ch in SHORT_ESCAPES:
-        return SHORT_ESCAPES[ch]
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def escape_control(text: str, keep: str = "\n\t") -> str:
-    """Control characters (ESC, CR, BEL, C1 codes, bidi overrides...) as visible escapes; ``keep`` is kept."""
-    if text.isprintable():
-        return text
-    return "".join(_escape(ch) if _unsafe(ch) and ch not in keep else ch for ch in text)
 
 
 def plain(value: Any) -> str:
@@ -63,7 +38,7 @@ def plain(value: Any) -> str:
 
 
 def _unsafe_in_text(ch: str) -> bool:
-    return ch == "\n" or _unsafe(ch) and ch != "\t"
+    return ch == "\n" or is_unsafe(ch) and ch != "\t"
 
 
 def safe_text(text: Text) -> Text:
@@ -78,7 +53,7 @@ def safe_text(text: Text) -> Text:
     out = text.blank_copy()
     for piece in text.divide(sorted({c for i in cuts for c in (i, i + 1)})):
         if len(piece.plain) == 1 and _unsafe_in_text(piece.plain):
-            shown = _escape(piece.plain)
+            shown = escape_char(piece.plain)
             piece = Text(shown, style=piece.style, spans=[Span(0, len(shown), s.style) for s in piece.spans])
         out.append_text(piece)
     return out

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from joulescore.cli.app import app, out
 from joulescore.cli.console import plain, print_json
-from joulescore.cli.options import DbOption, JsonOption, open_store, split_list
+from joulescore.cli.options import DbOption, JsonOption, read_store, split_list
 from joulescore.errors import BadInput
 from joulescore.units import fmt_sig as _fmt
 
@@ -109,7 +109,7 @@ def impact(
     """Facility energy, carbon, water and cost of a run, per query and at fleet scale, and its floor."""
     from joulescore.impact.summary import chip_for_floor, impact_data
 
-    record = open_store(db).record(run_id)
+    record = read_store(db).record(run_id)
     chip, name = chip_for_floor(record, tdp_w, peak_tflops, mem_bw_gbs)
     d = impact_data(record, region=region, pue=pue, wue=wue, g_per_kwh=g_per_kwh, grid_file=grid_file,
                     renewable_share=renewable_share, price_per_kwh=price_per_kwh,
@@ -172,7 +172,7 @@ def project(
     if not names:
         raise BadInput("give --to with one or more accelerators, e.g. --to H100,B200")
     targets = [find_target(n, hardware_file) for n in names]
-    record = open_store(db).record(run_id)
+    record = read_store(db).record(run_id)
     chip, name = chip_for_floor(record, tdp_w, peak_tflops, mem_bw_gbs)
     p = projection.project(record, targets, chip, name, active_params, batch=batch)
     if as_json:

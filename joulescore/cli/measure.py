@@ -16,7 +16,7 @@ from rich.table import Table
 
 from joulescore.cli.app import app, err, out
 from joulescore.cli.console import plain, print_json
-from joulescore.cli.options import JsonOption
+from joulescore.cli.options import ForceOption, JsonOption
 from joulescore.errors import BadInput
 from joulescore.meters import METER_NAMES
 
@@ -45,10 +45,16 @@ def measure(
     meter: Annotated[str, typer.Option(help=f"energy source: {', '.join(METER_NAMES)}")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="report as JSON (on stderr)")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="also write the JSON report here")] = None,
+    force: ForceOption = False,
 ) -> None:
     """Measure the energy of any command, like `perf stat`; exits with the command's status."""
     if not command:
         raise BadInput("nothing to measure: give a command after --, e.g. joulescore measure -- sleep 1")
+    if output is not None and not output.expanduser().is_dir():  # before the command runs (a folder: warned after)
+        from joulescore.outputs import check_output, json_with
+
+        output = check_output(output, what="measure report", is_own=json_with(command=..., exit_status=...),
+                              force=force, option="--output")
     from joulescore.meters.command import exit_status, run_measured
 
     returncode, m = run_measured(list(command), meter)

@@ -12,12 +12,22 @@ from joulescore.store.sqlite import Store, default_db_path
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="results database (default: $JOULESCORE_DB or the XDG data dir)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 OutOption = Annotated[Optional[Path], typer.Option("--out", help="where run.json goes (default: beside the database)")]
+ForceOption = Annotated[bool, typer.Option(
+    "--force", help="overwrite the output file even if it is not a previous output of this command")]
 ProgressOption = Annotated[bool, typer.Option(help="show a progress bar on stderr")]
 
 
 def open_store(db: Path | None) -> Store:
-    """The results database named by ``--db``, else the default one."""
+    """The results database named by ``--db``, else the default one, to write runs into (made if missing)."""
     return Store(db)
+
+
+def read_store(db: Path | None) -> Store:
+    """The results database, for a command that only reads it: opened read-only, never made or changed.
+
+    A missing, empty or foreign file is a one-line error, not a new database.
+    """
+    return Store(db, readonly=True)
 
 
 def run_json_dir(db: Path | None, out: Path | None) -> Path:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from joulescore.cli.app import app, err, out
 from joulescore.cli.console import make_console, print_json
-from joulescore.cli.options import DbOption, OutOption, ProgressOption, open_store, run_json_dir, split_list
+from joulescore.cli.options import DbOption, OutOption, ProgressOption, open_store, read_store, run_json_dir, split_list
 from joulescore.model.config import RunConfig
 from joulescore.units import fmt as _fmt
 
@@ -59,7 +59,7 @@ def compare_reasoning(
     from joulescore.cli.render import RichProgress
 
     if runs is not None:
-        rows, model_name, task_name = stored_rows(split_list(runs), open_store(db))
+        rows, model_name, task_name = stored_rows(split_list(runs), read_store(db))
         _report({"model": model_name, "task": task_name, "limit": None, **compare(rows)}, rows, as_json)
         return
     mode_list = parse_modes(modes)

@@ -9,6 +9,8 @@ import typer
 
 from joulescore.cli.app import app, out
 from joulescore.cli.board import _rule
+from joulescore.cli.options import ForceOption
+from joulescore.outputs import check_output, database_files, marked
 from joulescore.store.sqlite import default_db_path
 
 
@@ -20,12 +22,18 @@ def report(
     task: Annotated[Optional[str], typer.Option(help="only this task")] = None,
     rating: Annotated[str, typer.Option(help="star rule: equal-bins (AI Energy Score) or quintile")] = "equal-bins",
     region: Annotated[str, typer.Option(help="grid region of the impact summaries: ISO3, ISO2 or name (WLD = world)")] = "WLD",
+    force: ForceOption = False,
 ) -> None:
     """Write an offline HTML report: leaderboard per task, energy-quality scatter, a page per run, sweeps."""
     from joulescore.report.data import build_report_data
-    from joulescore.report.html import write_report
+    from joulescore.report.html import REPORT_MARK, write_report
 
-    data = build_report_data(db or [default_db_path()], task, _rule(rating), region)
+    dbs = db or [default_db_path()]
+    check_output(output, what="joulescore report", is_own=marked(REPORT_MARK), force=force,
+                 reads=[f for d in dbs for f in database_files(d)])
+    data = build_report_data(dbs, task, _rule(rating), region)
     path = write_report(data, output)
+    for note in data["notes"]:
+        out.print(f"note: {note}")
     out.print(f"report written: {path} ({len(data['runs'])} runs, {len(data['tasks'])} tasks, "
               f"{len(data['sweeps'])} sweeps, {path.stat().st_size / 1e6:.1f} MB)")

@@ -13,7 +13,7 @@ from rich.text import Text
 from joulescore import __version__
 from joulescore.cli.app import app, err, out
 from joulescore.cli.console import id_column, plain, print_json
-from joulescore.cli.options import DbOption, JsonOption, OutOption, ProgressOption, open_store, run_json_dir
+from joulescore.cli.options import DbOption, JsonOption, OutOption, ProgressOption, open_store, read_store, run_json_dir
 from joulescore.cli.settings import extra_param, settings_command
 from joulescore.errors import BadInput
 from joulescore.model.config import RunConfig, flag_of
@@ -195,7 +195,7 @@ def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
     from joulescore.bench.record import summary_row
     from joulescore.cli.render import runs_table
 
-    store = open_store(db)
+    store = read_store(db)
     counts = store.result_counts()
     rows = [summary_row(r, *counts.get(r.run_id, (0, 0))) for r in store.list_runs()]
     if as_json:
@@ -211,7 +211,7 @@ def show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """One stored run in full."""
     from joulescore.cli.render import print_summary
 
-    store = open_store(db)
+    store = read_store(db)
     record = store.record(run_id)
     rate_record(record, store.records())
     if as_json:

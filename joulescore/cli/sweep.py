@@ -10,7 +10,7 @@ from rich.table import Table
 
 from joulescore.cli.app import app, err, out
 from joulescore.cli.console import id_column, print_json
-from joulescore.cli.options import DbOption, JsonOption, OutOption, open_store, run_json_dir
+from joulescore.cli.options import DbOption, JsonOption, OutOption, open_store, read_store, run_json_dir
 from joulescore.errors import BadInput
 from joulescore.model.record import RunRecord
 from joulescore.units import fmt
@@ -96,7 +96,7 @@ def sweep(
 @app.command()
 def sweeps(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List stored sweeps: id, name, task and how many variants finished."""
-    rows = open_store(db).list_sweeps()
+    rows = read_store(db).list_sweeps()
     if as_json:
         print_json(out, rows)
         return
@@ -127,7 +127,7 @@ def advise_cmd(
     from joulescore.bench.advise import advise, parse_seconds
 
     limit_s = parse_seconds(max_p90_latency) if max_p90_latency is not None else None
-    advice = advise(open_store(db), sweep_id, max_quality_drop, limit_s)
+    advice = advise(read_store(db), sweep_id, max_quality_drop, limit_s)
     if as_json:
         print_json(out, advice)
     else:

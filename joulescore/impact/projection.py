@@ -17,6 +17,7 @@ import numpy as np
 
 from joulescore.errors import BadInput
 from joulescore.impact.floor import Workload, floor_report, workload
+from joulescore.impact.footprint import it_energy
 from joulescore.impact.hardware_specs import ChipSpec, find_target
 from joulescore.impact.latency_model import BACKEND_ENGINE, Case, Fit, phases, predict, shipped_fit
 from joulescore.model.record import RunRecord
@@ -85,6 +86,7 @@ def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None 
     (a served model) or where only some parameters are active per token (a mixture of experts).
     ``batch`` projects at another batch size than the run's.
     """
+    it_energy(record)  # what ``impact`` refuses (no answered query with energy) has nothing to project from
     w: Workload = workload(record, active_params)  # first: a bad or missing count is the error, not a side note
     here = floor_report(record, source, hardware_name=source_name, active_params=active_params)
     cpu_run = "gpu" not in " ".join(record.meter.includes).lower()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from joulescore import __version__
-from joulescore.errors import BadInput
 from joulescore.model.record import RunRecord
 from joulescore.report.aies import AiesView, aies_view, stars_range_text
 from joulescore.report.board import BoardRow, Rule, pareto, rate, reference_rows, row_from_record
@@ -38,15 +37,51 @@ class Origin:
         return f"{self.index}:{run_id}"
 
 
-def open_origins(paths: list[Path]) -> list[Origin]:
-    """Each ``--db`` opened and read; a path with no database is a one-line error, not a new empty file."""
-    origins = []
-    for i, path in enumerate(paths):
-        if not path.expanduser().is_file():
-            raise BadInput(f"no results database at {path}")
-        store = RequestStore(path)  # the runs, and the requests the proxy metered beside them
-        origins.append(Origin(i, store.path, store, store.records()))
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.expanduser().stat()
+    except OSError:
+        return None  # missing: the store says so in its own words
+    return st.st_dev, st.st_ino
+
+
+def open_origins(paths: list[Path], notes: list[str] | None = None) -> list[Origin]:
+    """Each ``--db`` opened read-only and read; a path with no database is a one-line error, not a new file.
+
+    Each run counts once however it is named: a database given twice (the same path, ``./`` before it,
+    a symlink or a hard link: one file by device and inode) is read once, and a run already read from
+    an earlier ``--db`` (a copy of the file, or a file merged from it) is left out of the later ones:
+    the same run id with the same start time is the same run.  Counted twice, it would add peers and
+    make up stars.  ``notes`` gets one line for each thing left out.
+    """
+    origins: list[Origin] = []
+    files: dict[tuple[int, int], Path] = {}
+    runs: dict[tuple[str, str], Path] = {}
+    for path in paths:
+        file_id = _file_id(path)
+        if file_id in files:
+            _note(notes, f"--db {path} is {files[file_id]} again: read once")
+            continue
+        store = RequestStore(path, readonly=True)  # the runs, and the requests the proxy metered beside them
+        if file_id is not None:
+            files[file_id] = path
+        records, seen = [], 0
+        for record in store.records():
+            key = (record.run_id, record.created_at)
+            if key in runs:
+                seen += 1
+                continue
+            runs[key] = path
+            records.append(record)
+        if seen:
+            _note(notes, f"{seen} of the runs in --db {path} were already read from an earlier --db: counted once")
+        origins.append(Origin(len(origins), store.path, store, records))
     return origins
+
+
+def _note(notes: list[str] | None, text: str) -> None:
+    if notes is not None:
+        notes.append(text)
 
 
 def _get(section: Any, *names: str, default: Any = None) -> Any:
@@ -169,6 +204,28 @@ def leaderboard(origins: list[Origin], task: str | None, rule: Rule, intf: dict[
     return runs, refs
 
 
+def _unique(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The first of the items sharing a ``key`` (a sweep read again from a copy of its database)."""
+    first: dict[Any, dict[str, Any]] = {}
+    for item in items:
+        first.setdefault(item[key], item)
+    return list(first.values())
+
+
+def _new_traffic(origins: list[Origin], notes: list[str]) -> list[Origin]:
+    """The origins whose proxy requests were not all read already (a copy of a database shows its traffic once)."""
+    seen: set[str] = set()
+    out = []
+    for origin in origins:
+        ids = {r.request_id for r in origin.store.requests_since(0.0)}
+        if ids and ids <= seen:
+            notes.append(f"the proxy requests in --db {origin.path} were all read from an earlier --db: shown once")
+            continue
+        seen |= ids
+        out.append(origin)
+    return out
+
+
 def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "equal-bins",
                       region: str = "WLD") -> dict[str, Any]:
     """Everything the page shows, as plain JSON types."""
@@ -176,7 +233,8 @@ def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "
     from joulescore.report.groups import reasoning_groups, sweeps
     from joulescore.report.traffic import live_traffic
 
-    origins = open_origins(paths)
+    notes: list[str] = []
+    origins = open_origins(paths, notes)
     try:
         intf: dict[str, dict[str, Any]] = {}
         aies: dict[str, AiesView] = {}
@@ -195,12 +253,13 @@ def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "
         return {
             "generated_at": utc_now(), "tool_version": __version__, "rule": rule, "task_filter": task,
             "origins": [{"index": o.index, "path": str(o.path), "runs": len(o.records)} for o in origins],
+            "notes": notes,
             "tasks": sorted({r["task"] for r in runs} | {r["task"] for r in refs}),
             "runs": runs, "references": refs, "details": details,
             "not_shown": stored - len(runs), "region": impact.summary(),
-            "sweeps": [s for o in origins for s in sweeps(o, task)],
+            "sweeps": _unique([s for o in origins for s in sweeps(o, task)], "sweep_id"),
             "reasoning": [g for o in origins for g in reasoning_groups(o, task)],
-            "traffic": [t for o in origins if (t := live_traffic(o.store, str(o.path))) is not None],
+            "traffic": [t for o in _new_traffic(origins, notes) if (t := live_traffic(o.store, str(o.path)))],
         }
     finally:
         for origin in origins:

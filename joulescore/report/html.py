@@ -5,7 +5,9 @@ mailed).  The data (JSON) and plotly.js travel gzip-compressed and base64-encode
 a third of their size, and the browser's ``DecompressionStream`` unpacks them: base64
 holds no ``<`` or ``&``, so no string can close its script element.  Every string from
 outside (model names, paths, notes) is put on the page as text (``textContent``),
-never as markup.
+never as markup, and with its control characters shown escaped (``\\x1b``, ``\\n``, ``\\u202e``) by the
+escaper the terminal and the label use (:func:`joulescore.visible.visible`), so a name can neither reorder
+nor break a line of the page.
 A Content-Security-Policy with a per-file nonce forbids network access and any
 script the file did not bring, as a second line of defence.
 """
@@ -22,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from joulescore.errors import BadInput
+from joulescore.visible import visible
 
+#: what the top of every report page holds (its <title>): an existing file with it may be written over
+REPORT_MARK = b"<title>joulescore report ("
 _ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
@@ -32,6 +37,20 @@ def safe_json(data: Any) -> str:
     for raw, escaped in _ESCAPES:  # str.replace: far faster than translate() on megabytes
         text = text.replace(raw, escaped)
     return text
+
+
+_NUMBERS = frozenset({int, float, bool, type(None)})
+
+
+def shown(value: Any) -> Any:
+    """The data as the page gets it: every string (keys too) one line, control characters escaped."""
+    if isinstance(value, str):
+        return value if value.isprintable() else visible(value)
+    if isinstance(value, dict):
+        return {shown(k): shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [v if type(v) in _NUMBERS else shown(v) for v in value]  # per-prompt series: mostly numbers
+    return value
 
 
 def packed(text: str, level: int = 6) -> str:
@@ -62,6 +81,7 @@ def _template(name: str) -> str:
 
 def render_html(data: dict[str, Any]) -> str:
     """The page: the jinja2 template (autoescaped) with the data, plotly and the page script."""
+    data = shown(data)
     try:
         import jinja2
     except ModuleNotFoundError:

@@ -36,13 +36,13 @@ from joulescore.report.label_layout import (
     Style,
     no_math,
     text_boxes,
-    visible,
     with_titles,
 )
 from joulescore.units import energy_mark
 from joulescore.units import fmt as _fmt
+from joulescore.visible import visible
 
-__all__ = ["CARD_H_IN", "CARD_W_IN", "FORMATS", "PNG_DPI", "energy_parts", "hardware_items", "layout_label",
+__all__ = ["CARD_H_IN", "CARD_W_IN", "FORMATS", "LABEL_MARK", "PNG_DPI", "energy_parts", "hardware_items", "layout_label",
            "render_label", "safe", "text_boxes"]
 
 FORMATS = (".svg", ".png")
@@ -51,6 +51,8 @@ ESTIMATED_ORANGE = "#c25e00"
 STAR_GOLD = "#f2b705"
 STAR_GREY = "#d0d0d0"
 DISTURBED_RED = "#b00020"
+#: the maker named in every label file (SVG and PNG metadata): an existing file with it may be written over
+LABEL_MARK = b"joulescore energy label"
 DARK = "#222222"
 GREY = "#666666"
 CAPTION = Style(6.5, color=GREY)
@@ -262,7 +264,8 @@ def render_label(record: RunRecord, stars_line: str, output: Path, aies_line: st
             warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing from font")
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=suffix[1:], dpi=PNG_DPI, facecolor="white")
+        fig.savefig(buffer, format=suffix[1:], dpi=PNG_DPI, facecolor="white",
+                    metadata={"Creator": LABEL_MARK.decode()})
     data = buffer.getvalue()
     if suffix == ".svg":
         data = with_titles(data.decode("utf-8"), titles).encode("utf-8")

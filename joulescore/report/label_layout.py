@@ -10,7 +10,6 @@ then shortened with "…", its full text kept for the SVG's ``<title>``.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -25,26 +24,9 @@ PNG_DPI = 150
 #: the card's frame and its text column, in figure fractions
 CARD = Bbox.from_extents(0.03, 0.02, 0.97, 0.98)
 LEFT, RIGHT = 0.07, 0.93
-#: control and format characters (C0/C1, bidi overrides, separators, lone surrogates), shown escaped; joiners kept
-_UNSAFE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-_JOINERS = frozenset("\u200c\u200d")
 #: a little room kept on every line: an SVG viewer's font may be a touch wider than the one measured here
 _SLACK = 0.97
 ELLIPSIS = "…"
-
-
-def visible(text: Any) -> str:
-    """One line with control characters as escapes (``\\x1b``, ``\\n``), as the terminal shows them."""
-    out = []
-    for ch in str(text):
-        if unicodedata.category(ch) not in _UNSAFE or ch in _JOINERS:
-            out.append(ch)
-        elif ch in "\n\r\t":
-            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}[ch])
-        else:
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
-    return "".join(out)
 
 
 def no_math(line: str) -> str:

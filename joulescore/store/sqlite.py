@@ -16,8 +16,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,8 @@ from joulescore.store.migrations import (
     user_tables,
     versions,
 )
+from joulescore.store.rows import ResultRow as ResultRow
+from joulescore.store.rows import RunRow as RunRow
 
 if TYPE_CHECKING:
     from joulescore.model.record import RunRecord
@@ -73,49 +74,6 @@ def default_db_path() -> Path:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-@dataclass
-class RunRow:
-    run_id: str
-    created_at: str
-    updated_at: str
-    status: str
-    num_prompts: int
-    pid: int | None
-    host: str | None
-    spec: dict[str, Any]
-    record: dict[str, Any] | None
-    #: when the process ``pid`` started (Unix time); None for runs stored before it was kept
-    pid_started_s: float | None = None
-
-
-@dataclass
-class ResultRow:
-    prompt_index: int
-    prompt_id: str
-    ok: bool
-    error: str | None
-    finish_reason: str | None
-    input_tokens: int
-    output_tokens: int
-    prefill_s: float
-    decode_s: float
-    prefill_j: float
-    decode_j: float
-    low_j: float
-    high_j: float
-    domains: dict[str, float]
-    text: str
-    extra: dict[str, Any]
-
-    @property
-    def energy_j(self) -> float:
-        return self.prefill_j + self.decode_j
-
-    @property
-    def duration_s(self) -> float:
-        return self.prefill_s + self.decode_s
 
 
 def _storable(value: Any) -> Any:
@@ -161,6 +119,8 @@ class Store:
         return self.path.exists() and self.path.stat().st_size > 0
 
     def _open(self) -> sqlite3.Connection:
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a results database")
         if self._exists() and str(self.path.resolve()) not in _OPEN_HERE:
             header = read_header(self.path)  # raw bytes first: a foreign file is refused before SQLite sees it
             if not header.is_sqlite:
@@ -168,8 +128,11 @@ class Store:
             if header.application_id not in (0, APPLICATION_ID):
                 raise StoreError(f"{self.path} is not a joulescore database (its application id is "
                                  f"{header.application_id:#010x}); refusing to modify it")
+            if self.readonly and not self._unsaved_wal():
+                self._probe()
         elif self.readonly and not self._exists():
-            raise StoreError(f"results database {self.path} is empty or missing, and read-only")
+            raise StoreError(f"{self.path} is an empty file (0 bytes), not a results database" if self.path.exists()
+                             else f"no results database at {self.path}")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
@@ -179,6 +142,19 @@ class Store:
             conn.close()
             raise
         return conn
+
+    def _unsaved_wal(self) -> bool:
+        wal = self.path.with_name(self.path.name + "-wal")
+        return wal.exists() and wal.stat().st_size > 0
+
+    def _probe(self) -> None:
+        """Recognise the file from its main file alone (``immutable=1``: no lock, no ``-shm`` or ``-wal``
+        made), so that a reading command leaves another program's file without a file beside it."""
+        uri = f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1"
+        with closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as probe:
+            reason = foreign_reason(probe, self.path) or newer_reason(versions(probe)[0], self.path)
+        if reason is not None:
+            raise StoreError(reason)
 
     def _connect(self) -> sqlite3.Connection:
         if not self.readonly:
@@ -326,16 +302,22 @@ class Store:
 
     def add_results(self, run_id: str, results: list[ResultRow]) -> int:
         """Store a batch's results in one transaction: all of them or none.  Returns rows added."""
+        with self.transaction():
+            return sum(self._insert_result(run_id, r) for r in results)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction, taken at once (``BEGIN IMMEDIATE``): what is read inside it cannot change
+        before it commits, so a check and the write that depends on it are one step for every process."""
         self._check_writable()
         try:
             self._write("BEGIN IMMEDIATE", ())
-            added = sum(self._insert_result(run_id, r) for r in results)
+            yield
             self._write("COMMIT", ())
         except BaseException:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             raise
-        return added
 
     def _insert_result(self, run_id: str, result: ResultRow) -> bool:
         values = (
