@@ -210,3 +210,24 @@ def test_fifo_as_model_path_on_vllm(tmp_path: Path, db: Path) -> None:
     with _fifo(tmp_path / "pipe") as fifo:
         res = cli(*RUN, "--backend", "vllm", "--model", str(fifo), db=db, env=env, timeout=120)
     assert_one_line_error(res, "model path is a FIFO (named pipe), not a regular file")
+
+
+# --- compare-reasoning: a bad model, task or meter is its only line ---------------------------------------------
+
+def test_compare_reasoning_with_a_missing_model_prints_one_line(db: Path) -> None:
+    res = cli("compare-reasoning", "/nonexistent/model.gguf", "--limit", "1", db=db, timeout=120)
+    assert_one_line_error(res, "model file not found: /nonexistent/model.gguf")
+    assert "mode off" not in res.stderr and res.stdout == ""
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("--task", "no-such-task"), "unknown task 'no-such-task'"),
+    (("--meter", "no-such-meter"), "unknown meter 'no-such-meter'"),
+    (("/dev/null",), "model path is a character device"),
+    (("corrupt",), "corrupt GGUF model file"),
+])
+def test_compare_reasoning_refuses_each_input_before_the_first_mode(tmp_path: Path, db: Path,
+                                                                   args: tuple[str, ...], fragment: str) -> None:
+    if args == ("corrupt",):
+        args = (str(_gguf(tmp_path / "c.gguf", entries=[struct.pack("<Q", 2**60)], tail=b"x" * 16)),)
+    assert_one_line_error(cli_in_process("compare-reasoning", *args, "--limit", "1", db=db), fragment)
