@@ -45,15 +45,18 @@ def measure(
     meter: Annotated[str, typer.Option(help=f"energy source: {', '.join(METER_NAMES)}")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="report as JSON (on stderr)")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="also write the JSON report here")] = None,
+    wait_descendants: Annotated[bool, typer.Option(
+        "--wait-descendants", help="measure until the processes the command started (a daemon) exit too")] = False,
 ) -> None:
     """Measure the energy of any command, like `perf stat`; exits with the command's status."""
     if not command:
         raise BadInput("nothing to measure: give a command after --, e.g. joulescore measure -- sleep 1")
     from joulescore.meters.command import exit_status, run_measured
 
-    returncode, m = run_measured(list(command), meter)
-    status = exit_status(returncode)
-    report = m.as_dict() | {"command": list(command), "exit_status": status}
+    done = run_measured(list(command), meter, wait_descendants)
+    m, status = done.measurement, exit_status(done.returncode)
+    report = m.as_dict() | {"command": list(command), "exit_status": status, "outlived": done.outlived,
+                            "waited_for_descendants": done.waited_for_descendants}
     if as_json:
         err.print(json.dumps(report))
     else:
