@@ -275,3 +275,11 @@ def test_outlived_is_in_the_json_and_wait_descendants_measures_until_they_exit(t
     assert res.returncode == 0 and report["outlived"] == [] and report["waited_for_descendants"] is True
     assert report["duration_s"] >= 1.5
     assert not any("still running" in n for n in report["provenance"]["notes"])
+
+
+def test_fifo_given_as_the_command_is_one_line(tmp_path: Path) -> None:
+    # the kernel will not run it, and sniffing it for a #! line waited for a writer forever (SIGTERM is held)
+    fifo = tmp_path / "tool"
+    os.mkfifo(fifo)
+    fifo.chmod(0o755)
+    assert_one_line_error(cli(*MEASURE, "--", str(fifo), timeout=60), f"cannot execute {fifo}", "FIFO (named pipe)")

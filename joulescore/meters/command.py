@@ -23,10 +23,12 @@ import shutil
 import signal
 from collections.abc import Set
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from joulescore.errors import BadInput
 from joulescore.meters.base import Measurement
 from joulescore.meters.descendants import Descendants, describe, subreaper
+from joulescore.textfile import special_kind
 
 #: what runs an executable text file that has no ``#!`` line, as a shell does on ENOEXEC
 SHELL = "/bin/sh"
@@ -175,6 +177,8 @@ def _drain(signals: Set[int]) -> None:
 
 def interpreter(path: str) -> str | None:
     """The interpreter a ``#!`` line names, or None when the file has none (or cannot be read)."""
+    if not os.path.isfile(path):  # a FIFO would block the open until a writer came
+        return None
     try:
         with open(path, "rb") as f:
             first = f.readline(256)
@@ -188,6 +192,8 @@ def interpreter(path: str) -> str | None:
 
 def is_text(path: str) -> bool:
     """Whether a file looks like a script (UTF-8, no NUL bytes) rather than a binary."""
+    if not os.path.isfile(path):
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(_SNIFF_BYTES)
@@ -206,6 +212,9 @@ def why_not_executable(name: str, program: str, exc: OSError) -> str:
     """One line saying why the kernel would not run ``program`` (typed as ``name``)."""
     if os.path.isdir(program):
         return f"cannot execute {name}: it is a directory"
+    kind = special_kind(Path(program))
+    if kind is not None:
+        return f"cannot execute {name}: it is {kind}"
     interp = interpreter(program)
     if exc.errno == errno.ENOENT:
         if not os.path.exists(program):
