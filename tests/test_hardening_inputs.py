@@ -154,6 +154,19 @@ def test_fifo_as_dataset_and_sweep_plan_is_refused(tmp_path: Path, db: Path) -> 
     assert_one_line_error(res, "cannot read sweep plan", "FIFO")
 
 
+def test_fifo_as_grid_and_accelerator_file_is_refused(tmp_path: Path, db: Path) -> None:
+    from test_impact import make_run
+
+    make_run(db)
+    with _fifo(tmp_path / "grid.csv") as fifo:
+        res = cli_in_process("impact", "run-a", "--grid-file", str(fifo), db=db)
+    assert_one_line_error(res, "grid file", "FIFO (named pipe)")
+    with _fifo(tmp_path / "accelerators.csv") as fifo:
+        res = cli_in_process("project", "--list", "--hardware-file", str(fifo))
+    assert_one_line_error(res, "accelerator file", "FIFO (named pipe)")
+    assert_one_line_error(cli_in_process("project", "--list", "--hardware-file", "/dev/zero"), "character device")
+
+
 # --- weight files that are not what they are named -------------------------------------------------------------
 
 def _folder(root: Path, name: str, **files: bytes) -> Path:
