@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
+import os
 import stat
 from pathlib import Path
 
@@ -70,6 +72,26 @@ def read_text(path: Path, what: str, error: type[BadInput] = BadInput) -> str:
         raise error(f"{what} {path} holds NUL bytes (line {line}): a binary file, or UTF-16 without a "
                     f"byte-order mark? save it as UTF-8 text")
     return text
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a user's output file (UTF-8); a FIFO that no process reads is an OSError, not a wait forever.
+
+    A FIFO with a reader (``-o >(jq .)``) and a device (``/dev/stdout``, ``/dev/null``) are written as files are.
+    """
+    path = path.expanduser()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fifo = special_kind(path) == "a FIFO (named pipe)"
+    try:
+        fd = os.open(path, flags | (os.O_NONBLOCK if fifo else 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "it is a FIFO (named pipe) that no process reads") from None
+        raise
+    if fifo:
+        os.set_blocking(fd, True)
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 #: How deep lists and mappings read from a user file may nest, and how many values it may hold in all:

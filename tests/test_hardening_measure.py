@@ -9,6 +9,7 @@ import pty
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -283,3 +284,20 @@ def test_fifo_given_as_the_command_is_one_line(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     fifo.chmod(0o755)
     assert_one_line_error(cli(*MEASURE, "--", str(fifo), timeout=60), f"cannot execute {fifo}", "FIFO (named pipe)")
+
+
+def test_output_to_a_fifo_nobody_reads_is_a_warning_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    res = cli(*MEASURE, "-o", str(fifo), "--", sys.executable, "-c", "import sys; sys.exit(5)", timeout=60)
+    assert res.returncode == 5, res.stderr  # the command's status stands
+    warnings = [line for line in res.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "a FIFO (named pipe) that no process reads" in warnings[0], res.stderr
+    # with a reader, the report goes through the FIFO
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    time.sleep(0.2)
+    res = cli_in_process(*MEASURE, "-o", str(fifo), "--", sys.executable, "-c", "pass")
+    reader.join(30)
+    assert res.returncode == 0 and json.loads(got[0])["exit_status"] == 0

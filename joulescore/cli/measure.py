@@ -19,6 +19,7 @@ from joulescore.cli.console import plain, print_json
 from joulescore.cli.options import JsonOption
 from joulescore.errors import BadInput
 from joulescore.meters import METER_NAMES
+from joulescore.textfile import write_text
 
 if TYPE_CHECKING:
     from joulescore.meters.base import Measurement
@@ -65,7 +66,7 @@ def measure(
             err.print(f"  note: {note}")
     if output is not None:
         try:
-            output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            write_text(output, json.dumps(report, indent=2) + "\n")
         except OSError as exc:
             # the command ran and was measured: its exit status stands, the lost copy is a warning
             err.print(f"warning: cannot write {plain(output)}: {exc.strerror or exc}")
