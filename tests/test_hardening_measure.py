@@ -301,3 +301,21 @@ def test_output_to_a_fifo_nobody_reads_is_a_warning_not_a_hang(tmp_path: Path) -
     res = cli_in_process(*MEASURE, "-o", str(fifo), "--", sys.executable, "-c", "pass")
     reader.join(30)
     assert res.returncode == 0 and json.loads(got[0])["exit_status"] == 0
+
+
+def test_sigterm_ends_the_wait_for_descendants_and_the_report_names_them(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "joulescore.cli", *MEASURE, "--wait-descendants", "--",
+                             *_daemon(tmp_path, "idle", 60)], text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONPATH": str(REPO), "COLUMNS": "200"})
+    try:
+        _wait_for(tmp_path / "pid", proc)
+        time.sleep(0.5)  # the command has ended: measure is waiting for the daemon
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        pid = int((tmp_path / "pid").read_text())
+        assert proc.returncode == 0, err  # the command's own status
+        assert f"(pid {pid})" in err and "when the wait for them was stopped" in err, err
+    finally:
+        _stop(tmp_path)
+        if proc.poll() is None:
+            proc.kill()
