@@ -126,12 +126,13 @@ def test_fifo_as_model_path_is_refused_not_waited_on(tmp_path: Path, db: Path) -
         assert time.monotonic() - start < 15
 
 
-@pytest.mark.parametrize("backend", ["llama.cpp", "transformers", "onnxruntime"])
+@pytest.mark.parametrize("backend", ["llama.cpp", "transformers", "onnxruntime", "encoder"])
 def test_fifo_and_device_as_model_path_on_every_engine(tmp_path: Path, db: Path, backend: str) -> None:
+    task = ("--task", "sentence-similarity") if backend == "encoder" else ()
     with _fifo(tmp_path / "pipe") as fifo:
-        res = cli_in_process(*RUN, "--backend", backend, "--model", str(fifo), db=db, env=OFFLINE)
+        res = cli_in_process(*RUN, *task, "--backend", backend, "--model", str(fifo), db=db, env=OFFLINE)
     assert_one_line_error(res, "FIFO (named pipe)")
-    res = cli_in_process(*RUN, "--backend", backend, "--model", "/dev/null", db=db, env=OFFLINE)
+    res = cli_in_process(*RUN, *task, "--backend", backend, "--model", "/dev/null", db=db, env=OFFLINE)
     assert_one_line_error(res, "model path is a character device")
 
 

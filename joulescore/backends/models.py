@@ -363,6 +363,9 @@ def resolve_checkpoint(spec: str, trust_remote_code: bool = False, gguf: bool = 
     if hub is not None:
         return _hub(spec, hub[0], hub[1], trust_remote_code)
     if not gguf:
+        kind = special_kind(path)
+        if kind is not None:
+            raise ModelError(f"model path is {kind}, not a regular file: {spec}")
         if path.is_file():
             raise ModelError(f"encoder model must be a transformers model folder or a hub id, not a file: {spec}")
         raise ModelError(f"encoder model not found: {spec} (not a folder, not a hub id org/name, and not an "
