@@ -43,7 +43,6 @@ def test_gguf_string_length_past_the_end_is_one_line(tmp_path: Path, db: Path) -
     bad = _gguf(tmp_path / "huge-string.gguf", entries=[struct.pack("<Q", 2**60)], tail=b"x" * 16)
     res = cli(*RUN, "--model", str(bad), db=db, timeout=120)
     assert_one_line_error(res, "corrupt GGUF model file", "huge-string.gguf", "runs past the end")
-    assert not db.exists() or "MemoryError" not in res.stderr
 
 
 def test_gguf_tensor_count_too_large_for_transformers_is_one_line(tmp_path: Path, db: Path) -> None:
