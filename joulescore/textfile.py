@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import io
+import os
+import stat
 from pathlib import Path
 
 from joulescore.errors import BadInput
@@ -23,11 +26,34 @@ _BOMS = (
 )
 
 
+#: what a path is when it is neither a regular file nor a folder, by its stat mode test
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"))
+
+
+def special_kind(path: Path) -> str | None:
+    """What ``path`` is when it is neither a regular file nor a folder ("a FIFO (named pipe)"...), else None.
+
+    Such a path is refused before it is opened: opening a FIFO waits for a writer forever, and
+    reading a device may never end.  A missing or unreadable path gives None: opening it says why.
+    """
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return next((name for test, name in _SPECIAL if test(mode)), "a special file")
+
+
 def read_text(path: Path, what: str, error: type[BadInput] = BadInput) -> str:
     """The file's text, decoded as UTF-8 with or without a byte-order mark; ``what`` names it in errors."""
     path = path.expanduser()
     if path.is_dir():
         raise error(f"cannot read {what} {path}: it is a directory, not a file")
+    kind = special_kind(path)
+    if kind is not None:
+        raise error(f"cannot read {what} {path}: it is {kind}, not a regular file")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -46,6 +72,26 @@ def read_text(path: Path, what: str, error: type[BadInput] = BadInput) -> str:
         raise error(f"{what} {path} holds NUL bytes (line {line}): a binary file, or UTF-16 without a "
                     f"byte-order mark? save it as UTF-8 text")
     return text
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a user's output file (UTF-8); a FIFO that no process reads is an OSError, not a wait forever.
+
+    A FIFO with a reader (``-o >(jq .)``) and a device (``/dev/stdout``, ``/dev/null``) are written as files are.
+    """
+    path = path.expanduser()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fifo = special_kind(path) == "a FIFO (named pipe)"
+    try:
+        fd = os.open(path, flags | (os.O_NONBLOCK if fifo else 0), 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "it is a FIFO (named pipe) that no process reads") from None
+        raise
+    if fifo:
+        os.set_blocking(fd, True)
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 #: How deep lists and mappings read from a user file may nest, and how many values it may hold in all:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from tests.conftest import assert_one_line_error, cli
+from tests.conftest import assert_one_line_error, cli, cli_in_process
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURE = ("measure", "--meter", "estimator")
@@ -186,3 +188,134 @@ def test_meter_help_lists_the_registry() -> None:
     res = cli("measure", "--help", env={"COLUMNS": "400"})
     assert res.returncode == 0
     assert f"energy source: {', '.join(METER_NAMES)}" in res.stdout
+
+
+# --- what the command leaves behind (issue 23: a daemon's 8 CPU-seconds were reported as 0 J, with no note) ----
+
+DAEMON = '''
+import os, sys, time
+from pathlib import Path
+where, mode, amount = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)  # the daemon is now an orphan, in a session of its own
+null = os.open(os.devnull, os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(null, fd)
+(where / "pid.tmp").write_text(str(os.getpid()))
+os.replace(where / "pid.tmp", where / "pid")
+if mode == "burn":
+    while time.process_time() < amount:
+        sum(range(10_000))
+    (where / "done").write_text("")
+else:
+    deadline = time.monotonic() + amount
+    while time.monotonic() < deadline and not (where / "stop").exists():
+        time.sleep(0.05)
+'''
+
+
+def _daemon(tmp_path: Path, mode: str, amount: float) -> list[str]:
+    """A command that double-forks a daemon (burning ``amount`` CPU-seconds, or idling ``amount`` seconds)."""
+    script = tmp_path / "daemon.py"
+    script.write_text(DAEMON)
+    wait = f'while [ ! -e {tmp_path}/done ]; do sleep 0.05; done' if mode == "burn" else \
+        f'while [ ! -e {tmp_path}/pid ]; do sleep 0.05; done'
+    return ["sh", "-c", f"{sys.executable} {script} {tmp_path} {mode} {amount}; {wait}"]
+
+
+def _stop(tmp_path: Path) -> None:
+    (tmp_path / "stop").write_text("")
+
+
+def _cpu_j(res: subprocess.CompletedProcess[str]) -> float:
+    assert res.returncode == 0, res.stderr
+    return float(json.loads(res.stderr)["energy_j"]["cpu"])
+
+
+def test_daemon_cpu_time_is_counted(tmp_path: Path) -> None:
+    # the daemon burns 1 CPU-second inside the window (the command waits for it); the same burn run directly
+    # is the yardstick.  Before adoption the daemon was outside the counted tree: about 0 J.
+    direct = _cpu_j(cli(*MEASURE, "--json", "--", sys.executable, "-c",
+                        "import time\nwhile time.process_time() < 1.0: sum(range(10_000))"))
+    daemon = _cpu_j(cli(*MEASURE, "--json", "--", *_daemon(tmp_path, "burn", 1.0)))
+    assert daemon > 0.3 * direct, (daemon, direct)
+
+
+def test_daemon_that_outlives_the_command_is_named(tmp_path: Path) -> None:
+    try:
+        res = cli(*MEASURE, "--", *_daemon(tmp_path, "idle", 60))
+        pid = int((tmp_path / "pid").read_text())
+        assert res.returncode == 0, res.stderr
+        notes = [line for line in res.stderr.splitlines() if "still running when the command ended" in line]
+        assert len(notes) == 1 and f"(pid {pid})" in notes[0] and "--wait-descendants" in notes[0], res.stderr
+    finally:
+        _stop(tmp_path)
+
+
+def test_outlived_is_in_the_json_and_wait_descendants_measures_until_they_exit(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    try:
+        res = cli_in_process(*MEASURE, "--json", "--", *_daemon(first, "idle", 60))
+        report = json.loads(res.stderr)
+        pid = int((first / "pid").read_text())
+        assert [p["pid"] for p in report["outlived"]] == [pid]
+        assert report["waited_for_descendants"] is False
+        assert any(f"(pid {pid})" in n for n in report["provenance"]["notes"])
+    finally:
+        _stop(first)
+        with contextlib.suppress(ChildProcessError, NameError):  # adopted by this process (measure ran in it)
+            os.waitpid(pid, 0)
+    # the daemon idles 1.5 s after the command returns: waited for, it is in the window and outlives nothing
+    res = cli_in_process(*MEASURE, "--json", "--wait-descendants", "--", *_daemon(second, "idle", 1.5))
+    report = json.loads(res.stderr)
+    assert res.returncode == 0 and report["outlived"] == [] and report["waited_for_descendants"] is True
+    assert report["duration_s"] >= 1.5
+    assert not any("still running" in n for n in report["provenance"]["notes"])
+
+
+def test_fifo_given_as_the_command_is_one_line(tmp_path: Path) -> None:
+    # the kernel will not run it, and sniffing it for a #! line waited for a writer forever (SIGTERM is held)
+    fifo = tmp_path / "tool"
+    os.mkfifo(fifo)
+    fifo.chmod(0o755)
+    assert_one_line_error(cli(*MEASURE, "--", str(fifo), timeout=60), f"cannot execute {fifo}", "FIFO (named pipe)")
+
+
+def test_output_to_a_fifo_nobody_reads_is_a_warning_not_a_hang(tmp_path: Path) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    res = cli(*MEASURE, "-o", str(fifo), "--", sys.executable, "-c", "import sys; sys.exit(5)", timeout=60)
+    assert res.returncode == 5, res.stderr  # the command's status stands
+    warnings = [line for line in res.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "a FIFO (named pipe) that no process reads" in warnings[0], res.stderr
+    # with a reader, the report goes through the FIFO
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    time.sleep(0.2)
+    res = cli_in_process(*MEASURE, "-o", str(fifo), "--", sys.executable, "-c", "pass")
+    reader.join(30)
+    assert res.returncode == 0 and json.loads(got[0])["exit_status"] == 0
+
+
+def test_sigterm_ends_the_wait_for_descendants_and_the_report_names_them(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "joulescore.cli", *MEASURE, "--wait-descendants", "--",
+                             *_daemon(tmp_path, "idle", 60)], text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=os.environ | {"PYTHONPATH": str(REPO), "COLUMNS": "200"})
+    try:
+        _wait_for(tmp_path / "pid", proc)
+        time.sleep(0.5)  # the command has ended: measure is waiting for the daemon
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        pid = int((tmp_path / "pid").read_text())
+        assert proc.returncode == 0, err  # the command's own status
+        assert f"(pid {pid})" in err and "when the wait for them was stopped" in err, err
+    finally:
+        _stop(tmp_path)
+        if proc.poll() is None:
+            proc.kill()

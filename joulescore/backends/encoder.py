@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo
-from joulescore.backends.hf_common import check_architecture, offline_env, one_line, quiet_transformers
+from joulescore.backends.hf_common import check_checkpoint, load_errors, offline_env, one_line, quiet_transformers
 from joulescore.backends.models import Checkpoint, resolve_encoder
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
@@ -69,7 +69,7 @@ class EncoderBackend(Backend):
                  trust_remote_code: bool = False) -> None:
         offline_env(model)  # local models never touch the network; before transformers is imported
         resolved = resolve_encoder(model, trust_remote_code)
-        check_architecture(resolved)
+        check_checkpoint(resolved)
         import torch
         import transformers
         from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
@@ -87,7 +87,7 @@ class EncoderBackend(Backend):
             self.model_kind = "classifier" if any(a.endswith("ForSequenceClassification") for a in archs) else "embedding"
             loader = AutoModelForSequenceClassification if self.model_kind == "classifier" else AutoModel
             self.model = loader.from_pretrained(source, **kwargs).eval()
-        except (OSError, ValueError, KeyError, RuntimeError, ImportError, TypeError) as exc:
+        except load_errors() as exc:
             raise ModelError(f"transformers cannot load encoder {source}: {one_line(exc)}") from None
         self.max_length = _max_length(resolved, self.tokenizer, n_ctx)
         self.labels = {int(i): str(n).lower() for i, n in (config.id2label or {}).items()}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, context_overflow
-from joulescore.backends.models import REMOTE_CODE_FLAG, Checkpoint, hub_id, resolve_checkpoint
+from joulescore.backends.models import REMOTE_CODE_FLAG, Checkpoint, check_weights, hub_id, resolve_checkpoint
 from joulescore.errors import ModelError
 
 #: set (unless the user already set them) when a local model is loaded, never at import
@@ -53,6 +53,26 @@ def one_line(exc: BaseException) -> str:
     return (text[:300] + "...") if len(text) > 300 else text or type(exc).__name__
 
 
+def load_errors() -> tuple[type[BaseException], ...]:
+    """What transformers' loaders raise on a checkpoint that is not what it claims (each becomes one line).
+
+    Beyond the usual ValueError/OSError: a ``pytorch_model.bin`` that is not a pickle (UnpicklingError,
+    EOFError), a header field that does not unpack (struct.error), a safetensors file that is not one.
+    """
+    import pickle
+    import struct
+
+    errors: list[type[BaseException]] = [ValueError, OSError, KeyError, RuntimeError, ImportError, TypeError,
+                                         pickle.UnpicklingError, EOFError, struct.error]
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        pass
+    else:
+        errors.append(SafetensorError)
+    return tuple(errors)
+
+
 def check_architecture(ckpt: Checkpoint) -> None:
     """A model type this transformers does not know would need the model's own code: refuse it, naming the flag."""
     if ckpt.kind == "gguf" or ckpt.trust_remote_code:
@@ -68,11 +88,18 @@ def check_architecture(ckpt: Checkpoint) -> None:
                          f"{transformers.__version__}: it needs its own code ({REMOTE_CODE_FLAG}) or a newer transformers")
 
 
+def check_checkpoint(ckpt: Checkpoint) -> None:
+    """Before transformers loads it: an architecture it knows (or trusted code), and weight files that are whole."""
+    check_architecture(ckpt)
+    if ckpt.kind != "gguf":  # a GGUF file's header was checked when it was resolved
+        check_weights(ckpt.weight_files(), str(ckpt.repo_id if ckpt.kind == "hub" else ckpt.path))
+
+
 def resolve(model: str, trust_remote_code: bool = False, gguf: bool = True) -> Checkpoint:
     """The checkpoint behind ``--model``, after the environment is set and with its architecture checked."""
     offline_env(model)
     ckpt = resolve_checkpoint(model, trust_remote_code, gguf=gguf)
-    check_architecture(ckpt)
+    check_checkpoint(ckpt)
     return ckpt
 
 
@@ -109,7 +136,7 @@ def load_checkpoint(ckpt: Checkpoint, dtype: Any = None, weights: bool = True) -
         if weights:
             net = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **kwargs)
             net.eval()
-    except (ValueError, OSError, KeyError, RuntimeError, ImportError, TypeError) as exc:
+    except load_errors() as exc:
         raise ModelError(f"transformers cannot load {what}: {one_line(exc)}") from None
     eos: set[int] = set()
     gen_eos = getattr(net.generation_config, "eos_token_id", None) if net is not None else None

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from joulescore.errors import ModelError
+from joulescore.impact.gguf import GgufError, check_header
+from joulescore.textfile import special_kind
 
 GGUF_MAGIC = b"GGUF"
 
@@ -138,6 +140,9 @@ def resolve_model(spec: str) -> ResolvedModel:
         if path.suffix or "/" in spec:
             raise ModelError(f"model file not found: {spec}")
         raise ModelError(f"unknown model {spec!r}: not a file, and not an alias ({known})")
+    kind = special_kind(path)
+    if kind is not None:
+        raise ModelError(f"model path is {kind}, not a regular file: {spec}")
     if is_dir:
         raise ModelError(f"model path is a directory, expected a GGUF file: {spec} (a transformers model folder "
                          f"runs with --backend transformers, onnxruntime or encoder)")
@@ -153,6 +158,12 @@ def check_gguf(path: Path) -> None:
         raise ModelError(f"cannot read model file {path}: {exc.strerror}") from None
     if magic != GGUF_MAGIC:
         raise ModelError(f"not a GGUF model file (bad magic {magic!r}): {path}")
+    try:
+        check_header(path)  # its counts and lengths, before an engine trusts them
+    except GgufError as exc:
+        raise ModelError(f"corrupt GGUF model file {path}: {exc}") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror or exc}") from None
 
 
 
@@ -259,6 +270,8 @@ def read_config(folder: Path, label: str, trust_remote_code: bool) -> dict[str, 
 
 
 def _json_or_empty(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
@@ -266,7 +279,40 @@ def _json_or_empty(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def check_folder_entries(folder: Path, label: str) -> None:
+    """Refuse a model folder holding a FIFO, socket or device: a loader that opens it would wait or never end."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise ModelError(f"cannot read model folder {label}: {exc.strerror or exc}") from None
+    for entry in entries:
+        kind = special_kind(entry)
+        if kind is not None:
+            raise ModelError(f"model folder {label} holds {entry.name}, which is {kind}, not a regular file")
+
+
+def check_weights(files: list[Path], label: str) -> None:
+    """A safetensors file that is not one (a cut download, random bytes) is one line here, not a loader's traceback.
+
+    safetensors reads only the header (its length is bounded by the file's size) and checks each
+    tensor's offsets against the file.
+    """
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError:
+        return  # no engine that loads safetensors is installed either: the engine's import says so
+    for file in files:
+        if file.suffix != ".safetensors" or not file.is_file():
+            continue
+        try:
+            with safe_open(str(file), framework="numpy"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"corrupt weight file {file.name} in model folder {label}: {_one_line(exc)}") from None
+
+
 def _folder(path: Path, spec: str, trust_remote_code: bool, name: str | None = None) -> Checkpoint:
+    check_folder_entries(path, spec)
     config = read_config(path, spec, trust_remote_code)
     files = weight_files(path)
     if not files:
@@ -303,6 +349,7 @@ def _hub(spec: str, repo_id: str, revision: str | None, trust_remote_code: bool)
     if offline and (not files or not all(f.is_file() for f in files)):
         raise ModelError(f"the Hugging Face cache holds {spec!r} without its weights while HF_HUB_OFFLINE=1: "
                          f"fetch them with `{fetch}`, or run once online")
+    check_folder_entries(folder, spec)
     return Checkpoint(repo_id, folder, "hub", repo_id=repo_id, revision=revision or "main", commit=folder.name,
                       trust_remote_code=trust_remote_code, config=config)
 
@@ -316,6 +363,9 @@ def resolve_checkpoint(spec: str, trust_remote_code: bool = False, gguf: bool = 
     if hub is not None:
         return _hub(spec, hub[0], hub[1], trust_remote_code)
     if not gguf:
+        kind = special_kind(path)
+        if kind is not None:
+            raise ModelError(f"model path is {kind}, not a regular file: {spec}")
         if path.is_file():
             raise ModelError(f"encoder model must be a transformers model folder or a hub id, not a file: {spec}")
         raise ModelError(f"encoder model not found: {spec} (not a folder, not a hub id org/name, and not an "

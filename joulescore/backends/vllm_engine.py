@@ -32,6 +32,7 @@ from joulescore.backends.base import (
 from joulescore.backends.models import ALIASES, resolve_model
 from joulescore.backends.vllm_facts import request_times, split_revision, weights_summary
 from joulescore.errors import BadInput, ModelError
+from joulescore.textfile import special_kind
 
 # Fail at import when vLLM is missing, so load_backend gives the install hint; vLLM itself
 # (seconds to import, and it starts CUDA) is imported only when a model is loaded.
@@ -138,6 +139,9 @@ class VllmBackend(Backend):
             return str(resolved.path), None, resolved.name
         path = Path(model).expanduser()
         if path.exists():
+            kind = special_kind(path)
+            if kind is not None:  # vLLM would open it and wait for a writer forever
+                raise ModelError(f"model path is {kind}, not a regular file: {model}")
             return str(path.resolve()), None, None
         name, revision = split_revision(model)
         return name, revision, None

@@ -28,7 +28,7 @@ from typing import Any
 from joulescore import __version__
 from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
-from joulescore.backends.models import resolve_model
+from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.backends.options import OpenAIOptions
 from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.bench.interference import busy_warning, start_facts
@@ -154,6 +154,17 @@ def check_settings(config: RunConfig) -> None:
     """What can be refused before anything loads or prints: threads, and the window for the new tokens."""
     check_threads(config)
     check_context(config, _gguf_context(config))
+
+
+def check_inputs(config: RunConfig) -> None:
+    """:func:`check_settings`, the task, a meter asked for by name and a llama.cpp model's file: for a command
+    that prints before it starts a run (compare-reasoning), so that a bad one is its one line of output."""
+    check_settings(config)
+    task_spec(config)
+    if config.meter != "auto":
+        select_meter(config.meter)  # unknown, or not available here: said now (the meter is not started)
+    if config.backend == "llama.cpp":
+        check_gguf(resolve_model(config.model).path)
 
 
 def prepare(config: RunConfig) -> Prepared:

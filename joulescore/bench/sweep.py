@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from joulescore.backends.options import ENGINE_OPTIONS
 from joulescore.errors import BadInput, JoulescoreError
-from joulescore.model.config import RunConfig, describe_error, engine_option_names
+from joulescore.model.config import MAX_SWEEP_VARIANTS, RunConfig, describe_error, engine_option_names
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.textfile import MAX_DEPTH, read_text, shape_problem
@@ -125,7 +125,21 @@ def _key_lines(node: yaml.Node, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any,
     return out
 
 
-def load_plan(path: Path) -> Plan:
+def grid_size(plan: Plan) -> int:
+    """How many variants the plan expands to, counted without expanding it."""
+    return len(plan.models) * len(plan.engines) * len(plan.batch_sizes)
+
+
+def check_grid_size(plan: Plan, max_variants: int, where: str = "sweep plan") -> None:
+    """Refuse a grid over ``max_variants`` before any variant is built, checked or stored."""
+    count = grid_size(plan)
+    if count > max_variants:
+        raise BadInput(f"{where}: {count:,} variants ({len(plan.models)} models x {len(plan.engines)} engines x "
+                       f"{len(plan.batch_sizes)} batch sizes) is over the limit of {max_variants:,}; "
+                       f"split the plan, or raise the limit with --max-variants {count}")
+
+
+def load_plan(path: Path, max_variants: int = MAX_SWEEP_VARIANTS) -> Plan:
     """A plan file, checked down to every variant's settings; any problem is a one-line error."""
     text = read_text(path, "sweep plan")
     try:
@@ -147,6 +161,7 @@ def load_plan(path: Path) -> Plan:
         first = exc.errors()[0]
         loc = [x for x in first["loc"] if x != "base"]
         raise _plan_error(path, loc, describe_error(first, flags=False), lines) from None
+    check_grid_size(plan, max_variants, f"sweep plan {path}")
     try:
         variants(plan)
     except VariantError as exc:
@@ -162,8 +177,32 @@ class VariantError(BadInput):
         self.where, self.message = where, message
 
 
+def _repeated(axis: str, values: list[Any]) -> VariantError | None:
+    """An axis listing the same value twice: each variant would run twice under one name, so say which."""
+    first: dict[Any, int] = {}
+    for i, value in enumerate(values):
+        if value in first:
+            return VariantError([axis, i], f"{value!r} is listed twice (items {first[value]} and {i}): each "
+                                           f"variant runs once; remove the repeat")
+        first[value] = i
+    return None
+
+
 def variants(plan: Plan) -> list[tuple[str, RunConfig]]:
     """Every (name, run settings) of the grid, in plan order: model, engine, batch size."""
+    for axis, values in (("models", plan.models), ("batch_sizes", plan.batch_sizes)):
+        problem = _repeated(axis, values)
+        if problem is not None:
+            raise problem
+    labels: dict[str, int] = {}
+    for e, engine in enumerate(plan.engines):
+        if engine.label() in labels:
+            same = engine.options() == plan.engines[labels[engine.label()]].options()
+            raise VariantError(["engines", e], (f"the same engine as engines item {labels[engine.label()]} "
+                                                f"(remove the repeat)") if same else
+                               (f"named {engine.label()!r} like engines item {labels[engine.label()]}; give "
+                                f"each engine a distinct `name:`"))
+        labels[engine.label()] = e
     for e, engine in enumerate(plan.engines):
         takes = ENGINE_OPTIONS.get(engine.backend)
         wrong = [k for k in engine.model_extra or {} if takes is not None and k not in takes.model_fields]
@@ -191,8 +230,9 @@ def variants(plan: Plan) -> list[tuple[str, RunConfig]]:
                     raise VariantError(where, describe_error(first, flags=False)) from None
                 out.append((name, config))
     names = [n for n, _ in out]
-    if len(set(names)) != len(names):
-        raise BadInput("sweep plan: two engines share a name; give them distinct `name:`s")
+    clash = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if clash is not None:  # an engine named like another's name with its batch size ("x/b1"): rare, but refused
+        raise BadInput(f"sweep plan: two variants would both be named {clash!r}; give the engines other `name:`s")
     return out
 
 

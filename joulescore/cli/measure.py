@@ -19,6 +19,7 @@ from joulescore.cli.console import plain, print_json
 from joulescore.cli.options import ForceOption, JsonOption
 from joulescore.errors import BadInput
 from joulescore.meters import METER_NAMES
+from joulescore.textfile import write_text
 
 if TYPE_CHECKING:
     from joulescore.meters.base import Measurement
@@ -46,6 +47,8 @@ def measure(
     as_json: Annotated[bool, typer.Option("--json", help="report as JSON (on stderr)")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="also write the JSON report here")] = None,
     force: ForceOption = False,
+    wait_descendants: Annotated[bool, typer.Option(
+        "--wait-descendants", help="measure until the processes the command started (a daemon) exit too")] = False,
 ) -> None:
     """Measure the energy of any command, like `perf stat`; exits with the command's status."""
     if not command:
@@ -57,9 +60,10 @@ def measure(
                               force=force, option="--output")
     from joulescore.meters.command import exit_status, run_measured
 
-    returncode, m = run_measured(list(command), meter)
-    status = exit_status(returncode)
-    report = m.as_dict() | {"command": list(command), "exit_status": status}
+    done = run_measured(list(command), meter, wait_descendants)
+    m, status = done.measurement, exit_status(done.returncode)
+    report = m.as_dict() | {"command": list(command), "exit_status": status, "outlived": done.outlived,
+                            "waited_for_descendants": done.waited_for_descendants}
     if as_json:
         err.print(json.dumps(report))
     else:
@@ -68,7 +72,7 @@ def measure(
             err.print(f"  note: {note}")
     if output is not None:
         try:
-            output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            write_text(output, json.dumps(report, indent=2) + "\n")
         except OSError as exc:
             # the command ran and was measured: its exit status stands, the lost copy is a warning
             err.print(f"warning: cannot write {plain(output)}: {exc.strerror or exc}")

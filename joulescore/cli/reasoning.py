@@ -68,7 +68,7 @@ def compare_reasoning(
                                limit=limit, precision=precision, warmup=warmup, threads=threads, n_ctx=n_ctx, meter=meter,
                                reasoning=mode, reasoning_family=reasoning_family) for mode in mode_list}
     for config in configs.values():
-        session.check_settings(config)  # before the first mode starts and prints
+        session.check_inputs(config)  # before the first mode starts and prints: a bad model or task is one line
     store = open_store(db)
     target = run_json_dir(db, target_dir)
     rows = []

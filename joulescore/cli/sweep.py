@@ -12,6 +12,7 @@ from joulescore.cli.app import app, err, out
 from joulescore.cli.console import id_column, print_json
 from joulescore.cli.options import DbOption, JsonOption, OutOption, open_store, read_store, run_json_dir
 from joulescore.errors import BadInput
+from joulescore.model.config import MAX_SWEEP_VARIANTS
 from joulescore.model.record import RunRecord
 from joulescore.units import fmt
 from joulescore.units import fmt_cell as _fmt
@@ -53,6 +54,8 @@ def sweep(
     resume: Annotated[Optional[str], typer.Option(help="carry on an interrupted sweep by its id")] = None,
     limit: Annotated[Optional[int], typer.Option(help="override the plan's prompt limit")] = None,
     use_ray: Annotated[bool, typer.Option("--ray", help="dispatch variants as Ray tasks")] = False,
+    max_variants: Annotated[int, typer.Option(
+        min=1, help="refuse a plan whose grid (models x engines x batch sizes) has more variants")] = MAX_SWEEP_VARIANTS,
     db: DbOption = None,
     target_dir: OutOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the advice as JSON")] = False,
@@ -69,7 +72,7 @@ def sweep(
     elif plan_file is None:
         raise BadInput("give a sweep plan file, or --resume SWEEP_ID")
     else:
-        plan = load_plan(plan_file)
+        plan = load_plan(plan_file, max_variants)
     if limit is not None:
         plan = Plan.model_validate({**plan.model_dump(), "base": {**plan.base, "limit": limit}})
 

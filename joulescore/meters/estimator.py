@@ -169,7 +169,7 @@ def own_cpu_s() -> float:
 
 
 def tree_cpu_s(pid: int | None = None) -> float:
-    """CPU seconds of a process, its reaped children and its live descendants.
+    """CPU seconds of a process, its reaped children and its live descendants (with what they reaped).
 
     Slower than :func:`own_cpu_s` (it walks /proc), so used only where live
     children do the work: ``joulescore measure -- CMD`` and served engines.
@@ -180,7 +180,8 @@ def tree_cpu_s(pid: int | None = None) -> float:
     for child in proc.children(recursive=True):
         try:
             ct = child.cpu_times()
-            total += ct.user + ct.system
+            # with the children it reaped: a shell's finished commands count before the shell itself is reaped
+            total += ct.user + ct.system + ct.children_user + ct.children_system
         except psutil.Error:
             continue  # exited between listing and reading: counted once reaped
     return total
