@@ -96,5 +96,6 @@ def requests(
         for r in recent:
             when = datetime.fromtimestamp(r.started_unix, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
             listing.add_row(when, r.model, r.status, str(r.http_status), fmt(r.input_tokens, "d"),
-                            str(r.output_tokens), fmt(r.ttft_s, ".3f"), fmt(r.duration_s, ".3f"), fmt(r.energy_j))
+                            str(r.output_tokens), fmt(r.ttft_s, ".3f"), fmt(r.duration_s, ".3f"),
+                            fmt(r.energy_j) + ("" if r.energy_final else " provisional"))
         out.print(listing)
