@@ -107,7 +107,8 @@ def test_rows_stored_early_are_settled_exactly_when_the_long_stream_ends(tmp_pat
 
 
 # valid JSON that Python or SQLite cannot take ---------------------------------------------------------------
-@pytest.mark.parametrize("model, reason", [("a\ud800", "not valid Unicode"), ("m" * 300, "longer than")])
+@pytest.mark.parametrize("model, reason", [("a\ud800", "not valid Unicode"), ("m" * 300, "longer than")],
+                         ids=["lone-surrogate", "too-long"])
 def test_a_model_name_that_cannot_be_stored_is_an_error_row_and_metrics_stay_up(
         tmp_path: Path, upstream: tuple, model: str, reason: str) -> None:
     url, seen = upstream
@@ -359,3 +360,31 @@ def test_requests_never_creates_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "x.db"
     assert_one_line_error(cli("requests", db=missing), "missing")
     assert not missing.parent.exists()
+
+
+def test_streams_interrupted_by_llama_cpp_python_are_stored_as_cut(tmp_path: Path, smollm2_gguf: Path) -> None:
+    """The server's default ``--interrupt_requests`` ends a running stream with ``[DONE]`` and no finish reason
+    as soon as another request waits: those rows must not read as ok."""
+    from tests.test_proxy import free_port, serve_command
+
+    port = free_port()
+    serve = serve_command(smollm2_gguf, port).replace("--interrupt_requests False", "--interrupt_requests True")
+    proxy = Running(tmp_path / "r.db", "--upstream", f"http://127.0.0.1:{port}", "--serve", serve)
+    body = CHAT | {"stream": True, "max_tokens": 40, "temperature": 0,
+                   "messages": [{"role": "user", "content": "Write a long story about a fox."}]}
+    try:
+        threads = []
+        for _ in range(4):
+            threads.append(threading.Thread(target=lambda: httpx.post(f"{proxy.url}/v1/chat/completions",
+                                                                      json=body, timeout=120)))
+            threads[-1].start()
+            time.sleep(0.3)
+        for t in threads:
+            t.join()
+        stored = rows(proxy.db, 4)
+    finally:
+        proxy.stop()
+    statuses = sorted(r["status"] for r in stored)
+    assert "upstream_cut" in statuses and set(statuses) <= {"ok", "upstream_cut"}, statuses
+    assert all(r["output_tokens"] > 0 and r["ttft_s"] is not None for r in stored if r["status"] == "ok")
+    assert all(r["energy_j"] > 0 for r in stored if r["status"] == "upstream_cut")
