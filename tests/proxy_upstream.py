@@ -84,11 +84,16 @@ class Scripted(BaseHTTPRequestHandler):
         w.write(_chunk(None, "stop") + f"data: {json.dumps(usage)}\n\n".encode() + b"data: [DONE]\n\n")
 
 
+class _Quiet(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client (the proxy) that hangs up mid-stream is part of the script
+
+
 def start() -> tuple[ThreadingHTTPServer, list[tuple[str, str, bytes]]]:
     """A running scripted upstream and the list of what it received."""
     seen: list[tuple[str, str, bytes]] = []
     handler = type("Handler", (Scripted,), {"seen": seen})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _Quiet(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, seen

@@ -83,7 +83,8 @@ async def relay(ledger: Ledger, end: Callable[[str, Outcome], tuple[float, bool]
         ended = True
     finally:
         if not ended:
-            out.status, out.error = "client_closed", "the client went away before the stream ended"
+            out.status, out.error = "client_closed", "the stream was closed before it ended (the client went away, " \
+                "or the proxy was stopped at once)"
         await resp.aclose()
         n_in, out.output_tokens, out.tokens_from, problem = streams.counts(seen.usage, seen.chunks)
         out.input_tokens = n_in
