@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from joulescore.meters.base import Domain, Meter, Provenance, Reading
@@ -122,3 +124,17 @@ def test_a_request_ending_under_a_long_one_is_reported_at_once_then_settled_exac
     assert final and set(settled) == {"q0", "q1", "q2"}
     parts = energy.total_j + sum(settled[f"q{i}"].energy.total_j for i in range(3))
     assert parts == pytest.approx(40.0)  # every joule charged once, none lost to the provisional rows
+
+
+def test_a_provisional_row_is_settled_in_place(tmp_path: Path) -> None:
+    from joulescore.store.requests import RequestRow, RequestStore
+
+    with RequestStore(tmp_path / "r.db") as store:
+        store.start_session("s", "http://127.0.0.1:1", "measured", {})
+        row = RequestRow("r1", "s", 1.0, "/v1/chat/completions", "m", False, "ok", 200, 3, 2, "usage", None, 0.1,
+                         1.5, 1.4, 1.6, {"cpu": 1.5}, "measured", None, energy_final=False)
+        assert store.add_request(row) and not store.add_request(row)  # stored once
+        assert [(r.energy_j, r.energy_final) for r in store.requests_since(0)] == [(1.5, False)]
+        assert store.settle_request("r1", 2.0, 1.9, 2.1, {"cpu": 2.0})
+        got = store.requests_since(0)[0]
+    assert (got.energy_j, got.low_j, got.high_j, got.domains, got.energy_final) == (2.0, 1.9, 2.1, {"cpu": 2.0}, True)
