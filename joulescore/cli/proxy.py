@@ -15,6 +15,7 @@ from joulescore.cli.console import id_column, print_json
 from joulescore.cli.options import DbOption, JsonOption
 from joulescore.errors import BadInput
 from joulescore.meters import METER_NAMES
+from joulescore.proxy.checks import DEFAULT_MAX_BODY
 from joulescore.units import energy_mark, fmt
 
 
@@ -31,6 +32,8 @@ def proxy(
     = False,
     tick: Annotated[float, typer.Option(help="seconds between meter reads when no request event comes")] = 0.25,
     timeout: Annotated[float, typer.Option(help="seconds an upstream answer may take")] = 600.0,
+    max_body: Annotated[int, typer.Option(help="largest request body in bytes; a larger one is answered 413")]
+    = DEFAULT_MAX_BODY,
     db: DbOption = None,
 ) -> None:
     """Meter an OpenAI-compatible server request by request; Prometheus metrics at /metrics."""
@@ -44,8 +47,11 @@ def proxy(
         raise BadInput(f"--timeout {timeout} must be a positive number of seconds")
     if api_key is not None and not api_key.strip():
         raise BadInput("--api-key is empty; give a token or leave the flag out")
+    if max_body < 1:
+        raise BadInput(f"--max-body {max_body} must be a positive number of bytes")
     host, port = parse_listen(listen)
-    run_proxy(ProxySettings(check_upstream(upstream), host, port, serve, meter, db, api_key, annotate, tick, timeout))
+    run_proxy(ProxySettings(check_upstream(upstream), host, port, serve, meter, db, api_key, annotate, tick, timeout,
+                            max_body=max_body))
 
 
 @app.command()
@@ -62,7 +68,7 @@ def requests(
     if limit < 0:
         raise BadInput(f"--limit {limit} must be 0 or more")
     start = since_unix(parse_since(since))
-    with RequestStore(db) as store:
+    with RequestStore(db, readonly=True) as store:  # a listing never creates or migrates a database
         rows = store.requests_since(start)
         idle_j, idle_s = store.idle_since(start)
     summary = summarise(rows)
@@ -90,5 +96,6 @@ def requests(
         for r in recent:
             when = datetime.fromtimestamp(r.started_unix, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
             listing.add_row(when, r.model, r.status, str(r.http_status), fmt(r.input_tokens, "d"),
-                            str(r.output_tokens), fmt(r.ttft_s, ".3f"), fmt(r.duration_s, ".3f"), fmt(r.energy_j))
+                            str(r.output_tokens), fmt(r.ttft_s, ".3f"), fmt(r.duration_s, ".3f"),
+                            fmt(r.energy_j) + ("" if r.energy_final else " provisional"))
         out.print(listing)

@@ -13,10 +13,11 @@ how many requests are in each.
 
 Token counts are known only when a request ends, so an interval is settled
 once every request in it has ended; a request's energy is final once all its
-intervals are.  Until then :meth:`Ledger.provisional_j` gives the figure with
-unfinished peers weighted as equals, for the response header.  Every joule
-read lands in exactly one place (a request or idle), so the parts add up to
-the meter's total.
+intervals are.  When a request ends before that, ``on_ended`` gets its
+provisional energy (unfinished peers weighted as equals), so it can be stored
+at once; ``on_settled`` later gives the final figure.  Every joule read lands
+in exactly one place (a request or idle), so the final parts add up to the
+meter's total.
 """
 
 from __future__ import annotations
@@ -112,15 +113,19 @@ def split(members: dict[str, Phase], weight: Callable[[str, Phase], int]) -> dic
 class Ledger:
     """Reads the meter at each event and settles intervals into requests and idle energy.
 
-    ``on_settled`` gets each request once its energy is final; ``on_idle`` gets each idle interval.
+    ``on_ended`` gets each request as it ends, with its energy then and whether that is final;
+    ``on_settled`` gets a request whose provisional energy has become final (once, later);
+    ``on_idle`` gets each idle interval.  All are called under the ledger's lock, in event order.
     Thread-safe: the event loop and the ticker thread both call in.
     """
 
     def __init__(self, meter: Meter, on_settled: Callable[[Tracked], None],
-                 on_idle: Callable[[Energy, float], None]) -> None:
+                 on_idle: Callable[[Energy, float], None],
+                 on_ended: Callable[[Tracked, Energy, bool], None] | None = None) -> None:
         self.meter = meter
         self._on_settled = on_settled
         self._on_idle = on_idle
+        self._on_ended = on_ended
         self._lock = threading.Lock()
         self.first = meter.read()
         self._last = self.first
@@ -163,28 +168,31 @@ class Ledger:
         with self._lock:
             self._close()
 
-    def end(self, request_id: str, input_tokens: int, output_tokens: int) -> tuple[float, bool]:
+    def end(self, request_id: str, input_tokens: int, output_tokens: int) -> tuple[Energy, bool]:
         """The request has ended with these token counts: settle what can now be settled.
 
         Returns the request's energy now and whether it is final (else peers still in flight may
-        shift it a little, and the stored row has the final figure).
+        shift it a little, and ``on_settled`` gives the final figure when they end).
         """
         with self._lock:
             t = self._close()
             tracked = self.live[request_id]
             tracked.ended_s, tracked.input_tokens, tracked.output_tokens = t, input_tokens, output_tokens
-            self._settle()
-            if request_id not in self.live:
-                return tracked.energy.total_j, True
-            return self._provisional_j(tracked), False
+            self._settle(skip=request_id)
+            final = request_id not in self.live
+            energy = tracked.energy if final else self._provisional(tracked)
+            if self._on_ended is not None:
+                self._on_ended(tracked, energy, final)
+            return energy, final
 
-    def _provisional_j(self, tracked: Tracked) -> float:
-        total = tracked.energy.total_j
+    def _provisional(self, tracked: Tracked) -> Energy:
+        energy = Energy()
+        energy.add(tracked.energy)
         for interval in self._open:
             if tracked.request_id in interval.members:
                 shares = split(interval.members, self._guess_weight(tracked))
-                total += interval.energy.total_j * shares[tracked.request_id]
-        return total
+                energy.add(interval.energy, shares[tracked.request_id])
+        return energy
 
     def _guess_weight(self, own: Tracked) -> Callable[[str, Phase], int]:
         def weight(rid: str, phase: Phase) -> int:
@@ -195,7 +203,9 @@ class Ledger:
     def _weight(self, rid: str, phase: Phase) -> int:
         return self.live[rid].weight(phase)
 
-    def _settle(self) -> None:
+    def _settle(self, skip: str) -> None:
+        """Settle every interval whose requests have all ended; ``skip`` (the one ending now) is
+        reported by ``end`` itself, the others that became final by ``on_settled``."""
         still: list[_Interval] = []
         for interval in self._open:
             if any(self.live[r].ended_s is None for r in interval.members):
@@ -208,7 +218,9 @@ class Ledger:
                 tracked.pending -= 1
         self._open = still
         for rid in [r for r, t in self.live.items() if t.ended_s is not None and t.pending == 0]:
-            self._on_settled(self.live.pop(rid))
+            tracked = self.live.pop(rid)
+            if rid != skip:
+                self._on_settled(tracked)
 
     def close(self) -> Reading:
         """The last reading; intervals of requests that never ended stay uncharged (they are counted in

@@ -2,7 +2,13 @@
 
 Every energy series carries ``meter_kind`` (measured, estimated or mixed), so a
 dashboard never shows an estimate as a measurement.  Request energy and idle
-energy are separate counters: their sum is the meter's total.
+energy are separate counters: their sum is the meter's total.  Requests and
+tokens are counted when a request ends; its energy when it is final (once the
+requests that overlapped it have ended too).
+
+The ``model`` label comes from clients, so it is bounded: the first
+``MAX_MODELS`` names get a series each, later ones are folded into ``other``,
+and a name is cut to ``MAX_LABEL_CHARS``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from joulescore.meters.base import Domain
 #: J per request: a small model's short answer is well under 1 J, a large one's long answer kJ
 ENERGY_BUCKETS_J = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, float("inf"))
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MAX_MODELS = 50
+MAX_LABEL_CHARS = 100
+OTHER = "other"
 
 
 class _Power(Collector):
@@ -50,15 +59,29 @@ class ProxyMetrics:
                                      ["model", "meter_kind"], buckets=ENERGY_BUCKETS_J, registry=r)
         self.in_flight = Gauge("joulescore_requests_in_flight", "Requests in flight now", registry=r)
         r.register(_Power(power_w, meter_kind))
+        self._models: set[str] = set()
 
-    def request(self, model: str, status: str, domains: dict[str, float], energy_j: float,
-                input_tokens: int | None, output_tokens: int) -> None:
+    def label(self, model: str) -> str:
+        """The ``model`` label for a name from the wire: one of at most ``MAX_MODELS`` + 1 values."""
+        model = model[:MAX_LABEL_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+        if model in self._models:
+            return model
+        if len(self._models) >= MAX_MODELS:
+            return OTHER
+        self._models.add(model)
+        return model
+
+    def ended(self, model: str, status: str, input_tokens: int | None, output_tokens: int) -> None:
+        label = self.label(model)
+        self.requests.labels(label, status).inc()
+        self.tokens.labels(label, "input").inc(input_tokens or 0)
+        self.tokens.labels(label, "output").inc(output_tokens)
+
+    def settled(self, model: str, domains: dict[str, float], energy_j: float) -> None:
+        label = self.label(model)
         for d, v in domains.items():
-            self.request_energy.labels(model, d, self.kind).inc(max(v, 0.0))
-        self.requests.labels(model, status).inc()
-        self.tokens.labels(model, "input").inc(input_tokens or 0)
-        self.tokens.labels(model, "output").inc(output_tokens)
-        self.per_request.labels(model, self.kind).observe(max(energy_j, 0.0))
+            self.request_energy.labels(label, d, self.kind).inc(max(v, 0.0))
+        self.per_request.labels(label, self.kind).observe(max(energy_j, 0.0))
 
     def idle(self, domains: dict[Domain, float]) -> None:
         for d, v in domains.items():

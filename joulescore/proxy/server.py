@@ -2,34 +2,31 @@
 
 Three threads besides the event loop: the ticker reads the meter between
 events (so power is known and idle time is cut into intervals), the writer
-owns the database connection (so a slow disk never stalls a request), and
-uvicorn's loop serves.  On shutdown requests in flight finish first
+owns the database connection, and uvicorn's loop serves.  The listening socket
+is bound before anything else starts, so a bad ``--listen`` is a one-line
+error with nothing stored.  On shutdown requests in flight finish first
 (uvicorn's graceful stop), then the meter is read a last time and the
 session's total stored beside its parts.
 """
 
 from __future__ import annotations
 
-import queue
-import sys
+import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psutil
 
 from joulescore.backends.serve import ServedProcess, port_in_use
 from joulescore.errors import BadInput, ModelError
-from joulescore.proxy.app import Outcome, Proxy
-from joulescore.proxy.ledger import Energy, Ledger, Tracked
-from joulescore.proxy.metrics import ProxyMetrics
-from joulescore.store.requests import RequestRow, RequestStore
+from joulescore.proxy.app import Proxy
+from joulescore.proxy.checks import DEFAULT_MAX_BODY
+from joulescore.proxy.logs import log_config
+from joulescore.proxy.session import Session, Writer, say
 
 IDLE_FLUSH_S = 5.0
 
@@ -47,6 +44,7 @@ class ProxySettings:
     tick_s: float = 0.25
     timeout_s: float = 600.0
     ready_timeout_s: float = 180.0
+    max_body: int = DEFAULT_MAX_BODY
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -58,11 +56,46 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def redact(url: str) -> str:
+    """The URL with any ``user:password@`` replaced by ``***@``: what is printed and stored."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.rpartition("@")[2]
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
 def check_upstream(upstream: str) -> str:
-    parts = urlsplit(upstream)
+    bad = BadInput(f"--upstream {redact(upstream)!r} is not an http(s) URL with a host and a port number "
+                   "(e.g. http://127.0.0.1:8000)")
+    try:
+        parts = urlsplit(upstream)
+        parts.port  # noqa: B018  (raises on a port that is not a number or out of range)
+    except ValueError:
+        raise bad from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput(f"--upstream {upstream!r} is not an http(s) URL (e.g. http://127.0.0.1:8000)")
+        raise bad
     return upstream.rstrip("/").removesuffix("/v1")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now: a host or port that cannot be had is a BadInput before anything starts."""
+    if port_in_use(host, port):
+        raise BadInput(f"--listen port {port} is already in use; choose another")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise BadInput(f"--listen {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise BadInput(f"--listen {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
+    return sock
 
 
 def system_busy_cpu_s() -> float:
@@ -83,98 +116,7 @@ def _wait_ready(child: ServedProcess, base: str, timeout_s: float) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.25)
-    raise ModelError(f"--serve command did not answer {base}/v1/models within {timeout_s:.0f} s")
-
-
-class Writer:
-    """The one thread that writes the database: rows are queued, stored in order, each in its own transaction."""
-
-    def __init__(self, db: Path | None) -> None:
-        self._queue: queue.Queue[Callable[[RequestStore], Any] | None] = queue.Queue()
-        self._ready = threading.Event()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(db,), name="joulescore-writer", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self.error is not None:
-            raise self.error
-
-    def _run(self, db: Path | None) -> None:
-        try:
-            store = RequestStore(db)
-        except BaseException as exc:
-            self.error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        with store:
-            while (job := self._queue.get()) is not None:
-                try:
-                    job(store)
-                except Exception as exc:  # keep serving; the first failure is reported at the end
-                    self.error = self.error or exc
-
-    def put(self, job: Callable[[RequestStore], Any]) -> None:
-        self._queue.put(job)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-
-class Session:
-    """One proxy run: the ledger's results turned into rows, metrics and idle energy."""
-
-    def __init__(self, settings: ProxySettings, writer: Writer, ledger_meter: Any) -> None:
-        self.settings, self.writer = settings, writer
-        self.session_id = uuid.uuid4().hex[:12]
-        self.meter = ledger_meter
-        prov = ledger_meter.provenance()
-        self.kind: str = prov.kind
-        self.outcomes: dict[str, Outcome] = {}
-        self.metrics = ProxyMetrics(self.kind, lambda: self.ledger.power_w)
-        self._idle = Energy()
-        self._idle_s = 0.0
-        self._idle_lock = threading.Lock()
-        writer.put(lambda s: s.start_session(self.session_id, settings.upstream, self.kind, prov.as_dict()))
-        self.ledger = Ledger(ledger_meter, self._settled, self._idle_interval)
-
-    def outcome(self, rid: str, out: Outcome) -> None:
-        self.outcomes[rid] = out
-
-    def _settled(self, t: Tracked) -> None:
-        out = self.outcomes.pop(t.request_id)
-        e = t.energy
-        row = RequestRow(t.request_id, self.session_id, out.started_unix, out.path, out.model, out.streamed,
-                         out.status, out.http_status, out.input_tokens, out.output_tokens, out.tokens_from,
-                         out.ttft_s, out.duration_s, e.total_j, e.total_low_j, e.total_high_j,
-                         {d.value: v for d, v in e.energy_j.items()}, self.kind, out.error)
-        self.metrics.request(row.model, row.status, row.domains, row.energy_j, row.input_tokens, row.output_tokens)
-        self.writer.put(lambda s: s.add_request(row))
-
-    def _idle_interval(self, energy: Energy, span_s: float) -> None:
-        self.metrics.idle(energy.energy_j)
-        with self._idle_lock:
-            self._idle.add(energy)
-            self._idle_s += span_s
-
-    def flush_idle(self) -> None:
-        with self._idle_lock:
-            idle, span_s = self._idle, self._idle_s
-            self._idle, self._idle_s = Energy(), 0.0
-        if span_s > 0:
-            domains = {d.value: v for d, v in idle.energy_j.items()}
-            ended = time.time()
-            self.writer.put(lambda s: s.add_idle(self.session_id, ended, span_s, idle.total_j, idle.total_low_j,
-                                                 idle.total_high_j, domains))
-
-    def finish(self) -> None:
-        last = self.ledger.close()
-        self.flush_idle()
-        first = self.ledger.first
-        domains = {d.value: last.energy_j[d] - first.energy_j.get(d, 0.0) for d in last.energy_j}
-        total_j = sum(domains.values())
-        self.writer.put(lambda s: s.end_session(self.session_id, total_j, domains))
+    raise ModelError(f"--serve command did not answer {redact(base)}/v1/models within {timeout_s:.0f} s")
 
 
 def _ticker(session: Session, tick_s: float, stop: threading.Event) -> None:
@@ -186,21 +128,31 @@ def _ticker(session: Session, tick_s: float, stop: threading.Event) -> None:
             last_flush = time.monotonic()
 
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+def _serve(settings: ProxySettings, session: Session, sock: socket.socket) -> None:
+    """uvicorn on the bound socket until Ctrl-C or SIGTERM, its log in one-line form."""
+    import uvicorn
+
+    proxy = Proxy(settings.upstream, session.ledger, session.metrics, session.outcome, settings.api_key,
+                  settings.annotate, settings.timeout_s, settings.max_body)
+    config = uvicorn.Config(proxy.app, log_config=log_config(), log_level="warning", access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=30, server_header=False, date_header=False)
+    say(f"http://{settings.host}:{settings.port} -> {redact(settings.upstream)}; session {session.session_id}; "
+        f"meter {session.kind} ({', '.join(session.meter.provenance().sources[:1])})")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again
+        pass
 
 
 def run_proxy(settings: ProxySettings) -> None:
-    """Serve until Ctrl-C or SIGTERM; every finished request is stored, then the session's total."""
-    import uvicorn
-
+    """Serve until Ctrl-C or SIGTERM; every request is stored as it ends, then the session's total."""
     from joulescore.meters import select_meter
     from joulescore.meters.estimator import tree_cpu_s
 
-    if port_in_use(settings.host, settings.port):
-        raise BadInput(f"--listen port {settings.port} is already in use; choose another")
-    child = ServedProcess(settings.serve, settings.upstream) if settings.serve else None
+    sock = bind(settings.host, settings.port)
+    child = None
     try:
+        child = ServedProcess(settings.serve, settings.upstream) if settings.serve else None
         if child is not None:
             _wait_ready(child, settings.upstream, settings.ready_timeout_s)
         meter = select_meter(settings.meter, cpu_seconds=tree_cpu_s if child else system_busy_cpu_s)
@@ -208,34 +160,24 @@ def run_proxy(settings: ProxySettings) -> None:
         meter.start()
         stop = threading.Event()
         try:
-            session = Session(settings, writer, meter)
-            proxy = Proxy(settings.upstream, session.ledger, session.metrics, session.outcome, settings.api_key,
-                          settings.annotate, settings.timeout_s)
+            session = Session(redact(settings.upstream), writer, meter)
             ticker = threading.Thread(target=_ticker, args=(session, settings.tick_s, stop), daemon=True)
             ticker.start()
-            config = uvicorn.Config(proxy.app, host=settings.host, port=settings.port, log_level="warning",
-                                    access_log=False, lifespan="on", timeout_graceful_shutdown=30,
-                                    server_header=False, date_header=False)
-            _say(f"joulescore proxy: http://{settings.host}:{settings.port} -> {settings.upstream}; "
-                 f"session {session.session_id}; meter {session.kind} ({', '.join(session.meter.provenance().sources[:1])})")
-            try:
-                uvicorn.Server(config).run()
-            except KeyboardInterrupt:  # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again
-                pass
+            _serve(settings, session, sock)
             stop.set()
             ticker.join()
             session.finish()
-            done = session.ledger.unsettled_j()
-            if done:
-                _say(f"joulescore proxy: {done:.4g} J of requests that never ended were not charged")
+            left = session.ledger.unsettled_j()
+            if left:
+                say(f"{left:.4g} J of requests that never ended were not charged")
         finally:
             stop.set()
             meter.stop()
             writer.close()
         if writer.error is not None:
-            raise BadInput(f"some rows could not be stored: {writer.error}")
-        _say(f"joulescore proxy: stopped; session {session.session_id} stored")
+            raise BadInput(f"{writer.failed} rows could not be stored; the first: {writer.error}")
+        say(f"stopped; session {session.session_id} stored")
     finally:
+        sock.close()
         if child is not None:
             child.stop()
-

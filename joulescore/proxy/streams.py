@@ -1,18 +1,29 @@
-"""What the proxy reads from an OpenAI answer on its way through: tokens, usage, the first token.
+"""What the proxy reads from an OpenAI answer on its way through: tokens, usage, the first token, the end.
 
 The bytes themselves are forwarded as they came.  A stream is cut into its
 server-sent events (blank-line separated) only to look inside each one; the
 one event the proxy may hold back is the usage-only chunk it asked for itself
-(``stream_options.include_usage``), which the client did not ask for.
+(``stream_options.include_usage``), which the client did not ask for.  Cutting
+is linear in the bytes, and an event larger than ``MAX_EVENT_BYTES`` is passed
+on unread as it arrives, so one huge event neither stalls the proxy nor fills
+its memory.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from joulescore.backends.openai_wire import token_counts
+from joulescore.proxy.checks import MAX_TOKENS, text_problem
+
+#: a stream event the proxy reads; a bigger one passes through unread (an answer's chunk is a few hundred bytes)
+MAX_EVENT_BYTES = 1 << 20
+#: the model of a request that names none, until the answer names it
+UNKNOWN = "unknown"
+_SEPARATOR = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 @dataclass
@@ -22,12 +33,12 @@ class EventInfo:
     #: a chunk with usage and no choices: the extra chunk ``include_usage`` adds
     usage_only: bool = False
     model: str | None = None
+    #: a choice said why it ended ("stop", "length", ...): the stream was not cut
+    finished: bool = False
 
 
-def _pieces(choices: object) -> int:
+def _pieces(choices: list[Any]) -> int:
     """Choices carrying generated text: a chat delta's content or a completion's text."""
-    if not isinstance(choices, list):
-        return 0
     n = 0
     for choice in choices:
         if not isinstance(choice, dict):
@@ -37,6 +48,11 @@ def _pieces(choices: object) -> int:
         if isinstance(text, str) and text:
             n += 1
     return n
+
+
+def _finished(choices: list[Any]) -> bool:
+    return any(isinstance(c, dict) and isinstance(c.get("finish_reason"), str) and c["finish_reason"]
+               for c in choices)
 
 
 def inspect_event(event: bytes) -> EventInfo:
@@ -54,7 +70,10 @@ def inspect_event(event: bytes) -> EventInfo:
             continue
         if not isinstance(chunk, dict):
             continue
-        info.pieces += _pieces(chunk.get("choices"))
+        choices = chunk.get("choices")
+        if isinstance(choices, list):
+            info.pieces += _pieces(choices)
+            info.finished = info.finished or _finished(choices)
         info.model = info.model or _model(chunk)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
@@ -64,32 +83,48 @@ def inspect_event(event: bytes) -> EventInfo:
 
 
 class EventSplitter:
-    """Bytes in, whole events out (each with its separator), whatever the chunking."""
+    """Bytes in, pieces out: ``(bytes, True)`` for a whole event (with its separator) to read,
+    ``(bytes, False)`` for bytes of an oversized event, forwarded unread.
 
-    SEPARATORS = (b"\r\n\r\n", b"\n\n", b"\r\r")
+    Each byte is scanned a bounded number of times (the scan resumes where it stopped), so a
+    32 MB event costs one pass, not one pass per chunk it arrived in.
+    """
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_event: int = MAX_EVENT_BYTES) -> None:
+        self._buf = bytearray()
+        self._scanned = 0  # bytes of _buf known to hold no separator start (but the last 3)
+        self._skipping = False  # inside an oversized event: pass bytes on until its end
+        self.max_event = max_event
+        self.oversized = 0
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[tuple[bytes, bool]]:
         self._buf += data
-        events: list[bytes] = []
-        while True:
-            cuts = [(i, len(s)) for s in self.SEPARATORS if (i := self._buf.find(s)) >= 0]
-            if not cuts:
-                return events
-            i, n = min(cuts)
-            events.append(self._buf[:i + n])
-            self._buf = self._buf[i + n:]
+        pieces: list[tuple[bytes, bool]] = []
+        start = 0
+        while (m := _SEPARATOR.search(self._buf, max(start, self._scanned - 3))) is not None:
+            pieces.append((bytes(self._buf[start:m.end()]), not self._skipping))
+            self._skipping, start = False, m.end()
+        del self._buf[:start]
+        self._scanned = len(self._buf)
+        if len(self._buf) > self.max_event or (self._skipping and len(self._buf) > 3):
+            if not self._skipping:
+                self.oversized += 1
+            keep = 3  # a separator may straddle this chunk and the next
+            pieces.append((bytes(self._buf[:-keep]), False))
+            del self._buf[:-keep]
+            self._skipping, self._scanned = True, len(self._buf)
+        return pieces
 
     def rest(self) -> bytes:
-        rest, self._buf = self._buf, b""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        self._scanned = 0
         return rest
 
 
 def _model(doc: object) -> str | None:
     model = doc.get("model") if isinstance(doc, dict) else None
-    return model if isinstance(model, str) and model else None
+    return model if isinstance(model, str) and model and text_problem(model) is None else None
 
 
 def read_body(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
@@ -102,10 +137,24 @@ def read_body(content: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return (usage if isinstance(usage, dict) else None), _model(doc)
 
 
+def _out_of_range(usage: dict[str, Any]) -> list[str]:
+    return [f"{name}={str(v)[:40]}" for name in ("prompt_tokens", "completion_tokens")
+            if isinstance(v := usage.get(name), int) and not isinstance(v, bool) and v > MAX_TOKENS]
+
+
 def counts(usage: dict[str, Any] | None, chunks: int) -> tuple[int | None, int, str, str | None]:
-    """Input tokens (None when unknown), output tokens, where they came from, and why a report was refused."""
+    """Input tokens (None when unknown), output tokens, where they came from, and why a report was refused.
+
+    A count beyond ``MAX_TOKENS`` is refused like a negative one: it would overflow SQLite's integers
+    and the token counters, and no context window comes near it.
+    """
     if usage is None:
         return None, chunks, "chunks", None
+    huge = _out_of_range(usage)
+    if huge:
+        return None, chunks, "chunks", (f"the server's usage report is out of range ({', '.join(huge)}, more than "
+                                        f"{MAX_TOKENS}); stored {chunks} output tokens counted from the streamed "
+                                        "chunks and unknown input tokens")
     n_in, n_out, problem = token_counts(usage, chunks)
     if problem:
         return None, n_out, "chunks", problem
@@ -115,12 +164,3 @@ def counts(usage: dict[str, Any] | None, chunks: int) -> tuple[int | None, int, 
 def annotation(energy_j: float, meter: str, final: bool) -> bytes:
     """The closing SSE comment of an ``--annotate`` stream: ignored by every SSE parser."""
     return f": joulescore energy_j={energy_j:.6g} meter={meter} final={str(final).lower()}\n\n".encode()
-
-
-def wants_usage(doc: dict[str, Any]) -> bool:
-    """Ask a stream's upstream for a usage chunk; True when the client did not ask for one itself."""
-    options = doc.get("stream_options")
-    if isinstance(options, dict) and options.get("include_usage") is True:
-        return False
-    doc["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    return True

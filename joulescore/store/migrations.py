@@ -159,10 +159,18 @@ SCHEMA_V3 = (
 )""",
 )
 
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    """Version 4: a proxy row is stored as its request ends, its energy provisional until the requests
+    that overlapped it have ended too (``energy_final`` 0, then 1).  Older rows were stored final.
+    Readable before: a version-3 file's rows read as final."""
+    conn.execute("ALTER TABLE requests ADD COLUMN energy_final INTEGER NOT NULL DEFAULT 1")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(_v0_to_v1, readable_before=True),
     Migration(_v1_to_v2, readable_before=True),
     Migration(_v2_to_v3, readable_before=True),
+    Migration(_v3_to_v4, readable_before=True),
 )
 CURRENT_VERSION = len(MIGRATIONS)
 

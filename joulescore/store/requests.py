@@ -1,7 +1,9 @@
 """What ``joulescore proxy`` stores: sessions, one row per request, and idle energy, beside the runs.
 
-Each row is its own transaction keyed by the request's id, so a crash loses at
-most the requests still in flight and never stores one twice.  A session row
+Each row is its own transaction keyed by the request's id, stored as the request
+ends, so a crash loses at most the requests still in flight and never stores one
+twice.  A row's energy is provisional (``energy_final`` false) while requests
+that overlapped it are still in flight; a second write settles it.  A session row
 carries the meter's total over the session when it ends, so the parts can be
 checked against the whole.
 """
@@ -41,11 +43,13 @@ class RequestRow:
     domains: dict[str, float]
     meter_kind: str
     error: str | None = None
+    #: False while requests that overlapped it were still in flight (a crash then leaves it so)
+    energy_final: bool = True
 
 
 REQUEST_COLUMNS = ("request_id", "session_id", "started_at", "started_unix", "path", "model", "streamed", "status",
                    "http_status", "input_tokens", "output_tokens", "tokens_from", "ttft_s", "duration_s", "energy_j",
-                   "low_j", "high_j", "domains_json", "meter_kind", "error")
+                   "low_j", "high_j", "domains_json", "meter_kind", "error", "energy_final")
 
 
 def _iso(unix_s: float) -> str:
@@ -71,10 +75,16 @@ class RequestStore(Store):
         values = (row.request_id, row.session_id, _iso(row.started_unix), row.started_unix, row.path, row.model,
                   int(row.streamed), row.status, row.http_status, row.input_tokens, row.output_tokens,
                   row.tokens_from, row.ttft_s, row.duration_s, row.energy_j, row.low_j, row.high_j,
-                  json.dumps(row.domains), row.meter_kind, row.error)
+                  json.dumps(row.domains), row.meter_kind, row.error, int(row.energy_final))
         marks = ", ".join("?" * len(REQUEST_COLUMNS))
         return self._write(f"INSERT OR IGNORE INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({marks})",
                            values) == 1
+
+    def settle_request(self, request_id: str, energy_j: float, low_j: float, high_j: float,
+                       domains: dict[str, float]) -> bool:
+        """A stored row's final energy, once every request that overlapped it has ended."""
+        return self._write("UPDATE requests SET energy_j=?, low_j=?, high_j=?, domains_json=?, energy_final=1"
+                           " WHERE request_id=?", (energy_j, low_j, high_j, json.dumps(domains), request_id)) == 1
 
     def add_idle(self, session_id: str, ended_unix: float, duration_s: float, energy_j: float, low_j: float,
                  high_j: float, domains: dict[str, float]) -> None:
@@ -84,11 +94,13 @@ class RequestStore(Store):
 
     def requests_since(self, since_unix: float) -> list[RequestRow]:
         with self._reading():
+            have = {r[1] for r in self._conn.execute("PRAGMA table_info(requests)")}
+            columns = [c if c in have else "1" for c in REQUEST_COLUMNS]  # a read-only version-3 file: all final
             rows = self._conn.execute(
-                f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE started_unix >= ?"
+                f"SELECT {', '.join(columns)} FROM requests WHERE started_unix >= ?"
                 " ORDER BY started_unix, request_id", (since_unix,)).fetchall()
         return [RequestRow(r[0], r[1], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10], r[11], r[12], r[13],
-                           r[14], r[15], r[16], json.loads(r[17]), r[18], r[19]) for r in rows]
+                           r[14], r[15], r[16], json.loads(r[17]), r[18], r[19], bool(r[20])) for r in rows]
 
     def idle_since(self, since_unix: float) -> tuple[float, float]:
         """Idle joules and seconds stored since a time."""
