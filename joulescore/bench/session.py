@@ -15,14 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import signal
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from joulescore import __version__
@@ -36,6 +32,7 @@ from joulescore.bench.interval import PrecisionStop, shuffled
 from joulescore.bench.population import Population, population_of, row_x
 from joulescore.bench.record import owner_alive
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
+from joulescore.bench.stopping import Stop, stopping
 from joulescore.errors import BadInput, DatasetError, JoulescoreError, StoreError
 from joulescore.hardware import hardware_info, logical_cpus
 from joulescore.impact.gguf import context_length
@@ -270,67 +267,6 @@ def finish(store: Store, run_id: str, out_dir: Path | None) -> RunRecord:
             raise BadInput(f"cannot write run.json to {target}: {exc.strerror}") from None
         record.run_json = str(target / "run.json")
     return record
-
-
-class Stop:
-    """The stop request of a run in hand: the first Ctrl-C (or SIGTERM) sets it, later ones are ignored.
-
-    The handler raises KeyboardInterrupt as well, to cut short the prompt in flight.  That exception can
-    be lost: llama.cpp calls a Python log hook from C while it loads a model, and an exception raised in
-    such a ctypes callback is dropped.  So the flag is also checked after loading and between prompts.
-    While ``held`` (storing), the handler only sets the flag.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._holding = False
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def check(self) -> None:
-        """Stop here if a stop was asked for, even if its KeyboardInterrupt was swallowed."""
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def handle(self, _signum: int, _frame: FrameType | None) -> None:
-        if self.requested:
-            return
-        self.requested = True
-        if not self._holding:
-            raise KeyboardInterrupt
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        """A short step that must not be cut in two (a run's row, its final status): a stop waits for it."""
-        holding, self._holding = self._holding, True
-        try:
-            yield
-        finally:
-            self._holding = holding
-
-
-@contextmanager
-def stopping() -> Iterator[Stop]:
-    """Route SIGINT and SIGTERM to a ``Stop`` for the run (in the main thread, where signals land).
-
-    Inside another ``stopping`` (the CLI holds one until its message is printed) the outer one is
-    shared, so a Ctrl-C already seen keeps later ones ignored up to the end.
-    """
-    current = getattr(signal.getsignal(signal.SIGINT), "__self__", None)
-    if isinstance(current, Stop):
-        yield current
-        return
-    stop = Stop()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous = {signum: signal.signal(signum, stop.handle) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _execute(store: Store, run_id: str, p: Prepared, progress: ProgressFactory | None,

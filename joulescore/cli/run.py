@@ -62,7 +62,7 @@ def check_out_dir(path: Path) -> None:
 def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path | None, target_dir: Path | None,
         as_json: bool, progress: bool, repeats: int) -> None:
     """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
-    from joulescore.bench import session
+    from joulescore.bench.stopping import stopping
 
     if repeats < 1 or (resume and repeats > 1):
         raise BadInput("--repeats must be at least 1, and cannot be combined with --resume")
@@ -76,7 +76,7 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
     target = run_json_dir(db, target_dir)
     store = open_store(db)
     # One Ctrl-C stops the run; later ones are ignored until the resume command is printed.
-    with session.stopping():
+    with stopping():
         records, outcome, stopped_unstored = _runs(config, resume, force, store, target, progress, repeats)
         if not records:
             err.print(f"interrupted: nothing changed; continue with: joulescore run --resume {resume}" if resume
