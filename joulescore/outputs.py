@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from joulescore.errors import BadInput
+from joulescore.textfile import special_kind
 
 #: bytes read from an existing file to tell whether it is a previous output (markers sit near the top)
 HEAD_BYTES = 64 * 1024
 SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+#: outputs that are streams, not files: writing one destroys nothing (``-o /dev/stdout``, ``-o >(jq .)``)
+STREAMS = ("a FIFO (named pipe)", "a character device")
 
 
 def head(path: Path) -> bytes:
@@ -69,6 +72,9 @@ def check_output(path: Path, *, what: str, is_own: Callable[[Path], bool], reads
     for read in reads:
         if _same_file(target, read.expanduser()):
             raise BadInput(f"{shown} is {read}, which this command reads; write the {what} somewhere else")
-    if (target.exists() or target.is_symlink()) and not force and not is_own(target):
+    kind = special_kind(target)
+    if kind in STREAMS:  # a pipe or a terminal is written, not overwritten; reading it to look would wait
+        return target
+    if (target.exists() or target.is_symlink()) and not force and (kind is not None or not is_own(target)):
         raise BadInput(f"{shown} exists and is not a previous {what}; {force_hint}, or write it somewhere else")
     return target

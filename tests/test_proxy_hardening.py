@@ -358,7 +358,7 @@ def test_a_streamed_body_reaches_the_upstream_as_sent(tmp_path: Path, upstream: 
 
 def test_requests_never_creates_a_database(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "x.db"
-    assert_one_line_error(cli("requests", db=missing), "missing")
+    assert_one_line_error(cli("requests", db=missing), "no results database")
     assert not missing.parent.exists()
 
 

@@ -162,11 +162,13 @@ def interference_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str,
 def interval_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any] | None:
     """The record's interval: of the prompts answered, or, for a sampled run, of its estimate of the full run."""
     energy, ok = [r.energy_j for r in results], [r.ok for r in results]
-    available = int(spec["task"]["num_prompts"])
-    if spec["config"].get("precision") is None or len(results) >= available:
+    precision = spec["config"].get("precision")
+    # an ordinary run answers all it was given; only a sampled run needs the task's full count
+    available = len(results) if precision is None else int(spec["task"]["num_prompts"])
+    if len(results) >= available:
         section = interval_section(energy, ok)
         if section is not None:
-            order = " in the shuffled order" if spec["config"].get("precision") is not None else ""
+            order = " in the shuffled order" if precision is not None else ""
             section["refers_to"] = (f"J/query of the {len(results)} prompts as answered{order}; the interval "
                                     "is over prompts like these")
         return section

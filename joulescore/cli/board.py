@@ -89,7 +89,7 @@ def board(
     as_json: JsonOption = False,
 ) -> None:
     """Rank stored runs per task: energy, quality, stars within peer groups (disturbed runs shown, never rated)."""
-    rule = _rule(rating)
+    rule, limit_pct = _rule(rating), parse_precision(precision)  # the arguments first, then the database
     if scale not in ("local", "aies"):
         raise BadInput(f"unknown scale {scale!r}; choose local or aies")
     if scale == "aies":
@@ -97,7 +97,7 @@ def board(
 
         print_aies_board(read_store(db).records(), task, as_json)
         return
-    rows = build_board(read_store(db).records(), task, rule, pareto, references, parse_precision(precision))
+    rows = build_board(read_store(db).records(), task, rule, pareto, references, limit_pct)
     if as_json:
         print_json(out, [r.as_dict() | {"mark": energy_mark(r.kind, r.source)} for r in rows])
         return
@@ -122,13 +122,13 @@ def label(
     from joulescore.outputs import check_output, database_files, marked
     from joulescore.report.label import LABEL_MARK, render_label
 
-    rule = _rule(rating)
+    rule, limit_pct = _rule(rating), parse_precision(precision)
     store = read_store(db)
     check_output(output, what="joulescore label", is_own=marked(LABEL_MARK), force=force,
                  reads=database_files(store.path))
     record = store.record(run_id)
     from joulescore.report.aies import aies_view
 
-    path = render_label(record, run_stars(record, store.records(), rule, parse_precision(precision)), output,
+    path = render_label(record, run_stars(record, store.records(), rule, limit_pct), output,
                         aies_view(record).line)
     out.print(f"label written: {path}")

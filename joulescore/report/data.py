@@ -51,12 +51,12 @@ def open_origins(paths: list[Path], notes: list[str] | None = None) -> list[Orig
     Each run counts once however it is named: a database given twice (the same path, ``./`` before it,
     a symlink or a hard link: one file by device and inode) is read once, and a run already read from
     an earlier ``--db`` (a copy of the file, or a file merged from it) is left out of the later ones:
-    the same run id with the same start time is the same run.  Counted twice, it would add peers and
+    the same run id with the same start time, model and machine is the same run.  Counted twice, it would add peers and
     make up stars.  ``notes`` gets one line for each thing left out.
     """
     origins: list[Origin] = []
     files: dict[tuple[int, int], Path] = {}
-    runs: dict[tuple[str, str], Path] = {}
+    runs: dict[tuple[str, ...], Path] = {}
     for path in paths:
         file_id = _file_id(path)
         if file_id in files:
@@ -67,7 +67,7 @@ def open_origins(paths: list[Path], notes: list[str] | None = None) -> list[Orig
             files[file_id] = path
         records, seen = [], 0
         for record in store.records():
-            key = (record.run_id, record.created_at)
+            key = (record.run_id, record.created_at, record.model.name, record.hardware.cpu, record.hardware.machine)
             if key in runs:
                 seen += 1
                 continue
