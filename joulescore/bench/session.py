@@ -159,7 +159,8 @@ def check_inputs(config: RunConfig) -> None:
     check_settings(config)
     task_spec(config)
     if config.meter != "auto":
-        select_meter(config.meter)  # unknown, or not available here: said now (the meter is not started)
+        # unknown, or not available here: said now (the meter is not started)
+        select_meter(config.meter, options=config.scrape_options())
     if config.backend == "llama.cpp":
         check_gguf(resolve_model(config.model).path)
 
@@ -188,7 +189,8 @@ def prepare(config: RunConfig) -> Prepared:
     # An engine behind --endpoint runs outside our tree: its CPU time would count as others'.
     attributable = not (isinstance(config.engine, OpenAIOptions) and not config.engine.serve)
     cpu_seconds: Callable[[], float] = tree_cpu_s if serving else own_cpu_s
-    meter = select_meter(config.meter, cpu_seconds=cpu_seconds, attribute=attributable)
+    meter = select_meter(config.meter, cpu_seconds=cpu_seconds, attribute=attributable,
+                         options=config.scrape_options())
     probe_clock = BusyProbeClock(cpu_seconds)
     kwargs = config.engine_kwargs()
     threads = None

@@ -16,7 +16,16 @@ from rich.table import Table
 
 from joulescore.cli.app import app, err, out
 from joulescore.cli.console import plain, print_json
-from joulescore.cli.options import ForceOption, JsonOption
+from joulescore.cli.options import (
+    ExporterUrlOption,
+    ForceOption,
+    JsonOption,
+    PresetOption,
+    PrometheusUrlOption,
+    QueryOption,
+    SelectorOption,
+    UnitOption,
+)
 from joulescore.errors import BadInput
 from joulescore.meters import METER_NAMES
 from joulescore.textfile import write_text
@@ -49,6 +58,8 @@ def measure(
     force: ForceOption = False,
     wait_descendants: Annotated[bool, typer.Option(
         "--wait-descendants", help="measure until the processes the command started (a daemon) exit too")] = False,
+    prometheus_url: PrometheusUrlOption = None, exporter_url: ExporterUrlOption = None, preset: PresetOption = None,
+    query: QueryOption = None, selector: SelectorOption = None, unit: UnitOption = None,
 ) -> None:
     """Measure the energy of any command, like `perf stat`; exits with the command's status."""
     if not command:
@@ -59,8 +70,10 @@ def measure(
         output = check_output(output, what="measure report", is_own=json_with(command=..., exit_status=...),
                               force=force, option="--output")
     from joulescore.meters.command import exit_status, run_measured
+    from joulescore.meters.presets import ScrapeOptions
 
-    done = run_measured(list(command), meter, wait_descendants)
+    scrape = ScrapeOptions(prometheus_url, exporter_url, preset, query, selector, unit)
+    done = run_measured(list(command), meter, wait_descendants, scrape)
     m, status = done.measurement, exit_status(done.returncode)
     report = m.as_dict() | {"command": list(command), "exit_status": status, "outlived": done.outlived,
                             "waited_for_descendants": done.waited_for_descendants}

@@ -38,3 +38,12 @@ def run_json_dir(db: Path | None, out: Path | None) -> Path:
 def split_list(text: str | None) -> list[str]:
     """``a, b,c`` -> ["a", "b", "c"]."""
     return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+# A scraped meter's source (--meter prometheus / exporter), for the commands whose flags are not run settings.
+PrometheusUrlOption = Annotated[Optional[str], typer.Option(help="--meter prometheus: the Prometheus server's URL")]
+ExporterUrlOption = Annotated[Optional[str], typer.Option(help="--meter exporter: the exporter's /metrics URL")]
+PresetOption = Annotated[Optional[str], typer.Option(help="scraped counters: dcgm, kepler-pod, kepler-node or node-rapl")]
+QueryOption = Annotated[Optional[str], typer.Option(help="scraped counters: your own counter selector instead of a preset")]
+SelectorOption = Annotated[Optional[str], typer.Option(help='narrow a preset to the workload, e.g. pod="vllm-0"')]
+UnitOption = Annotated[Optional[str], typer.Option(help="the counter's unit: J, mJ or uJ (default: the preset's, else J)")]

@@ -12,7 +12,16 @@ from rich.table import Table
 
 from joulescore.cli.app import app, out
 from joulescore.cli.console import id_column, print_json
-from joulescore.cli.options import DbOption, JsonOption
+from joulescore.cli.options import (
+    DbOption,
+    ExporterUrlOption,
+    JsonOption,
+    PresetOption,
+    PrometheusUrlOption,
+    QueryOption,
+    SelectorOption,
+    UnitOption,
+)
 from joulescore.errors import BadInput
 from joulescore.meters import METER_NAMES
 from joulescore.proxy.checks import DEFAULT_MAX_BODY
@@ -35,8 +44,11 @@ def proxy(
     max_body: Annotated[int, typer.Option(help="largest request body in bytes; a larger one is answered 413")]
     = DEFAULT_MAX_BODY,
     db: DbOption = None,
+    prometheus_url: PrometheusUrlOption = None, exporter_url: ExporterUrlOption = None, preset: PresetOption = None,
+    query: QueryOption = None, selector: SelectorOption = None, unit: UnitOption = None,
 ) -> None:
     """Meter an OpenAI-compatible server request by request; Prometheus metrics at /metrics."""
+    from joulescore.meters.presets import ScrapeOptions
     from joulescore.proxy.server import ProxySettings, check_upstream, parse_listen, run_proxy
 
     if meter not in METER_NAMES:
@@ -51,7 +63,8 @@ def proxy(
         raise BadInput(f"--max-body {max_body} must be a positive number of bytes")
     host, port = parse_listen(listen)
     run_proxy(ProxySettings(check_upstream(upstream), host, port, serve, meter, db, api_key, annotate, tick, timeout,
-                            max_body=max_body))
+                            max_body=max_body,
+                            scrape=ScrapeOptions(prometheus_url, exporter_url, preset, query, selector, unit)))
 
 
 @app.command()

@@ -52,13 +52,14 @@ def _auto(cpu_seconds: Callable[[], float], attribute: bool = True) -> Meter:
 
 
 def select_meter(name: str = "auto", cpu_seconds: Callable[[], float] | None = None,
-                 attribute: bool = True) -> Meter:
+                 attribute: bool = True, options: Any = None) -> Meter:
     """The meter to run under: the best available source, or the one asked for.
 
     ``cpu_seconds`` is what the estimator counts (default: this process and its
     reaped children; ``joulescore measure`` passes the whole process tree).
     ``attribute``: the estimator shares idle power out by the run's share of busy
-    CPU time (off where the engine runs outside the counted tree).
+    CPU time (off where the engine runs outside the counted tree).  ``options``: a scraped meter's
+    URL, preset and selector (:class:`joulescore.meters.presets.ScrapeOptions`).
     """
     if cpu_seconds is None:
         from joulescore.meters.estimator import own_cpu_s
@@ -69,6 +70,6 @@ def select_meter(name: str = "auto", cpu_seconds: Callable[[], float] | None = N
     if name == "auto":
         return _auto(cpu_seconds, attribute)
     try:
-        return METERS[name].create(cpu_seconds, attribute)
+        return METERS[name].create(cpu_seconds, attribute, options)
     except MeterUnavailable as exc:
         raise BadInput(f"meter {name} is not available here: {exc}") from None

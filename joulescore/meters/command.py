@@ -28,6 +28,7 @@ from pathlib import Path
 from joulescore.errors import BadInput
 from joulescore.meters.base import Measurement
 from joulescore.meters.descendants import Descendants, describe, subreaper
+from joulescore.meters.presets import ScrapeOptions
 from joulescore.textfile import special_kind
 
 #: what runs an executable text file that has no ``#!`` line, as a shell does on ENOEXEC
@@ -59,19 +60,21 @@ class CommandRun:
     waited_for_descendants: bool = False
 
 
-def run_measured(argv: list[str], meter_name: str = "auto", wait_descendants: bool = False) -> CommandRun:
+def run_measured(argv: list[str], meter_name: str = "auto", wait_descendants: bool = False,
+                 options: ScrapeOptions | None = None) -> CommandRun:
     """Run a command under the meter; the CPU time of its whole process tree feeds the estimator.
 
     Orphans the command leaves (a daemon) are adopted where the system allows (see
     :mod:`joulescore.meters.descendants`), so their CPU time counts while the window is open; the window
     closes when the command exits, or with ``wait_descendants`` when its last descendant does.  Those still
-    running at the close are named in the measurement's notes and in ``outlived``.
+    running at the close are named in the measurement's notes and in ``outlived``.  ``options``: a scraped
+    meter's source.
     """
     from joulescore.meters import select_meter
     from joulescore.meters.estimator import tree_cpu_s
 
     program = locate(argv[0])
-    meter = select_meter(meter_name, cpu_seconds=tree_cpu_s)
+    meter = select_meter(meter_name, cpu_seconds=tree_cpu_s, options=options)
     # blocked before the meter starts its threads, so they inherit the mask and never take these signals
     held = FORWARDED | {signal.SIGCHLD}
     child_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)

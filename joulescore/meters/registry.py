@@ -43,13 +43,18 @@ class MeterEntry:
     takes_cpu_seconds: bool = False
     #: noted by ``auto`` when this source is unavailable and later ones cover for it ("{reason}" is filled in)
     fallback_note: str = ""
+    #: a scraped source takes its URL, preset and selector (``ScrapeOptions``); never chosen by ``auto``
+    takes_options: bool = False
 
-    def create(self, cpu_seconds: Callable[[], float] | None = None, attribute: bool = True) -> Meter:
+    def create(self, cpu_seconds: Callable[[], float] | None = None, attribute: bool = True,
+               options: Any = None) -> Meter:
         """A meter of this source; raises MeterUnavailable (only) when it cannot measure here.
 
         ``attribute``: a CPU-time source shares idle power out by the run's share of busy CPU time.
         """
         cls = _resolve(self.meter)
+        if self.takes_options:
+            return cls(options)
         if self.takes_cpu_seconds:
             kwargs: dict[str, Any] = {"attribute": attribute}
             if cpu_seconds is not None:
@@ -82,6 +87,11 @@ _ENTRIES = (
                fallback_note="RAPL unavailable, CPU/DRAM estimated instead: {reason}"),
     MeterEntry("estimator", "joulescore.meters.estimator:EstimatorMeter",
                "joulescore.meters.estimator:EstimatorMeter.status", _CPU_DRAM, 100, takes_cpu_seconds=True),
+    # scraped counters (a cluster's exporters): asked for by name, with a URL; they cover nothing for ``auto``
+    MeterEntry("prometheus", "joulescore.meters.prometheus:PrometheusMeter", "joulescore.meters.prometheus:status",
+               frozenset(), 200, takes_options=True),
+    MeterEntry("exporter", "joulescore.meters.exporter:ExporterMeter", "joulescore.meters.exporter:status",
+               frozenset(), 210, takes_options=True),
 )
 #: name -> entry, most preferred first (the order ``joulescore meters`` lists them)
 METERS: dict[str, MeterEntry] = {e.name: e for e in sorted(_ENTRIES, key=lambda e: e.priority)}

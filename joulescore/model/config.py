@@ -82,6 +82,13 @@ class RunConfig(BaseModel):
     warmup: int = Field(ENERGY_SCORE_WARMUP, ge=0, description="uncounted warm-up prompts")
     backend: str = Field("llama.cpp", description="inference engine (encoder: embedding/classifier models)")
     meter: str = Field("auto", description="energy source: auto picks the best one here")
+    #: a scraped meter's source (docs/kubernetes.md): stored with the run so that --resume reads the same counters
+    prometheus_url: Optional[str] = Field(None, description="--meter prometheus: the Prometheus server's URL")
+    exporter_url: Optional[str] = Field(None, description="--meter exporter: the exporter's /metrics URL")
+    preset: Optional[str] = Field(None, description="scraped counters: dcgm, kepler-pod, kepler-node or node-rapl")
+    query: Optional[str] = Field(None, description="scraped counters: your own counter selector instead of a preset")
+    selector: Optional[str] = Field(None, description="narrow a preset to the workload, e.g. pod=\"vllm-0\"")
+    unit: Optional[str] = Field(None, description="the counter's unit: J, mJ or uJ (default: the preset's, else J)")
     threads: Optional[Union[Literal["auto"], int]] = Field(
         None, description="CPU threads for the engine (default: all allowed); auto: only the CPUs other "
         "processes do not hold at the start")
@@ -210,6 +217,12 @@ class RunConfig(BaseModel):
         if value not in ENGINE_OPTIONS:
             raise ValueError(f"unknown backend {value!r}; choose one of: {', '.join(ENGINE_OPTIONS)}")
         return value
+
+    def scrape_options(self) -> Any:
+        """The scraped meters' flags, as ``select_meter`` takes them."""
+        from joulescore.meters.presets import ScrapeOptions
+
+        return ScrapeOptions(self.prometheus_url, self.exporter_url, self.preset, self.query, self.selector, self.unit)
 
     def generation(self) -> GenerationConfig:
         """Decoding settings: a fixed length under energy-score, free until EOS otherwise."""

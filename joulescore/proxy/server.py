@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -27,6 +28,9 @@ from joulescore.proxy.app import Proxy
 from joulescore.proxy.checks import DEFAULT_MAX_BODY
 from joulescore.proxy.logs import log_config
 from joulescore.proxy.session import Session, Writer, say
+
+if TYPE_CHECKING:
+    from joulescore.meters.presets import ScrapeOptions
 
 IDLE_FLUSH_S = 5.0
 
@@ -45,6 +49,8 @@ class ProxySettings:
     timeout_s: float = 600.0
     ready_timeout_s: float = 180.0
     max_body: int = DEFAULT_MAX_BODY
+    #: a scraped meter's source (``joulescore.meters.presets.ScrapeOptions``)
+    scrape: ScrapeOptions | None = None
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -155,7 +161,8 @@ def run_proxy(settings: ProxySettings) -> None:
         child = ServedProcess(settings.serve, settings.upstream) if settings.serve else None
         if child is not None:
             _wait_ready(child, settings.upstream, settings.ready_timeout_s)
-        meter = select_meter(settings.meter, cpu_seconds=tree_cpu_s if child else system_busy_cpu_s)
+        meter = select_meter(settings.meter, cpu_seconds=tree_cpu_s if child else system_busy_cpu_s,
+                             options=settings.scrape)
         writer = Writer(settings.db)
         meter.start()
         stop = threading.Event()
