@@ -26,14 +26,16 @@ def no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("joulescore.meters.amdsmi_meter.import_amdsmi", _no_module)
 
 
-def test_registry_lists_the_four_sources_with_priority_and_coverage() -> None:
-    assert list(METERS) == ["nvml", "amdsmi", "rapl", "estimator"]
-    assert METER_NAMES == ("auto", "nvml", "amdsmi", "rapl", "estimator")
+def test_registry_lists_the_sources_with_priority_and_coverage() -> None:
+    assert list(METERS) == ["nvml", "amdsmi", "rapl", "estimator", "prometheus", "exporter"]
+    assert METER_NAMES == ("auto", "nvml", "amdsmi", "rapl", "estimator", "prometheus", "exporter")
     gpu, cpu_dram = frozenset({Domain.GPU}), frozenset({Domain.CPU, Domain.DRAM})
+    # the scraped sources need a URL: they cover nothing for auto
     assert {n: e.covers for n, e in METERS.items()} == {"nvml": gpu, "amdsmi": gpu, "rapl": cpu_dram,
-                                                        "estimator": cpu_dram}
+                                                        "estimator": cpu_dram, "prometheus": frozenset(),
+                                                        "exporter": frozenset()}
     priorities = [e.priority for e in METERS.values()]
-    assert priorities == sorted(priorities) and len(set(priorities)) == 4
+    assert priorities == sorted(priorities) and len(set(priorities)) == 6
     assert METERS["nvml"].priority < METERS["amdsmi"].priority
     assert METERS["rapl"].priority < METERS["estimator"].priority
 
@@ -56,7 +58,7 @@ def test_statuses_come_from_the_registry_in_priority_order(no_gpu: None, tmp_pat
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOULESCORE_POWERCAP_ROOT", str(tmp_path / "absent"))
     names = [s.name for s in meter_statuses()]
-    assert names == ["nvml", "amdsmi", "rapl", "estimator"]
+    assert names == ["nvml", "amdsmi", "rapl", "estimator", "prometheus", "exporter"]
 
 
 def test_auto_notes_what_fell_back_and_what_stayed_uncovered(no_gpu: None, tmp_path: Path,

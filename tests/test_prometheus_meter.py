@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,3 +170,47 @@ def test_run_through_prometheus_rates_the_known_power(cluster: Cluster, db: Path
     duration_s = record["duration_s"]  # the prompts' windows, which the rows' energy covers
     assert record["energy"]["gpu_j"] == pytest.approx(GPU_W * duration_s, rel=0.05, abs=0.5)
     assert any("time resolution" in n for n in record["meter"]["notes"])
+
+
+def test_proxy_shares_the_counter_difference_among_requests_and_idle(cluster: Cluster, tmp_path: Path) -> None:
+    import proxy_upstream
+
+    server, _ = proxy_upstream.start()
+    port, db = _free_port(), tmp_path / "r.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "joulescore.cli", "proxy", "--listen", f"127.0.0.1:{port}", "--db", str(db),
+         "--upstream", f"http://127.0.0.1:{server.server_address[1]}",
+         *_prom(cluster, "--preset", "dcgm", "--selector", 'job="dcgm",gpu="0"')],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            try:
+                httpx.get(f"{base}/metrics", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        chat = {"messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(f"{base}/v1/chat/completions", json=chat | {"model": "slow-1", "stream": True},
+                          timeout=30).status_code == 200
+        time.sleep(0.5)  # idle between the requests
+        assert httpx.post(f"{base}/v1/chat/completions", json=chat | {"model": "plain"}, timeout=30).status_code == 200
+        metrics = httpx.get(f"{base}/metrics", timeout=5).text
+        assert "joulescore_meter_resolution_seconds" in metrics and "joulescore_meter_staleness_seconds" in metrics
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        server.shutdown()
+    assert proc.returncode == 0, err
+    with sqlite3.connect(db) as conn:
+        total_j, = conn.execute("SELECT total_j FROM proxy_sessions").fetchone()
+        requests_j, count, requests_s = conn.execute("SELECT SUM(energy_j), COUNT(*), SUM(duration_s) FROM requests"
+                                                     ).fetchone()
+        idle_j, idle_s = conn.execute("SELECT SUM(energy_j), SUM(duration_s) FROM proxy_idle").fetchone()
+    assert count == 2 and requests_j > 0 and idle_j > 0
+    assert requests_j + idle_j == pytest.approx(total_j, rel=1e-9)  # every joule in one place
+    # the session's time is idle or in a request (one at a time); the proxy's own timing differs by moments
+    assert total_j == pytest.approx(GPU_W * (requests_s + idle_s), abs=GPU_W * 0.5)
+    assert requests_j / requests_s == pytest.approx(GPU_W, rel=0.2)

@@ -64,7 +64,8 @@ def proxy(
     host, port = parse_listen(listen)
     run_proxy(ProxySettings(check_upstream(upstream), host, port, serve, meter, db, api_key, annotate, tick, timeout,
                             max_body=max_body,
-                            scrape=ScrapeOptions(prometheus_url, exporter_url, preset, query, selector, unit)))
+                            scrape=ScrapeOptions(prometheus_url, exporter_url, preset, query, selector, unit,
+                                                 keep_going=True)))
 
 
 @app.command()

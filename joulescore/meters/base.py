@@ -9,6 +9,7 @@ and the pieces always add up to the whole.
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -173,6 +174,17 @@ class Meter(ABC):
     def domains(self) -> frozenset[Domain]:
         """The domains this meter covers here, so ``auto`` gives it only those (default: its provenance's)."""
         return frozenset(Domain(d) for d in self.provenance().domains)
+
+    def settled_until_s(self) -> float:
+        """The latest moment (``now_s`` clock) whose readings are final: a scraped counter's lags its samples."""
+        return math.inf
+
+    def revise(self, reading: Reading) -> Reading:
+        """A reading's final value once ``settled_until_s`` has passed it (a local counter's is final at once)."""
+        return reading
+
+    def wait_settled(self, t_s: float, timeout_s: float) -> None:
+        """Wait, at most ``timeout_s``, until readings up to ``t_s`` are final (a scraped counter's next sample)."""
 
     def measurement(self, begin: Reading, end: Reading, name: str = "") -> Measurement:
         """The energy spent between two readings of this meter."""

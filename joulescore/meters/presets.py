@@ -56,6 +56,9 @@ class ScrapeOptions:
     query: str | None = None
     selector: str | None = None
     unit: str | None = None
+    #: a long-running reader (the proxy): a failed or stale scrape after the start is a warning and a
+    #: growing staleness, not an error; the figures wait for the source to come back
+    keep_going: bool = False
 
 
 def domain_of_name(metric: str) -> Domain:

@@ -13,6 +13,7 @@ stated with every figure.
 
 from __future__ import annotations
 
+import math
 import statistics
 import threading
 import time
@@ -30,6 +31,8 @@ STALE_RESOLUTIONS = 4.0
 MIN_STALE_S = 3.0
 #: samples kept per series: days of 1 s samples are not needed, a run's edges are recent
 MAX_SAMPLES = 20_000
+#: the source is asked at most this often; reads in between interpolate what is held
+MIN_REFRESH_S = 0.2
 #: one raw sample: (series key, metric, labels, wall-clock seconds, value in the counter's unit)
 Sample = tuple[str, str, dict[str, str], float, float]
 
@@ -121,12 +124,14 @@ class ScrapedMeter(Meter):
         self._domains = dict(self.preset.metrics)
         self.series: dict[str, CounterSeries] = {}
         self.warnings: list[str] = []
+        self.failures = 0
         self._lock = threading.Lock()
         # readings are stamped with now_s() (monotonic); samples with the wall clock
         self._wall_offset_s = time.time() - now_s()
         self._started = False
         self._absorb(self.fetch())
         self._started = True
+        self._fetched_s = time.monotonic()
         self._check_start()
 
     @abstractmethod
@@ -208,9 +213,20 @@ class ScrapedMeter(Meter):
         return energy, detail
 
     def refresh(self) -> None:
+        """New samples, at most every ``MIN_REFRESH_S`` (the proxy reads at every request event)."""
         with self._lock:
-            self._absorb(self.fetch())
-            self.check_stale(time.time(), started=True)
+            if time.monotonic() - self._fetched_s < MIN_REFRESH_S:
+                return
+            self._fetched_s = time.monotonic()
+            try:
+                self._absorb(self.fetch())
+                self.check_stale(time.time(), started=True)
+            except BadInput as exc:
+                if not self.options.keep_going:
+                    raise
+                self.failures += 1
+                if self.failures == 1:
+                    self.warnings.append(f"first failed scrape: {exc}")
 
     def read(self) -> Reading:
         """The counters now: interpolated, or extrapolated past the newest sample (see ``measurement``)."""
@@ -220,16 +236,29 @@ class ScrapedMeter(Meter):
             energy, detail = self._value(self.wall_s(t))
         return Reading(t, energy, dict(energy), dict(energy), detail)
 
-    def settle(self, t_s: float) -> None:
+    def settle(self, t_s: float, timeout_s: float | None = None) -> None:
         """Wait for a sample past ``t_s`` in every live series; one that never comes is stale (an error)."""
-        target = self.wall_s(t_s)
-        while True:
-            self.refresh()
-            with self._lock:
-                late = [s for s in self.series.values() if not s.vanished and s.times_s[-1] < target]
-            if not late:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.settled_until_s() < t_s:
+            if deadline is not None and time.monotonic() > deadline:
                 return
             time.sleep(min(0.25, (self.resolution_s() or 1.0) / 4))
+            self.refresh()
+
+    def settled_until_s(self) -> float:
+        """The newest moment every live series has a sample past (readings before it are final)."""
+        with self._lock:
+            live = [s.times_s[-1] for s in self.series.values() if not s.vanished]
+        return min(live) - self._wall_offset_s if live else math.inf
+
+    def revise(self, reading: Reading) -> Reading:
+        """The reading interpolated from the samples held now (final once ``settled_until_s`` is past it)."""
+        with self._lock:
+            energy, detail = self._value(self.wall_s(reading.timestamp_s))
+        return Reading(reading.timestamp_s, energy, dict(energy), dict(energy), detail)
+
+    def wait_settled(self, t_s: float, timeout_s: float) -> None:
+        self.settle(t_s, timeout_s)
 
     def measurement(self, begin: Reading, end: Reading, name: str = "") -> Measurement:
         """The window's energy once a sample past its end has come: both edges interpolated, none extrapolated."""

@@ -17,7 +17,10 @@ intervals are.  When a request ends before that, ``on_ended`` gets its
 provisional energy (unfinished peers weighted as equals), so it can be stored
 at once; ``on_settled`` later gives the final figure.  Every joule read lands
 in exactly one place (a request or idle), so the final parts add up to the
-meter's total.
+meter's total.  A scraped meter (Prometheus, an exporter) knows a moment's
+counter only once a sample past it has come: an interval (idle ones too) is
+settled only then, from the meter's final readings of its two edges, so the
+parts still add up to the counter's difference.
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ class Tracked:
 class _Interval:
     energy: Energy
     members: dict[str, Phase]
+    begin: Reading
+    end: Reading
 
 
 def split(members: dict[str, Phase], weight: Callable[[str, Phase], int]) -> dict[str, float]:
@@ -131,6 +136,7 @@ class Ledger:
         self._last = self.first
         self.live: dict[str, Tracked] = {}
         self._open: list[_Interval] = []
+        self._idle_open: list[_Interval] = []
         self.idle = Energy()
         self.charged = Energy()
         self.power_w: dict[Domain, float] = {}
@@ -142,16 +148,32 @@ class Ledger:
         span_s = now.timestamp_s - self._last.timestamp_s
         if span_s > 0:
             self.power_w = {d: v / span_s for d, v in energy.energy_j.items()}
-        self._last = now
         members = {rid: t.phase for rid, t in self.live.items() if t.ended_s is None}
+        interval = _Interval(energy, members, self._last, now)
+        self._last = now
         if not members:
-            self.idle.add(energy)
-            self._on_idle(energy, span_s)
+            self._idle_open.append(interval)
+            self._settle_idle()
         else:
-            self._open.append(_Interval(energy, members))
+            self._open.append(interval)
             for rid in members:
                 self.live[rid].pending += 1
         return now.timestamp_s
+
+    def _final(self, interval: _Interval) -> Energy | None:
+        """The interval's energy from the meter's final readings, or None while its end is not yet settled."""
+        if interval.end.timestamp_s > self.meter.settled_until_s():
+            return None
+        return _delta(self.meter.revise(interval.begin), self.meter.revise(interval.end))
+
+    def _settle_idle(self) -> None:
+        while self._idle_open:
+            energy = self._final(self._idle_open[0])
+            if energy is None:
+                return
+            interval = self._idle_open.pop(0)
+            self.idle.add(energy)
+            self._on_idle(energy, interval.end.timestamp_s - interval.begin.timestamp_s)
 
     def start(self, request_id: str, streamed: bool) -> None:
         with self._lock:
@@ -167,6 +189,8 @@ class Ledger:
     def tick(self) -> None:
         with self._lock:
             self._close()
+            if self._open:
+                self._settle(skip="")
 
     def end(self, request_id: str, input_tokens: int, output_tokens: int) -> tuple[Energy, bool]:
         """The request has ended with these token counts: settle what can now be settled.
@@ -208,13 +232,14 @@ class Ledger:
         reported by ``end`` itself, the others that became final by ``on_settled``."""
         still: list[_Interval] = []
         for interval in self._open:
-            if any(self.live[r].ended_s is None for r in interval.members):
+            final = None if any(self.live[r].ended_s is None for r in interval.members) else self._final(interval)
+            if final is None:
                 still.append(interval)
                 continue
             for rid, share in split(interval.members, self._weight).items():
                 tracked = self.live[rid]
-                tracked.energy.add(interval.energy, share)
-                self.charged.add(interval.energy, share)
+                tracked.energy.add(final, share)
+                self.charged.add(final, share)
                 tracked.pending -= 1
         self._open = still
         for rid in [r for r, t in self.live.items() if t.ended_s is not None and t.pending == 0]:
@@ -222,13 +247,17 @@ class Ledger:
             if rid != skip:
                 self._on_settled(tracked)
 
-    def close(self) -> Reading:
-        """The last reading; intervals of requests that never ended stay uncharged (they are counted in
-        ``unsettled_j``)."""
+    def close(self, settle_timeout_s: float = 0.0) -> Reading:
+        """The last reading, final (a scraped meter's next sample waited for, at most ``settle_timeout_s``);
+        intervals of requests that never ended stay uncharged (they are counted in ``unsettled_j``)."""
         with self._lock:
             self._close()
+            self.meter.wait_settled(self._last.timestamp_s, settle_timeout_s)
+            self._settle_idle()
+            self._settle(skip="")
+            self.first, self._last = self.meter.revise(self.first), self.meter.revise(self._last)
             return self._last
 
     def unsettled_j(self) -> float:
         with self._lock:
-            return sum(i.energy.total_j for i in self._open)
+            return sum(i.energy.total_j for i in (*self._open, *self._idle_open))

@@ -14,6 +14,7 @@ and a name is cut to ``MAX_LABEL_CHARS``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -43,8 +44,25 @@ class _Power(Collector):
         return [family]
 
 
+class _Freshness(Collector):
+    """A scraped meter's time resolution and the age of its newest sample: per-request energy is only as fine."""
+
+    def __init__(self, meter: Any) -> None:
+        self._meter = meter
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        families = []
+        resolution_s = self._meter.resolution_s()
+        if resolution_s is not None:
+            families.append(GaugeMetricFamily("joulescore_meter_resolution_seconds",
+                                              "Spacing of the energy counter's samples", value=resolution_s))
+        families.append(GaugeMetricFamily("joulescore_meter_staleness_seconds",
+                                          "Age of the energy counter's newest sample", value=self._meter.staleness_s()))
+        return families
+
+
 class ProxyMetrics:
-    def __init__(self, meter_kind: str, power_w: Callable[[], dict[Domain, float]]) -> None:
+    def __init__(self, meter_kind: str, power_w: Callable[[], dict[Domain, float]], meter: Any = None) -> None:
         self.kind = meter_kind
         self.registry = CollectorRegistry()
         r = self.registry
@@ -59,6 +77,8 @@ class ProxyMetrics:
                                      ["model", "meter_kind"], buckets=ENERGY_BUCKETS_J, registry=r)
         self.in_flight = Gauge("joulescore_requests_in_flight", "Requests in flight now", registry=r)
         r.register(_Power(power_w, meter_kind))
+        if meter is not None and hasattr(meter, "staleness_s"):  # a scraped meter (joulescore.meters.scraped)
+            r.register(_Freshness(meter))
         self._models: set[str] = set()
 
     def label(self, model: str) -> str:

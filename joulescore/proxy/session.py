@@ -26,6 +26,9 @@ from joulescore.store.requests import RequestRow, RequestStore
 if TYPE_CHECKING:
     from joulescore.proxy.app import Outcome
 
+#: at the stop, how long a scraped meter's sample past the last moment is waited for (a 60 s scrape, and some)
+FINAL_SAMPLE_WAIT_S = 75.0
+
 
 def say(message: str) -> None:
     """The proxy's one-line messages, on stderr."""
@@ -85,7 +88,7 @@ class Session:
         self.kind: str = prov.kind
         self.outcomes: dict[str, Outcome] = {}
         self._unsettled: dict[str, str] = {}  # request id -> model, for rows stored with provisional energy
-        self.metrics = ProxyMetrics(self.kind, lambda: self.ledger.power_w)
+        self.metrics = ProxyMetrics(self.kind, lambda: self.ledger.power_w, meter)
         self._idle = Energy()
         self._idle_s = 0.0
         self._idle_lock = threading.Lock()
@@ -132,7 +135,7 @@ class Session:
                                                  idle.total_high_j, domains))
 
     def finish(self) -> None:
-        last = self.ledger.close()
+        last = self.ledger.close(settle_timeout_s=FINAL_SAMPLE_WAIT_S)
         self.flush_idle()
         first = self.ledger.first
         domains = {d.value: last.energy_j[d] - first.energy_j.get(d, 0.0) for d in last.energy_j}
