@@ -15,7 +15,7 @@ from joulescore.errors import BadInput
 from joulescore.meters.base import MeterStatus, Provenance
 from joulescore.meters.poller import Poller
 from joulescore.meters.presets import ScrapeOptions
-from joulescore.meters.scraped import Sample, ScrapedMeter, keep, series_key
+from joulescore.meters.scraped import Sample, ScrapedMeter, keep, need, series_key
 
 #: background scrape: often enough to see a RAPL wrap, rarely enough to cost nothing
 POLL_INTERVAL_S = 1.0
@@ -29,6 +29,8 @@ class ExporterMeter(ScrapedMeter):
     source_name = "exporter"
 
     def __init__(self, options: ScrapeOptions | None = None) -> None:
+        need("httpx")
+        need("prometheus_client")
         import httpx
 
         options = options or ScrapeOptions()

@@ -15,7 +15,7 @@ import time
 from joulescore.errors import BadInput
 from joulescore.meters.base import MeterStatus
 from joulescore.meters.presets import ScrapeOptions, promql
-from joulescore.meters.scraped import Sample, ScrapedMeter, series_key
+from joulescore.meters.scraped import Sample, ScrapedMeter, need, series_key
 
 #: the first query looks this far back: enough samples to see the scrape interval and a stale series
 LOOKBACK_S = 300
@@ -29,6 +29,7 @@ class PrometheusMeter(ScrapedMeter):
     source_name = "Prometheus"
 
     def __init__(self, options: ScrapeOptions | None = None) -> None:
+        need("httpx")
         import httpx
 
         options = options or ScrapeOptions()

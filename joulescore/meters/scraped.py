@@ -21,7 +21,7 @@ from abc import abstractmethod
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from joulescore.errors import BadInput
+from joulescore.errors import BadInput, MeterUnavailable
 from joulescore.meters.base import Domain, Measurement, Meter, Provenance, Reading, now_s
 from joulescore.meters.presets import Preset, ScrapeOptions, matches, parse_selector, selection
 
@@ -35,6 +35,14 @@ MAX_SAMPLES = 20_000
 MIN_REFRESH_S = 0.2
 #: one raw sample: (series key, metric, labels, wall-clock seconds, value in the counter's unit)
 Sample = tuple[str, str, dict[str, str], float, float]
+
+
+def need(module: str) -> None:
+    """The scraped meters' HTTP client and parser come with the proxy's extra; without them, say so in one line."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MeterUnavailable(f"reading scraped counters needs {module}: pip install 'joulescore[proxy]'")
 
 
 def series_key(metric: str, labels: dict[str, str]) -> str:
