@@ -24,11 +24,13 @@ class Counter:
     wrap_j: float | None = None
     #: wall-clock time at which the counter restarts from zero (an exporter restart)
     reset_at_s: float | None = None
+    #: joules at the start (a counter since boot is never at zero)
+    offset_j: float = 1000.0
     start_s: float = 0.0
 
     def value(self, now_s: float) -> float:
         since = self.reset_at_s if self.reset_at_s is not None and now_s >= self.reset_at_s else self.start_s
-        joules = self.power_w * (now_s - since) + (1000.0 if since == self.start_s else 0.0)
+        joules = self.power_w * (now_s - since) + (self.offset_j if since == self.start_s else 0.0)
         if self.wrap_j is not None:
             joules %= self.wrap_j
         return joules / self.unit_j
@@ -94,6 +96,7 @@ def kepler_pods(cpu_w: float, gpu_w: float, pods: tuple[str, ...] = ("vllm-0", "
 
 
 def node_rapl(package_w: float, wrap_j: float) -> list[Counter]:
+    """The node exporter's RAPL counters: the package's wraps 2 s after the start, then every wrap_j / package_w."""
     return [Counter("node_rapl_package_joules_total", {"index": "0", "path": "/sys/class/powercap/intel-rapl:0"},
-                    package_w, wrap_j=wrap_j),
+                    package_w, wrap_j=wrap_j, offset_j=wrap_j - 2 * package_w),
             Counter("node_rapl_core_joules_total", {"index": "0"}, package_w / 2, wrap_j=wrap_j)]

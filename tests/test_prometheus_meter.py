@@ -25,7 +25,7 @@ from scrape_exporters import Exporter, dcgm, kepler_pods, node_rapl
 
 GPU_W = 50.0
 CPU_W, POD_GPU_W = 7.0, 30.0
-PACKAGE_W, WRAP_J = 40.0, 120.0  # wraps every 3 s: several wraps in a run
+PACKAGE_W, WRAP_J = 40.0, 320.0  # wraps every 8 s: several since the exporter started, none missed by a late scrape
 PROMETHEUS = shutil.which("prometheus")
 
 
@@ -162,14 +162,41 @@ def test_scrape_errors_are_one_line(cluster: Cluster, args: tuple[str, ...], fra
     assert_one_line_error(proc, fragment)
 
 
-def test_run_through_prometheus_rates_the_known_power(cluster: Cluster, db: Path) -> None:
-    proc = cli("run", *_prom(cluster, "--preset", "dcgm", "--selector", 'job="dcgm",gpu="0"'),
-               "--limit", "2", "--warmup", "0", "--json", "--no-progress", db=db)
+@pytest.mark.parametrize("through", ["prometheus", "exporter"])
+def test_run_rates_the_known_power(cluster: Cluster, db: Path, through: str) -> None:
+    meter = _prom(cluster) if through == "prometheus" else \
+        ["--meter", "exporter", "--exporter-url", cluster.exporters["dcgm"].url, "--split-phases"]
+    proc = cli("run", *meter, "--preset", "dcgm", "--selector", 'job="dcgm",gpu="0"' if through == "prometheus"
+               else 'gpu="0"', "--limit", "2", "--warmup", "0", "--json", "--no-progress", db=db)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     duration_s = record["duration_s"]  # the prompts' windows, which the rows' energy covers
-    assert record["energy"]["gpu_j"] == pytest.approx(GPU_W * duration_s, rel=0.05, abs=0.5)
-    assert any("time resolution" in n for n in record["meter"]["notes"])
+    # each prompt's edges are interpolated between samples of a constant rate, once a sample past its end came
+    assert record["energy"]["gpu_j"] == pytest.approx(GPU_W * duration_s, rel=0.02, abs=0.2)
+    notes = record["meter"]["notes"]
+    assert any(n.startswith("time resolution") for n in notes)
+    # the split is withheld where the samples are further apart than a prefill lasts, unless asked for
+    res_s = float(record["meter"]["per_domain"]["gpu"]["resolution_s"])
+    withheld = any(n.startswith("prefill/decode split withheld") for n in notes)
+    assert withheld == (through == "prometheus" and res_s > record["latency"]["ttft_s"]["p50"])
+    assert (record["phase_split"]["prefill_pct"] is None) == withheld
+
+
+def test_phases_are_withheld_from_a_meter_coarser_than_them() -> None:
+    from joulescore.bench.record import phases_withheld
+    from joulescore.store.rows import ResultRow
+
+    def row(prefill_s: float) -> ResultRow:
+        return ResultRow(prompt_index=0, prompt_id="p", ok=True, error=None, finish_reason="length", input_tokens=5,
+                         output_tokens=10, prefill_s=prefill_s, decode_s=0.5, prefill_j=1.0, decode_j=2.0, low_j=3.0,
+                         high_j=3.0, domains={"gpu": 3.0}, text="", extra={})
+
+    spec = {"meter": {"per_domain": {"gpu": {"kind": "measured", "resolution_s": "30"}}}, "config": {}}
+    note = phases_withheld(spec, [row(0.05), row(0.07)])
+    assert note is not None and "30 s apart" in note and "--split-phases" in note
+    assert phases_withheld(spec | {"config": {"split_phases": True}}, [row(0.05)]) is None
+    assert phases_withheld({"meter": {"per_domain": {"gpu": {"resolution_s": "0.01"}}}, "config": {}}, [row(0.05)]) is None
+    assert phases_withheld({"meter": {}, "config": {}}, [row(0.05)]) is None  # a local counter: always split
 
 
 def test_proxy_shares_the_counter_difference_among_requests_and_idle(cluster: Cluster, tmp_path: Path) -> None:

@@ -114,6 +114,20 @@ def _net(meter: dict[str, Any], gross_j: float, duration_s: float) -> dict[str, 
     }
 
 
+def phases_withheld(spec: dict[str, Any], ok: list[ResultRow]) -> str | None:
+    """Why the prefill/decode split is withheld: a scraped meter's samples are further apart than a typical
+    prefill lasts, so the split would be interpolation only (``--split-phases`` asks for it anyway)."""
+    per_domain = spec["meter"].get("per_domain") or {}
+    res = [float(v["resolution_s"]) for v in per_domain.values() if "resolution_s" in v]
+    if spec["config"].get("split_phases") or not res or not ok:
+        return None
+    prefill_s = statistics.median(r.prefill_s for r in ok)
+    if max(res) <= prefill_s:
+        return None
+    return (f"prefill/decode split withheld: the meter's samples are {max(res):.3g} s apart, coarser than the "
+            f"median prefill ({prefill_s:.3g} s); the run's total stands; --split-phases gives the interpolated split")
+
+
 def _latency_s(r: ResultRow) -> float:
     """A prompt's own wall time; in a batch its stored durations are shares of the window."""
     return float(r.extra.get("latency_s", r.duration_s))
@@ -247,6 +261,8 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         config["reasoning"] = spec["reasoning"]
     batch_size = spec["config"].get("batch_size", 1)
     whole_j = _whole_machine(results)
+    withheld = phases_withheld(spec, ok)
+    meter = spec["meter"] if withheld is None else {**spec["meter"], "notes": [*spec["meter"].get("notes", []), withheld]}
     return RunRecord.model_validate({
         "run_id": run.run_id,
         "status": run_status(run, len(results), len(ok)),
@@ -257,7 +273,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         "task": spec["task"],
         "config": config,
         "hardware": spec["hardware"],
-        "meter": spec["meter"],
+        "meter": meter,
         "counts": {
             "prompts": run.num_prompts,
             "done": len(results),
@@ -290,8 +306,8 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
             "time while other processes were busy; whole_machine_j is the whole machine (docs/methodology.md)",
         },
         "phase_split": {
-            "prefill_pct": _r(100 * prefill_j / total_j, 2) if total_j else None,
-            "decode_pct": _r(100 * decode_j / total_j, 2) if total_j else None,
+            "prefill_pct": _r(100 * prefill_j / total_j, 2) if total_j and not withheld else None,
+            "decode_pct": _r(100 * decode_j / total_j, 2) if total_j and not withheld else None,
         },
         "wh_per_1000_queries": _r(per_query * 1000 / J_PER_WH) if per_query is not None else None,
         "j_per_query": _r(per_query),

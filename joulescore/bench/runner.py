@@ -43,6 +43,18 @@ class RunOutcome:
     stopped_early: bool = False
 
 
+#: the longest wait for a scraped counter's sample past a prompt's end (a stale one is an error sooner)
+SETTLE_WAIT_S = 300.0
+
+
+def final(meter: Meter, *readings: Reading) -> list[Reading]:
+    """The readings as final figures: a scraped counter's (Prometheus, an exporter) once it has a sample past
+    the last of them, interpolated at each; a local counter's as read."""
+    if meter.settled_until_s() < readings[-1].timestamp_s:
+        meter.wait_settled(readings[-1].timestamp_s, SETTLE_WAIT_S)
+    return [meter.revise(r) for r in readings]
+
+
 def _sum(reading: Reading) -> tuple[float, float, float]:
     return sum(reading.energy_j.values()), sum(reading.low_j.values()), sum(reading.high_j.values())
 
@@ -137,6 +149,7 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     # No token generated (an encoder's one forward pass, or an answer that never began): there is no
     # decode phase, so everything up to the end is prefill, not the moments after the hook fired.
     first = marks[0] if marks and gen.output_tokens else end
+    begin, first, end = final(meter, begin, first, end)
     window = meter.measurement(begin, end)
     e0, l0, h0 = _sum(begin)
     e1, _, _ = _sum(first)
@@ -197,6 +210,7 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
     end = meter.read()
     figures = watch.end() if watch is not None else {}
     first_r = marks.get("first", end) if any(g.output_tokens for g in gens) else end  # no token: all prefill
+    begin, first_r, *steady, end = final(meter, begin, first_r, *([marks["steady"]] if "steady" in marks else []), end)
     window = meter.measurement(begin, end)
     e0, l0, h0 = _sum(begin)
     e1, _, _ = _sum(first_r)
@@ -206,8 +220,8 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
     w_in = _shares([g.input_tokens for g in gens])
     w_out = _shares([g.output_tokens for g in gens])
     batch: dict[str, Any] = {"id": batch_id, "size": len(prompts), "window_s": end.timestamp_s - begin.timestamp_s}
-    if "steady" in marks and "first" in marks:
-        s_end = marks["steady"]
+    if steady and "first" in marks:
+        s_end = steady[0]
         batch.update(steady_j=_sum(s_end)[0] - e1, steady_s=s_end.timestamp_s - first_r.timestamp_s,
                      steady_tokens=steady_tokens[0])
     rows = []

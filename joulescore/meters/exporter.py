@@ -20,6 +20,8 @@ from joulescore.meters.scraped import Sample, ScrapedMeter, keep, need, series_k
 #: background scrape: often enough to see a RAPL wrap, rarely enough to cost nothing
 POLL_INTERVAL_S = 1.0
 TIMEOUT_S = 5.0
+#: scrapes before the first figure, to see how often the exporter's values change
+WARM_UP_S = 2.0
 
 
 class ExporterMeter(ScrapedMeter):
@@ -37,6 +39,17 @@ class ExporterMeter(ScrapedMeter):
         self._client = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
         super().__init__(options, options.exporter_url, "--exporter-url")
         self._poller = Poller(POLL_INTERVAL_S, self.refresh, name="joulescore-exporter")
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """A few scrapes before the first figure, so the record states the exporter's update interval
+        (or that it is longer than the warm-up: DCGM's 30 s)."""
+        deadline = time.monotonic() + WARM_UP_S
+        while self.resolution_s() is None and time.monotonic() < deadline:
+            time.sleep(0.25)
+            self.refresh()
+        if self.resolution_s() is None:
+            self.min_resolution_s = WARM_UP_S
 
     def fetch(self) -> list[Sample]:
         """One scrape: every sample of the preset's counters that passes the selector."""

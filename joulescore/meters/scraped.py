@@ -133,6 +133,8 @@ class ScrapedMeter(Meter):
         self.series: dict[str, CounterSeries] = {}
         self.warnings: list[str] = []
         self.failures = 0
+        #: where no resolution has been seen yet: how long it is at least (an exporter's warm-up)
+        self.min_resolution_s: float | None = None
         self._lock = threading.Lock()
         # readings are stamped with now_s() (monotonic); samples with the wall clock
         self._wall_offset_s = time.time() - now_s()
@@ -237,9 +239,11 @@ class ScrapedMeter(Meter):
                     self.warnings.append(f"first failed scrape: {exc}")
 
     def read(self) -> Reading:
-        """The counters now: interpolated, or extrapolated past the newest sample (see ``measurement``)."""
-        self.refresh()
+        """The counters now: interpolated, or extrapolated past the newest sample until one comes (``revise``).
+
+        Stamped before the source is asked, so an exporter's answer is already a sample past it."""
         t = now_s()
+        self.refresh()
         with self._lock:
             energy, detail = self._value(self.wall_s(t))
         return Reading(t, energy, dict(energy), dict(energy), detail)
@@ -291,8 +295,10 @@ class ScrapedMeter(Meter):
         return f"{self.preset.source or self.preset.name} via {self.source_name} {self.url}"
 
     def provenance(self) -> Provenance:
-        res = self.resolution_s()
-        res_text = f"{res:.3g} s" if res is not None else "not yet seen"
+        seen = self.resolution_s()
+        res = seen if seen is not None else self.min_resolution_s
+        res_text = f"{seen:.3g} s" if seen is not None else "not yet seen" if res is None else \
+            f"over {res:.3g} s (no two changes seen yet)"
         notes = [f"time resolution {res_text}: per-prompt, per-request and prefill/decode figures are interpolated "
                  "between samples (extrapolated at the last rate past the newest one)",
                  *(f"{s.key}: {s.breaks} reset(s)/wrap(s) bridged at the previous rate"
@@ -304,7 +310,9 @@ class ScrapedMeter(Meter):
             notes.append(f"measured-and-attributed: {self.preset.attributed}")
         domains = {}
         for d in sorted({s.domain for s in self.series.values()}, key=lambda d: d.value):
-            info = {"kind": "measured", "source": self.source_label(), "resolution_s": res_text}
+            info = {"kind": "measured", "source": self.source_label()}
+            if res is not None:
+                info["resolution_s"] = f"{res:.4g}"
             if self.preset.attributed:
                 info["attribution"] = self.preset.attributed
             domains[d.value] = info

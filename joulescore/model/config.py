@@ -89,6 +89,8 @@ class RunConfig(BaseModel):
     query: Optional[str] = Field(None, description="scraped counters: your own counter selector instead of a preset")
     selector: Optional[str] = Field(None, description="narrow a preset to the workload, e.g. pod=\"vllm-0\"")
     unit: Optional[str] = Field(None, description="the counter's unit: J, mJ or uJ (default: the preset's, else J)")
+    split_phases: bool = Field(False, description="split prefill/decode energy even where the meter's samples "
+                               "are coarser than the phases (then interpolated)")
     threads: Optional[Union[Literal["auto"], int]] = Field(
         None, description="CPU threads for the engine (default: all allowed); auto: only the CPUs other "
         "processes do not hold at the start")
