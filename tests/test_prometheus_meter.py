@@ -162,6 +162,15 @@ def test_scrape_errors_are_one_line(cluster: Cluster, args: tuple[str, ...], fra
     assert_one_line_error(proc, fragment)
 
 
+def test_scrape_flags_belong_to_the_scraped_meters(cluster: Cluster) -> None:
+    assert_one_line_error(cli_in_process("measure", "--meter", "estimator", "--preset", "dcgm", "--", "true"),
+                          "--preset applies only to --meter prometheus or --meter exporter")
+    assert_one_line_error(cli_in_process("measure", "--meter", "exporter", "--prometheus-url", cluster.url,
+                                         "--preset", "dcgm", "--", "true"), "--prometheus-url does not apply")
+    assert_one_line_error(cli_in_process("measure", *_prom(cluster, "--preset", "dcgm", "--unit", "kWh"), "--", "true"),
+                          "--unit 'kWh' is not a unit of energy")
+
+
 @pytest.mark.parametrize("through", ["prometheus", "exporter"])
 def test_run_rates_the_known_power(cluster: Cluster, db: Path, through: str) -> None:
     meter = _prom(cluster) if through == "prometheus" else \

@@ -67,6 +67,9 @@ def select_meter(name: str = "auto", cpu_seconds: Callable[[], float] | None = N
         cpu_seconds = own_cpu_s
     if name not in METER_NAMES:
         raise BadInput(f"unknown meter {name!r}; choose one of: {', '.join(METER_NAMES)}")
+    given = options.given() if options is not None else []
+    if given and (name == "auto" or not METERS[name].takes_options):
+        raise BadInput(f"{given[0]} applies only to --meter prometheus or --meter exporter")
     if name == "auto":
         return _auto(cpu_seconds, attribute)
     try:

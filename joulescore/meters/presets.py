@@ -60,6 +60,11 @@ class ScrapeOptions:
     #: growing staleness, not an error; the figures wait for the source to come back
     keep_going: bool = False
 
+    def given(self) -> list[str]:
+        """The flags given, as the user wrote them (a local meter takes none of them)."""
+        names = ("prometheus_url", "exporter_url", "preset", "query", "selector", "unit")
+        return ["--" + n.replace("_", "-") for n in names if getattr(self, n) is not None]
+
 
 def domain_of_name(metric: str) -> Domain:
     """The domain a counter of your own counts in, from its name (gpu, dram, cpu/package; else system)."""

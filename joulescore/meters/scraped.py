@@ -122,6 +122,9 @@ class ScrapedMeter(Meter):
     source_name = "scrape"
 
     def __init__(self, options: ScrapeOptions, url: str | None, flag_url: str) -> None:
+        other = [f for f in options.given() if f.endswith("-url") and f != flag_url]
+        if other:
+            raise BadInput(f"{other[0]} does not apply to --meter {self.name}; give {flag_url}")
         if not url:
             raise BadInput(f"--meter {self.name} needs {flag_url} URL")
         self.url = url.rstrip("/")
