@@ -9,11 +9,9 @@ is 30 s), seen as the spacing of the samples whose value changed.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 from joulescore.errors import BadInput
-from joulescore.meters.base import MeterStatus, Provenance
-from joulescore.meters.poller import Poller
+from joulescore.meters.base import MeterStatus
 from joulescore.meters.presets import ScrapeOptions
 from joulescore.meters.scraped import Sample, ScrapedMeter, keep, need, series_key
 
@@ -29,6 +27,7 @@ class ExporterMeter(ScrapedMeter):
 
     name = "exporter"
     source_name = "exporter"
+    poll_s = POLL_INTERVAL_S
 
     def __init__(self, options: ScrapeOptions | None = None) -> None:
         need("httpx")
@@ -38,7 +37,6 @@ class ExporterMeter(ScrapedMeter):
         options = options or ScrapeOptions()
         self._client = httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
         super().__init__(options, options.exporter_url, "--exporter-url")
-        self._poller = Poller(POLL_INTERVAL_S, self.refresh, name="joulescore-exporter")
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -81,18 +79,6 @@ class ExporterMeter(ScrapedMeter):
             self.mark_vanished({s[0] for s in samples})
         return samples
 
-    def start(self) -> None:
-        self._poller.start()
-
-    def stop(self) -> None:
-        self._poller.stop()
-
-    def provenance(self) -> Provenance:
-        prov = super().provenance()
-        if self._poller.error is None:
-            return prov
-        return replace(prov, notes=(*prov.notes, f"background scrape stopped early ({self._poller.error}): "
-                                    "a wrap after that may be missed"))
 
 
 def status() -> MeterStatus:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from joulescore.errors import BadInput, MeterUnavailable
 from joulescore.meters.base import Domain, Measurement, Meter, Provenance, Reading, now_s
+from joulescore.meters.poller import Poller
 from joulescore.meters.presets import Preset, ScrapeOptions, matches, parse_selector, selection
 
 #: a series whose newest sample is older than this many resolutions is stale
@@ -33,6 +34,8 @@ MIN_STALE_S = 3.0
 MAX_SAMPLES = 20_000
 #: the source is asked at most this often; reads in between interpolate what is held
 MIN_REFRESH_S = 0.2
+#: a long-running reader's background refresh
+BACKGROUND_S = 0.5
 #: one raw sample: (series key, metric, labels, wall-clock seconds, value in the counter's unit)
 Sample = tuple[str, str, dict[str, str], float, float]
 
@@ -120,6 +123,8 @@ class ScrapedMeter(Meter):
 
     #: what the source is called in errors and the record
     source_name = "scrape"
+    #: a background refresh this often (an exporter's: a wrap between far-apart reads is still seen)
+    poll_s: float | None = None
 
     def __init__(self, options: ScrapeOptions, url: str | None, flag_url: str) -> None:
         other = [f for f in options.given() if f.endswith("-url") and f != flag_url]
@@ -146,6 +151,17 @@ class ScrapedMeter(Meter):
         self._started = True
         self._fetched_s = time.monotonic()
         self._check_start()
+        # a long-running reader (the proxy) reads from the event loop: the source is asked in the background only
+        interval = self.poll_s if self.poll_s is not None else BACKGROUND_S if options.keep_going else None
+        self._poller = Poller(interval, self.refresh, name=f"joulescore-{self.name}") if interval else None
+
+    def start(self) -> None:
+        if self._poller is not None:
+            self._poller.start()
+
+    def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.stop()
 
     @abstractmethod
     def fetch(self) -> list[Sample]:
@@ -246,7 +262,8 @@ class ScrapedMeter(Meter):
 
         Stamped before the source is asked, so an exporter's answer is already a sample past it."""
         t = now_s()
-        self.refresh()
+        if not self.options.keep_going:
+            self.refresh()
         with self._lock:
             energy, detail = self._value(self.wall_s(t))
         return Reading(t, energy, dict(energy), dict(energy), detail)
@@ -311,6 +328,8 @@ class ScrapedMeter(Meter):
             notes.append(f"query: {self.query}")
         if self.preset.attributed:
             notes.append(f"measured-and-attributed: {self.preset.attributed}")
+        if self._poller is not None and self._poller.error is not None:
+            notes.append(f"background scrape stopped early ({self._poller.error}): a wrap after that may be missed")
         domains = {}
         for d in sorted({s.domain for s in self.series.values()}, key=lambda d: d.value):
             info = {"kind": "measured", "source": self.source_label()}
