@@ -187,7 +187,11 @@ def test_run_rates_the_known_power(cluster: Cluster, db: Path, through: str) -> 
     # the split is withheld where the samples are further apart than a prefill lasts, unless asked for
     res_s = float(record["meter"]["per_domain"]["gpu"]["resolution_s"])
     withheld = any(n.startswith("prefill/decode split withheld") for n in notes)
-    assert withheld == (through == "prometheus" and res_s > record["latency"]["ttft_s"]["p50"])
+    ttft_s = record["latency"]["ttft_s"]["p50"]  # close to the median prefill the rule reads, not equal to it
+    if through == "exporter":  # --split-phases
+        assert not withheld
+    elif res_s > 2 * ttft_s or res_s < ttft_s / 2:  # clear of the edge on a loaded machine
+        assert withheld == (res_s > ttft_s)
     assert (record["phase_split"]["prefill_pct"] is None) == withheld
 
 
