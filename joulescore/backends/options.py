@@ -44,7 +44,7 @@ class TransformersOptions(EngineOptions):
                                    "the checkpoint's)")
     quantization: Optional[Quantization] = Field(
         None, description="transformers/onnxruntime: none or int8 (dynamic)")
-    device: Optional[str] = Field(None, description="transformers/onnxruntime: cpu or cuda (default: the best here)")
+    device: Optional[str] = Field(None, description="transformers/onnxruntime/whisper/vision: cpu or cuda (default: the best here)")
     trust_remote_code: bool = Field(False, description=REMOTE_CODE_HELP)
 
 
