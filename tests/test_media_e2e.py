@@ -211,3 +211,16 @@ def test_wer_normalisation_and_top_k() -> None:
     assert q.value == pytest.approx(1 / 6) and q.higher_is_better is False and q.details["insertions"] == 1
     k = top_k_accuracy([Response("3 1 2 4 5", 0, 3), Response("3 1 2 4 5", 0, 5), Response("3 1", 0, 9)])
     assert k.value == pytest.approx(1 / 3) and k.details["top5_accuracy"] == pytest.approx(2 / 3)
+
+
+@needs_espeak
+def test_the_full_asr_set_is_1000_sentences_made_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from joulescore.tasks.spec import data_path, load_prompts, load_spec
+
+    monkeypatch.setenv("JOULESCORE_CACHE_DIR", str(tmp_path))
+    prompts, folder = load_prompts(load_spec("asr"))
+    assert len(prompts) == 1000 and len({p.id for p in prompts}) == 1000
+    assert not any(folder.glob("*.wav"))  # nothing spoken until a run needs it
+    assert all(6 <= len(str(p.reference).split()) <= 20 for p in prompts)
+    sources = data_path("SOURCES.md").read_text(encoding="utf-8")
+    assert "-v en-us -s 160 -p 50 -a 100" in sources and "Synthetic speech is far easier than real speech" in sources
