@@ -83,7 +83,7 @@ def check_wav(path: Path) -> None:
             frames, frame_bytes, rate = w.getnframes(), w.getsampwidth() * w.getnchannels(), w.getframerate()
             data = w.readframes(frames)
     except (wave.Error, EOFError) as exc:
-        raise MediaError(f"{path.name}: not a readable WAV file ({exc or 'ends early'})") from None
+        raise MediaError(f"{path.name}: not a readable WAV file ({str(exc) or 'it ends early'})") from None
     except OSError as exc:
         raise MediaError(f"{path.name}: cannot be read ({exc.strerror})") from None
     if frame_bytes and len(data) < frames * frame_bytes:
