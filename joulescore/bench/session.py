@@ -127,7 +127,7 @@ def check_context(config: RunConfig, model_context: int | None) -> None:
     The window is --n-ctx, or the model's own context where that is smaller.  An encoder writes
     no tokens, and a server's window is the server's own, so neither is checked here.
     """
-    if config.backend in ENCODER_BACKENDS or config.backend in MEDIA_BACKENDS or isinstance(config.engine, OpenAIOptions):
+    if config.backend in (*ENCODER_BACKENDS, *MEDIA_BACKENDS) or isinstance(config.engine, OpenAIOptions):
         return
     window, whose = config.n_ctx, "--n-ctx"
     if model_context and model_context < window:
