@@ -77,6 +77,11 @@ def test_asr_rates_whisper_on_espeak_clips_and_resumes_after_sigkill(tmp_path: P
     assert media["converted"] == 4 and "22050 Hz, 1 channel(s) -> 16000 Hz mono" in media["conversions"][0]
     assert "no model for this task" in record["ai_energy_score"]["line"]  # the H100 projection is not guessed
     assert_one_line_error(cli_in_process("project", run_id, "--to", "H100", db=db), "no model for this task")
+    board = cli_in_process("board", "--task", "asr", db=db)
+    assert board.returncode == 0 and "whisper-tiny.en" in board.stdout and "wer 0." in board.stdout
+    svg = tmp_path / "label.svg"
+    assert cli_in_process("label", run_id, "-o", str(svg), db=db).returncode == 0
+    assert f"{media['j_per_audio_s']:.4g} J per audio-second" in svg.read_text(encoding="utf-8")
     manifest = json.loads(next((tmp_path / "cache" / "speech").glob("espeak-*/manifest.json")).read_text())
     assert len(manifest["clips"]) == 4 and all(len(c["sha256"]) == 64 for c in manifest["clips"].values())
 
