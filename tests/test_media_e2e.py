@@ -205,6 +205,11 @@ def test_media_inputs_are_refused_in_one_line(tmp_path: Path) -> None:
                           "task 'chat' gives text prompts")
     assert_one_line_error(cli_in_process("run", "--task", "asr", "--protocol", "energy-score", db=db),
                           "no fixed-length protocol")
+    if shutil.which("espeak-ng"):
+        (tmp_path / "a-file").write_text("")
+        assert_one_line_error(cli_in_process("run", "--task", "asr", "--limit", "1", db=db,
+                                             env={"JOULESCORE_CACHE_DIR": str(tmp_path / "a-file" / "cache")}),
+                              "cannot write the asr clips to", "set JOULESCORE_CACHE_DIR")
 
 
 def test_wer_normalisation_and_top_k() -> None:

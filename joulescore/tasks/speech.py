@@ -82,7 +82,7 @@ def _sha256(path: Path) -> str:
 
 
 def _speak(text: str, target: Path) -> None:
-    part = target.with_suffix(".part")
+    part = target.with_suffix(f".{os.getpid()}.part")  # two runs making the same clip never share a file
     done = subprocess.run([espeak(), *VOICE, "-w", str(part), text], capture_output=True, text=True, check=False)
     if done.returncode != 0 or not part.is_file():
         raise DatasetError(f"espeak-ng could not speak clip {target.name}: {done.stderr.strip()[:200] or 'no file'}")
@@ -94,6 +94,14 @@ def ensure_clips(rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 0
     folder = Path(rows[0]["file"]).parent
+    try:
+        return _ensure(rows, folder)
+    except OSError as exc:
+        raise DatasetError(f"cannot write the asr clips to {folder}: {exc.strerror or exc}; "
+                           "set JOULESCORE_CACHE_DIR to a folder you can write") from None
+
+
+def _ensure(rows: list[dict[str, Any]], folder: Path) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     manifest_path = folder / "manifest.json"
     try:
@@ -112,5 +120,7 @@ def ensure_clips(rows: list[dict[str, Any]]) -> int:
         made += 1
     if made:
         manifest["voice"] = " ".join(VOICE)
-        manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        part = manifest_path.with_suffix(f".{os.getpid()}.part")  # replaced whole: a reader never sees half
+        part.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        part.replace(manifest_path)
     return made
