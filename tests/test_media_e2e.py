@@ -199,6 +199,9 @@ def test_media_inputs_are_refused_in_one_line(tmp_path: Path) -> None:
     empty.mkdir()
     assert_one_line_error(cli_in_process("run", "--task", "asr", "--dataset", str(empty), db=db),
                           "holds no JSONL file")
+    (empty / "labels.jsonl").write_text('{"file": "a.png", "reference": 3}\n{"file": "b.png", "reference": "cat"}\n')
+    assert_one_line_error(cli_in_process("run", "--task", "image-classification", "--dataset", str(empty), db=db),
+                          "labels.jsonl:2: \"reference\" must be an ImageNet-1k class index, 0-999; got 'cat'")
     assert_one_line_error(cli_in_process("run", "--task", "asr", "--backend", "llama.cpp", db=db),
                           "task 'asr' gives audio prompts", "--backend whisper")
     assert_one_line_error(cli_in_process("run", "--task", "chat", "--backend", "vision", db=db),

@@ -40,8 +40,14 @@ def find_jsonl(folder: Path) -> Path:
     return found[0]
 
 
-def user_rows(dataset: Path) -> tuple[list[dict[str, Any]], Path]:
-    """A user's rows, each file made absolute against the JSONL's folder."""
+def _class_index(value: Any) -> bool:
+    """An ImageNet-1k class index, 0-999 (as a number or its digits)."""
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    return text.isdigit() and int(text) < 1000
+
+
+def user_rows(dataset: Path, inputs: str = "audio") -> tuple[list[dict[str, Any]], Path]:
+    """A user's rows, each file made absolute against the JSONL's folder; an image's reference is a class index."""
     if not dataset.exists():
         raise DatasetError(f"dataset not found: {dataset}")
     path = find_jsonl(dataset) if dataset.is_dir() else dataset
@@ -50,6 +56,9 @@ def user_rows(dataset: Path) -> tuple[list[dict[str, Any]], Path]:
         name = row.get("file")
         if not isinstance(name, str) or not name:
             raise DatasetError(f"{path}:{n}: needs \"file\": the name of a file beside {path.name}")
+        if inputs == "image" and "reference" in row and not _class_index(row["reference"]):
+            raise DatasetError(f"{path}:{n}: \"reference\" must be an ImageNet-1k class index, 0-999; got "
+                               f"{str(row['reference'])[:40]!r}")
         row["file"] = str((path.parent / name).resolve())
         row.setdefault("id", Path(name).name)
     return rows, path
@@ -58,7 +67,7 @@ def user_rows(dataset: Path) -> tuple[list[dict[str, Any]], Path]:
 def load_media_prompts(spec: TaskSpec, dataset: Path | None) -> tuple[list[Prompt], Path]:
     """The prompts of a media task: one per file, its message the file's absolute path."""
     if dataset is not None:
-        rows, path = user_rows(dataset)
+        rows, path = user_rows(dataset, spec.inputs)
     elif spec.dataset == SPEECH_DATASET:
         from joulescore.tasks import speech
 
