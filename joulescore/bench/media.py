@@ -19,14 +19,10 @@ from joulescore.store.sqlite import ResultRow
 from joulescore.tasks.spec import Prompt
 
 
-def _total(reading: Any) -> tuple[float, float, float]:
-    return sum(reading.energy_j.values()), sum(reading.low_j.values()), sum(reading.high_j.values())
-
-
 def run_media_prompt(backend: MediaBackend, meter: Meter, prompt: Prompt, config: GenerationConfig,
                      watch: InterferenceWatch | None = None) -> ResultRow:
     """Decode the prompt's file and run the model on it under the meter; a bad file fails only this prompt."""
-    from joulescore.bench.runner import _common_extra, _watched
+    from joulescore.bench.runner import _common_extra, _sum, _watched
 
     if watch is not None:
         watch.begin()
@@ -43,9 +39,9 @@ def run_media_prompt(backend: MediaBackend, meter: Meter, prompt: Prompt, config
     end = meter.read()
     figures = watch.end() if watch is not None else {}
     window = meter.measurement(begin, end)
-    e0, l0, h0 = _total(begin)
-    e2, l2, h2 = _total(end)
-    media["preprocessing_j"] = _total(decoded_r)[0] - e0
+    e0, l0, h0 = _sum(begin)
+    e2, l2, h2 = _sum(end)
+    media["preprocessing_j"] = _sum(decoded_r)[0] - e0
     media["preprocessing_s"] = decoded_r.timestamp_s - begin.timestamp_s
     extra = {**_common_extra(prompt, gen), "media": media}
     _watched(extra, window, figures)
