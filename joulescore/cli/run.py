@@ -242,6 +242,9 @@ def tasks(as_json: JsonOption = False) -> None:
     for r in rows:
         table.add_row(*(str(r[c]) for c in cols))
     out.print(table)
+    for r in rows:
+        if r.get("needs"):
+            out.print(plain(r["needs"]))
     out.print("custom: joulescore run --dataset FILE.jsonl --template '...{field}...' "
                "[--metric NAME --reference-field F]")
 

@@ -86,6 +86,9 @@ def project(record: RunRecord, targets: list[ChipSpec], source: ChipSpec | None 
     (a served model) or where only some parameters are active per token (a mixture of experts).
     ``batch`` projects at another batch size than the run's.
     """
+    if record.media is not None:  # a speech or image model has no token phases to scale: not guessed
+        raise BadInput(f"no model for this task: the projection scales text generation (prefill and decode of "
+                       f"tokens), and task {record.task.name} reads {record.media.inputs} files")
     it_energy(record)  # what ``impact`` refuses (no answered query with energy) has nothing to project from
     w: Workload = workload(record, active_params)  # first: a bad or missing count is the error, not a side note
     here = floor_report(record, source, hardware_name=source_name, active_params=active_params)

@@ -132,6 +132,9 @@ class RunConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         data = {k: v for k, v in data.items() if v is not None or k in ("limit",)}
+        from joulescore.tasks.media import config_defaults
+
+        data = config_defaults(data)  # a media task's engine and model, unless given
         backend = data.get("backend", "llama.cpp")
         options = ENGINE_OPTIONS.get(backend) if isinstance(backend, str) else None
         engine = dict(data.pop("engine", None) or {})

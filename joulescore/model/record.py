@@ -46,6 +46,8 @@ class TaskInfo(_Section):
     metric: str
     reference_field: Optional[str] = None
     template: Optional[str] = None
+    #: text, audio or image: what one prompt is (a media prompt is one file)
+    inputs: str = "text"
 
 
 class Hardware(_Section):
@@ -260,6 +262,27 @@ class Sampling(_Section):
     sample_j_per_query: Optional[float] = None
 
 
+class Media(_Section):
+    """A run whose prompts are files (audio, image): their decoding, and what was converted (bench/media.py)."""
+
+    inputs: str
+    #: what the model takes, e.g. "16000 Hz mono" or "224x224 RGB"
+    model_input: Optional[str] = None
+    #: reading, resampling or resizing the files: part of energy.prefill_j
+    preprocessing_j: float
+    preprocessing_s: float
+    preprocessing_pct: Optional[float] = None
+    #: audio only: the answered clips' length, and their energy per second of audio
+    audio_s: Optional[float] = None
+    j_per_audio_s: Optional[float] = None
+    #: files resampled or resized so the model could take them, and how (at most 10 kinds)
+    converted: int = 0
+    conversions: list[str] = []
+    #: what the files held (sample rates, sizes; at most 10 kinds)
+    sources: list[str] = []
+    note: str = ""
+
+
 class SweepLink(_Section):
     id: str
     variant: str
@@ -302,6 +325,8 @@ class RunRecord(_Section):
     batching: Batching
     steady_state: Optional[SteadyState] = None
     quality: Quality
+    #: only for a task whose prompts are files (asr, image-classification)
+    media: Optional[Media] = None
     #: what else used the machine during the run, and whether that disturbed it (None: runs stored before)
     interference: Optional[Interference] = None
     errors: list[str] = []

@@ -127,5 +127,6 @@ def run_details(record: RunRecord, answered: list[tuple[Any, ...]], impact: Impa
         "errors": record.errors, "reasoning": reasoning_split(record), "impact": impact.of(record),
         "prompts": prompt_series(answered, points_per_run(runs)), "interference": intf,
         "sweep": record.sweep.model_dump(mode="json") if record.sweep else None, "aies": aies.as_dict(),
+        "media": record.media.model_dump(mode="json") if record.media else None,
     }
 

@@ -161,8 +161,17 @@ def _headline(card: Card, record: RunRecord, colour: str) -> None:
     ci = "" if iv is None else f"(95% CI {_fmt(iv.wh_per_1000_queries_low)}-{_fmt(iv.wh_per_1000_queries_high)})"
     card.block(Block(tuple(x for x in ("Wh per 1,000 queries", ci) if x), "  "),
                Style(9 if not ci else 7.5, 5.0), 0.5, "center", gap_pt=2)
-    card.block(Block((f"{_fmt(record.j_per_output_token)} J per output token",
-                      f"{_fmt(record.j_per_query)} J per query"), "   "), Style(7.5, 5.0), 0.5, "center", gap_pt=6)
+    card.block(Block((*_per_unit(record), f"{_fmt(record.j_per_query)} J per query"), "   "), Style(7.5, 5.0), 0.5,
+               "center", gap_pt=6)
+
+
+def _per_unit(record: RunRecord) -> tuple[str, ...]:
+    """Energy per what the task is made of: output tokens, audio-seconds (asr), nothing more for an image."""
+    if record.media is None:
+        return (f"{_fmt(record.j_per_output_token)} J per output token",)
+    if record.media.inputs == "audio":
+        return (f"{_fmt(record.media.j_per_audio_s)} J per audio-second",)
+    return ()
 
 
 def _rating(card: Card, record: RunRecord, stars_line: str) -> None:

@@ -223,6 +223,20 @@ def spearman(responses: Sequence[Response]) -> Quality:
                    details={"parsed": float(len(parsed))}, note=note)
 
 
+def wer(responses: Sequence[Response]) -> Quality:
+    """ASR: word error rate (joulescore/tasks/media_metrics.py)."""
+    from joulescore.tasks.media_metrics import word_error_rate
+
+    return word_error_rate(responses)
+
+
+def top_k(responses: Sequence[Response]) -> Quality:
+    """Image classification: top-1 and top-5 accuracy (joulescore/tasks/media_metrics.py)."""
+    from joulescore.tasks.media_metrics import top_k_accuracy
+
+    return top_k_accuracy(responses)
+
+
 METRICS: dict[str, Callable[[Sequence[Response]], Quality]] = {
     "length": length_stats,
     "final_number": final_number_match,
@@ -230,6 +244,8 @@ METRICS: dict[str, Callable[[Sequence[Response]], Quality]] = {
     "squad_v2": squad_v2,
     "label_accuracy": label_accuracy,
     "spearman": spearman,
+    "wer": wer,
+    "top_k": top_k,
 }
 
 

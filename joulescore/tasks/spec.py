@@ -54,6 +54,8 @@ class TaskSpec(BaseModel):
     natural_max_new_tokens: int = 512
     metric: str = "length"
     encoder: EncoderSpec | None = None
+    #: what a prompt is: text, or one audio or image file per row (joulescore/tasks/media.py)
+    inputs: Literal["text", "audio", "image"] = "text"
 
     def templates(self, for_encoder: bool = False) -> list[str]:
         if for_encoder:
@@ -222,7 +224,11 @@ def render_prompts(spec: TaskSpec, rows: list[dict[str, Any]], source: Path,
 
 def load_prompts(spec: TaskSpec, dataset: Path | None = None,
                  for_encoder: bool = False) -> tuple[list[Prompt], Path]:
-    """The task's prompts from its shipped set, or from a user's JSONL file."""
+    """The task's prompts from its shipped set, or from a user's JSONL file (a media task: also a folder)."""
+    if spec.inputs != "text":
+        from joulescore.tasks.media import load_media_prompts
+
+        return load_media_prompts(spec, dataset)
     path = dataset if dataset is not None else data_path(spec.dataset)
     return render_prompts(spec, read_jsonl(path), path, for_encoder), path
 
@@ -232,6 +238,11 @@ def task_catalogue() -> list[dict[str, Any]]:
     rows = []
     for name in task_names():
         spec = load_spec(name)
+        if spec.inputs != "text":
+            from joulescore.tasks.media import catalogue_row
+
+            rows.append(catalogue_row(spec))
+            continue
         path = data_path(spec.dataset)
         count = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.exists() else 0
         fits = "generative (llama.cpp)"

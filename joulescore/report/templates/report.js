@@ -234,6 +234,14 @@
       f("energy source", L.source), el("div", { class: "field note" }, L.footer));
   }
 
+  /* a run whose prompts are files: decoding them, energy per audio-second, what was resampled or resized */
+  function mediaText(m) {
+    let text = `${fmt(m.preprocessing_j)} J (${pct(m.preprocessing_pct)} of the total) decoding the ${m.inputs} files`;
+    if (m.j_per_audio_s !== null) text += `; ${fmt(m.j_per_audio_s)} J per audio-second over ${fmt(m.audio_s)} s of audio`;
+    if (m.converted) text += `; ${m.converted} converted: ${m.conversions.join("; ")}`;
+    return text;
+  }
+
   function renderRun(uid) {
     const d = DATA.details[uid], r = byUid.get(uid), box = $("run");
     if (!d || !r) { box.replaceChildren(el("p", {}, "no such run in this report")); return; }
@@ -256,6 +264,7 @@
       ["AI Energy Score", el("span", { class: "aies-line aies " + d.aies.status, "data-status": d.aies.status }, d.aies.line)],
       ["steady state", d.steady_state ? `${fmt(d.steady_state.j_per_output_token)} J/token, ${fmt(d.steady_state.tokens_per_s)} tok/s` : "n/a (batch 1 or sequential)"],
       ["sweep", d.sweep ? `${d.sweep.id} / ${d.sweep.variant}` : "none"],
+      ...(d.media ? [["preprocessing", mediaText(d.media)]] : []),
     ]));
     const charts = el("div", { class: "charts" });
     sec.append(el("p", { class: "note" }, p.step > 1 ? `Per-prompt charts show every ${p.step}th answered prompt: ${p.shown} of ${p.answered}. The figures above are over all of them.`
