@@ -104,3 +104,30 @@ def test_bad_input_is_one_line(runs: dict[str, Any], tmp_path: Path) -> None:
     data.pop("per_prompt")
     old.write_text(json.dumps(data))
     assert_one_line_error(cli("compare", str(old), runs["a"], db=runs["db"]), "no per-prompt figures")
+
+
+def test_check_judges_the_upper_bound_of_the_interval_or_the_point(runs: dict[str, Any]) -> None:
+    record = json.loads(runs["a_json"].read_text())
+    point, high = record["j_per_query"], record["interval"]["j_per_query_high"]
+    assert point < high
+    between = f"{(point + high) / 2:.6f}"
+    over = cli("check", runs["a"], "--max-j-per-query", between, db=runs["db"])
+    assert over.returncode == 1, over.stderr
+    assert "OVER" in over.stdout and over.stdout.strip().endswith("over budget: J/query")
+    assert cli("check", runs["a"], "--max-j-per-query", between, "--point", db=runs["db"]).returncode == 0
+    wh = f"{record['interval']['wh_per_1000_queries_high'] * 1.01:.6f}"
+    within = cli("check", str(runs["a_json"]), "--max-wh-per-1000", wh, "--max-j-per-token", "1000", "--json")
+    assert within.returncode == 0, within.stderr
+    assert json.loads(within.stdout)["within"] is True
+    assert_one_line_error(cli("check", runs["a"], db=runs["db"]), "give a budget")
+
+
+def test_run_with_a_baseline_rates_then_compares_in_one_command(runs: dict[str, Any]) -> None:
+    proc = cli("run", *FAST, "--max-new-tokens", "30", "--baseline", str(runs["a_json"]),
+               "--baseline-threshold", "25%", db=runs["db"])
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["comparison"]["verdict"] == "regression"
+    assert out["comparison"]["b"]["runs"] == [out["runs"][0]["run_id"]]
+    bad = cli("run", *FAST, "--baseline", "no-such-run", db=runs["db"])
+    assert_one_line_error(bad, "no run 'no-such-run'")

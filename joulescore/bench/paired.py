@@ -145,3 +145,18 @@ def difference_interval(a: np.ndarray, b: np.ndarray, paired: bool, level: float
     alpha = (1.0 - level) / 2
     lo, hi = np.quantile(diffs, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
+
+
+def figure_interval(side: Side, level: float = LEVEL, resamples: int = RESAMPLES,
+                    seed: int = SEED) -> tuple[float, float] | None:
+    """The ``level`` interval of one side's own figure (a budget's J/output token), by the same bootstrap."""
+    if side.prompts < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    draws = _draws(side, _run_weights(rng, side.runs, resamples), _prompt_weights(rng, side.prompts, resamples))
+    draws = draws[np.isfinite(draws)]
+    if len(draws) < resamples // 2:
+        return None
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(draws, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)

@@ -138,3 +138,80 @@ def compare_command(
     code = run_compare(a, b, db_a=db, db_b=db_b or db, threshold=threshold, figure=figure,
                        allow_different=allow_different, as_json=as_json, inconclusive_ok=inconclusive_ok)
     raise typer.Exit(code)
+
+
+def print_check(result: dict[str, Any]) -> None:
+    table = Table(title=f"budgets of run {result['run']} ({result['meter']})")
+    for col in ("figure", "budget", "value", "upper 95%", "judged on", "verdict"):
+        table.add_column(col, overflow="fold")
+    for r in result["budgets"]:
+        table.add_row(r["unit"], fmt(r["budget"]), fmt(r["value"]), fmt(r["upper_95"]), r["judged_on"],
+                      "OVER" if r["over"] else "within")
+    out.print(table)
+    over = [r["unit"] for r in result["budgets"] if r["over"]]
+    out.print(plain(f"over budget: {', '.join(over)}" if over else "within budget"))
+
+
+
+
+@app.command("check")
+def check_command(
+    run: Annotated[str, typer.Argument(help="a run id or a run.json")],
+    max_wh_per_1000: Annotated[Optional[float], typer.Option(
+        "--max-wh-per-1000", help="budget in Wh per 1,000 queries")] = None,
+    max_j_per_query: Annotated[Optional[float], typer.Option(help="budget in J per query")] = None,
+    max_j_per_token: Annotated[Optional[float], typer.Option(help="budget in J per output token")] = None,
+    point: Annotated[bool, typer.Option(
+        "--point", help="judge the point figure, not the upper bound of its 95% interval")] = False,
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Is a run within its energy budget? Exit 1 when the upper bound of its 95% interval (or, with
+    --point, the figure) is over any budget given."""
+    from joulescore.bench.budget import check
+    from joulescore.bench.compare_data import load_group
+
+    budgets = {name: value for name, value in (("wh_per_1000_queries", max_wh_per_1000),
+                                               ("j_per_query", max_j_per_query),
+                                               ("j_per_output_token", max_j_per_token)) if value is not None}
+    if "," in run:
+        raise BadInput("check takes one run: a run id or a run.json")
+    store = _store_for(run, db)
+    try:
+        (data,) = load_group(run, store)
+    finally:
+        if store is not None:
+            store.close()
+    result = check(data, budgets, point)
+    if as_json:
+        print_json(out, result)
+    else:
+        print_check(result)
+    raise typer.Exit(result["exit_status"])
+
+
+def load_baseline(ref: str, db: Path | None) -> Any:
+    """``run --baseline``: read before the run starts, so that a bad baseline costs no run."""
+    from joulescore.bench.compare_data import load_group
+
+    store = _store_for(ref, db)
+    try:
+        return load_group(ref, store)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def baseline_verdict(baseline: list[Any], store: Store, run_ids: list[str], threshold: str,
+                     as_json: bool, run_json: list[dict[str, Any]]) -> int:
+    """Compare the runs just made (B, a group with --repeats) with the baseline (A); the exit status."""
+    from joulescore.bench.compare import compare as build
+    from joulescore.bench.compare_data import from_store
+
+    share = parse_pct(threshold, "--baseline-threshold")
+    result = build(baseline, [from_store(store, r) for r in run_ids], share)
+    if as_json:
+        print_json(out, {"runs": run_json, "comparison": result})
+    else:
+        print_comparison(result)
+    return int(result["exit_status"])
