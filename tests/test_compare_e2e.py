@@ -131,3 +131,19 @@ def test_run_with_a_baseline_rates_then_compares_in_one_command(runs: dict[str, 
     assert out["comparison"]["b"]["runs"] == [out["runs"][0]["run_id"]]
     bad = cli("run", *FAST, "--baseline", "no-such-run", db=runs["db"])
     assert_one_line_error(bad, "no run 'no-such-run'")
+
+
+def test_interleave_reruns_both_settings_in_alternating_blocks(runs: dict[str, Any]) -> None:
+    import sqlite3
+
+    code, result = _compare(runs, runs["a"], str(runs["heavier_json"]), "--interleave", "--blocks", "2",
+                            "--threshold", "25%")
+    assert result["verdict"] == "regression" and code == 1
+    new_a, new_b = result["interleaved"]["runs"]
+    assert result["a"]["runs"] == [new_a] and result["b"]["runs"] == [new_b]
+    with sqlite3.connect(runs["db"]) as conn:
+        specs = {r[0]: json.loads(r[1]) for r in conn.execute(
+            "SELECT run_id, spec_json FROM runs WHERE run_id IN (?, ?)", (new_a, new_b))}
+    assert specs[new_a]["interleave"] == {"with": new_b, "blocks": 2}
+    assert specs[new_b]["config"]["max_new_tokens"] == 30
+    assert len(specs[new_a]["probe"]["cpu_s"]) == 2  # timed before and after

@@ -85,6 +85,10 @@ def comparison_table(result: dict[str, Any]) -> Table:
 
 def print_comparison(result: dict[str, Any]) -> None:
     out.print(comparison_table(result))
+    if "interleaved" in result:
+        iv = result["interleaved"]
+        out.print(plain(f"interleaved: new runs {iv['runs'][0]} (settings of {iv['settings_of'][0]}) and "
+                        f"{iv['runs'][1]} (settings of {iv['settings_of'][1]}), {iv['blocks']} blocks each"))
     for line in result["allowed_differences"]:
         out.print(plain(f"allowed by --allow-different: {line}"))
     if result["drift"]["flagged"] or result["drift"]["ratio"] is None:
@@ -92,14 +96,36 @@ def print_comparison(result: dict[str, Any]) -> None:
     out.print(plain(result["verdict_line"]), soft_wrap=True)
 
 
+def run_interleaved(runs_a: list[Any], runs_b: list[Any], db: Path | None,
+                    blocks: int) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """Run A's and B's settings again in alternating blocks; the two new runs, and what was done."""
+    from joulescore.bench.compare_data import from_store
+    from joulescore.bench.interleave import interleave
+    from joulescore.cli.options import open_store, run_json_dir
+
+    if len(runs_a) != 1 or len(runs_b) != 1:
+        raise BadInput("--interleave reruns one setting against another: give one run for A and one for B")
+    with open_store(db) as store:
+        id_a, id_b = interleave(runs_a[0], runs_b[0], store, run_json_dir(db, None), blocks)
+        new_a, new_b = [from_store(store, id_a)], [from_store(store, id_b)]
+    return new_a, new_b, {"blocks": blocks, "settings_of": [runs_a[0].source, runs_b[0].source],
+                          "runs": [id_a, id_b], "order": "A B, B A, A B, ... by block"}
+
+
 def run_compare(a: str, b: str, *, db_a: Path | None, db_b: Path | None, threshold: str, figure: str,
-                allow_different: Optional[str], as_json: bool, inconclusive_ok: bool) -> int:
+                allow_different: Optional[str], as_json: bool, inconclusive_ok: bool,
+                blocks: Optional[int] = None) -> int:
     """Compare and print; returns the exit status (also used by ``run --baseline``)."""
     from joulescore.bench.compare import compare as build
 
     share = parse_pct(threshold, "--threshold")
     runs_a, runs_b = load_sides(a, b, db_a, db_b)
+    interleaved = None
+    if blocks is not None:
+        runs_a, runs_b, interleaved = run_interleaved(runs_a, runs_b, db_a, blocks)
     result = build(runs_a, runs_b, share, figure.replace("-", "_"), split_list(allow_different))
+    if interleaved is not None:
+        result["interleaved"] = interleaved
     if inconclusive_ok and result["verdict"] == "inconclusive":
         result["exit_status"] = 0
     if as_json:
@@ -131,12 +157,17 @@ def compare_command(
     inconclusive_ok: InconclusiveOkOption = False,
     db: DbOption = None,
     db_b: Annotated[Optional[Path], typer.Option("--db-b", help="B's database, when not --db's")] = None,
+    interleave: Annotated[bool, typer.Option(
+        "--interleave", help="run A's and B's settings again here, in alternating blocks of prompts (cancels the "
+                             "machine's drift), store both runs in --db, and compare those")] = False,
+    blocks: Annotated[int, typer.Option(help="with --interleave: blocks per side")] = 4,
     as_json: JsonOption = False,
 ) -> None:
     """Did B's energy change from A's? A verdict with a 95% interval: exit 0 no change or improvement,
     1 regression, 3 inconclusive, 2 not comparable."""
     code = run_compare(a, b, db_a=db, db_b=db_b or db, threshold=threshold, figure=figure,
-                       allow_different=allow_different, as_json=as_json, inconclusive_ok=inconclusive_ok)
+                       allow_different=allow_different, as_json=as_json, inconclusive_ok=inconclusive_ok,
+                       blocks=blocks if interleave else None)
     raise typer.Exit(code)
 
 
