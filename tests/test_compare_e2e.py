@@ -147,3 +147,21 @@ def test_interleave_reruns_both_settings_in_alternating_blocks(runs: dict[str, A
     assert specs[new_a]["interleave"] == {"with": new_b, "blocks": 2}
     assert specs[new_b]["config"]["max_new_tokens"] == 30
     assert len(specs[new_a]["probe"]["cpu_s"]) == 2  # timed before and after
+
+
+@pytest.mark.parametrize(("key", "change", "named"), [
+    ("protocol", {"config": {"protocol": "natural"}}, "different protocol: energy-score"),
+    ("hardware", {"hardware": {"cpu_microarchitecture": "Zen 4"}}, "different hardware: CPU "),
+    ("meter", {"meter": {"kind": "measured"}}, "different meter: estimated"),
+])
+def test_other_protocol_hardware_or_meter_is_refused_unless_allowed(
+        runs: dict[str, Any], tmp_path: Path, key: str, change: dict[str, Any], named: str) -> None:
+    data = json.loads(runs["again_json"].read_text())
+    for section, values in change.items():
+        data[section].update(values)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    assert_one_line_error(cli("compare", str(runs["a_json"]), str(other)), named, f"--allow-different {key}")
+    allowed = cli("compare", str(runs["a_json"]), str(other), "--allow-different", key, "--threshold", "25%")
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"allowed by --allow-different: different {key}" in allowed.stdout

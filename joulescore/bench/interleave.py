@@ -3,7 +3,8 @@
 Runs made an hour apart carry the machine's drift (another tenant, a clock) into their ratio.  Here both
 models are loaded, warmed up, and answer the same prompts in blocks ordered A B B A A B ... (each pair of
 blocks starts with the one that went second before), so a drift that is slow next to a block touches both
-sides equally, and cancels in the paired ratio without any model of it.  Each side is stored as an ordinary
+sides equally, and cancels in the paired ratio without any model of it.  Before each block after the first,
+the prompt before it is answered again, uncounted: the switch from the other model costs neither side.  Each side is stored as an ordinary
 run (linked to the other by ``spec.interleave``) and then compared as ``compare`` compares any two runs.
 """
 
@@ -53,7 +54,15 @@ def _start(store: Store, p: session.Prepared) -> str:
 
 
 def _answer(store: Store, run_id: str, p: session.Prepared, positions: range) -> bool:
-    """One block of one side; False when it was interrupted."""
+    """One block of one side; False when it was interrupted.
+
+    The other model ran in between and evicted this one from the caches: the prompt before the block (before
+    the first, the last warm-up prompt) is answered again, uncounted, so the block starts as it would in a plain run (warm, with that prompt's
+    prefix in the engine's KV cache), and neither side pays for the switch.
+    """
+    # before the first block, the last warm-up prompt (what a plain run answered just before it)
+    before = positions.start - 1 if positions.start > 0 else max(p.config.warmup, 1) - 1
+    warm_up(p.backend, [p.prompts[before]], p.config.generation(), 1, p.plan, 1)
     watch = InterferenceWatch(p.cpu_seconds, p.meter)
     outcome = run_pending(store, run_id, p.backend, p.meter, [p.prompts[i] for i in positions],
                           p.config.generation(), plan=p.plan, batch_size=p.config.batch_size, watch=watch)
@@ -62,7 +71,12 @@ def _answer(store: Store, run_id: str, p: session.Prepared, positions: range) ->
 
 def interleave(a: RunData, b: RunData, store: Store, out_dir: Path | None, blocks: int) -> tuple[str, str]:
     """Run A's and B's settings in alternating blocks; the two new run ids.  Bad input before anything runs."""
-    configs = (settings_of(a), settings_of(b))
+    return interleave_settings((settings_of(a), settings_of(b)), store, out_dir, blocks)
+
+
+def interleave_settings(configs: tuple[RunConfig, RunConfig], store: Store, out_dir: Path | None,
+                        blocks: int) -> tuple[str, str]:
+    """:func:`interleave` from the two settings themselves (benchmarks/compare_power.py runs these)."""
     prepared: list[session.Prepared] = []
     try:
         for config in configs:
