@@ -339,6 +339,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         "interference": interference_of(spec, results),
         "errors": sorted({r.error for r in results if r.error})[:10],
         "sweep": spec.get("sweep"),
+        "probe": spec.get("probe"),
     })
 
 

@@ -27,9 +27,11 @@ from joulescore.backends.base import Backend
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.backends.options import OpenAIOptions
 from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
+from joulescore.bench.compare_data import per_prompt_section
 from joulescore.bench.interference import busy_warning, start_facts
 from joulescore.bench.interval import PrecisionStop, shuffled
 from joulescore.bench.population import Population, population_of, row_x
+from joulescore.bench.probe import probe_after, probe_before
 from joulescore.bench.record import owner_alive
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
 from joulescore.bench.stopping import Stop, stopping
@@ -268,7 +270,8 @@ def finish(store: Store, run_id: str, out_dir: Path | None) -> RunRecord:
                      reads=database_files(store.path), option="", force_hint="move it away")
         try:
             target.mkdir(parents=True, exist_ok=True)
-            (target / "run.json").write_text(json.dumps(record.as_json(), indent=2) + "\n", encoding="utf-8")
+            data = {**record.as_json(), "per_prompt": per_prompt_section(record.task.metric, store.results(run_id))}
+            (target / "run.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         except OSError as exc:
             raise BadInput(f"cannot write run.json to {target}: {exc.strerror}") from None
         record.run_json = str(target / "run.json")
@@ -319,10 +322,14 @@ def start(config: RunConfig, store: Store, out_dir: Path | None,
                 notify(p.busy_warning)
             idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
             spec = run_spec(p, idle_w, sweep)
+            spec["probe"] = probe_before(p.meter)
             with stop.held():
                 store.create_run(run_id, len(p.prompts), spec)
                 created = True
             outcome = _execute(store, run_id, p, progress, config.warmup, stop)
+            if not outcome.interrupted:
+                with stop.held():
+                    probe_after(store, run_id, spec["probe"], p.meter)
         except KeyboardInterrupt:
             if not created:
                 raise

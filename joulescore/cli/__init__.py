@@ -13,7 +13,7 @@ import click
 import typer
 from pydantic import ValidationError
 
-from joulescore.cli import board, impact, measure, proxy, reasoning, report, run, sweep  # noqa: F401  (registers the commands, in help order)
+from joulescore.cli import board, compare, impact, measure, proxy, reasoning, report, run, sweep  # noqa: F401  (registers the commands, in help order)
 from joulescore.cli.app import app, err
 from joulescore.cli.console import plain
 from joulescore.errors import JoulescoreError

@@ -60,7 +60,8 @@ def check_out_dir(path: Path) -> None:
 
 
 def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path | None, target_dir: Path | None,
-        as_json: bool, progress: bool, repeats: int) -> None:
+        as_json: bool, progress: bool, repeats: int, baseline: str | None = None,
+        baseline_threshold: str = "5%") -> None:
     """Rate a model's energy on a standard task (default: SmolLM2-135M, chat, llama.cpp)."""
     from joulescore.bench.stopping import stopping
 
@@ -74,6 +75,10 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
     if target_dir is not None:
         check_out_dir(target_dir)
     target = run_json_dir(db, target_dir)
+    from joulescore.cli import compare
+
+    compare.parse_pct(baseline_threshold, "--baseline-threshold")
+    base = compare.load_baseline(baseline, db) if baseline else None
     store = open_store(db)
     # One Ctrl-C stops the run; later ones are ignored until the resume command is printed.
     with stopping():
@@ -82,7 +87,10 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
             err.print(f"interrupted: nothing changed; continue with: joulescore run --resume {resume}" if resume
                       else "interrupted before the run was stored: nothing stored")
             raise typer.Exit(130)
-        _report(store, records, as_json, single=bool(resume) or repeats == 1)
+        if base is None or not as_json:  # with both, one JSON object holds the runs and the comparison
+            _report(store, records, as_json, single=bool(resume) or repeats == 1)
+        code = None if base is None else compare.baseline_verdict(
+            base, store, [r.run_id for r in records], baseline_threshold, as_json, [r.as_json() for r in records])
         for rec in records:
             disturbed_warning(rec)
         record = records[-1]
@@ -93,6 +101,8 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
         if stopped_unstored:
             err.print(f"interrupted: {len(records)} of {repeats} runs done, the next was not stored")
             raise typer.Exit(130)
+        if code:
+            raise typer.Exit(code)
 
 
 def warn(message: str) -> None:
@@ -186,6 +196,11 @@ app.command("run")(settings_command(run, [
     extra_param("as_json", JsonOption, False),
     extra_param("progress", ProgressOption, True),
     extra_param("repeats", Annotated[int, typer.Option(help="run N times and report the spread of the figures")], 1),
+    extra_param("baseline", Annotated[Optional[str], typer.Option(
+        help="then compare with this run (id or run.json) as `joulescore compare BASELINE NEW` does, and exit "
+             "as it does: 1 regression, 3 inconclusive")], None),
+    extra_param("baseline_threshold", Annotated[str, typer.Option(
+        help="with --baseline: a change within this share is no change")], "5%"),
 ]))
 
 

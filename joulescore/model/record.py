@@ -336,6 +336,10 @@ class RunRecord(_Section):
     stars: Optional[str] = None
     #: the run on the published AI Energy Score scale: comparable, PROJECTED or none, and why (filled when shown)
     ai_energy_score: Optional[dict[str, Any]] = None
+    #: the machine speed probe timed before and after the run (joulescore/bench/probe.py): drift between runs
+    probe: Optional[dict[str, Any]] = None
+    #: run.json only: each prompt's figures as columns, so a committed baseline compares prompt by prompt
+    per_prompt: Optional[dict[str, Any]] = None
     #: where run.json was written
     run_json: Optional[str] = None
 

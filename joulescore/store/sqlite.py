@@ -254,6 +254,11 @@ class Store:
         """A ``--precision`` run that stopped early: the prompts it answered are the whole run."""
         self._write("UPDATE runs SET num_prompts=?, updated_at=? WHERE run_id=?", (num_prompts, utc_now(), run_id))
 
+    def set_spec_value(self, run_id: str, key: str, value: Any) -> None:
+        """One key of a run's stored spec, set after the run was created (the speed probe timed after it)."""
+        self._write("UPDATE runs SET spec_json=json_set(spec_json, ?, json(?)) WHERE run_id=?",
+                    (f"$.{key}", json.dumps(value), run_id))
+
     def get_run(self, run_id: str) -> RunRow:
         with self._reading():
             row = self._conn.execute(f"{self._select_runs} WHERE run_id=?", (_storable(run_id),)).fetchone()
