@@ -35,6 +35,17 @@ import numpy as np
 
 from joulescore.units import J_PER_WH
 
+
+def percentile_interval(stats: np.ndarray, level: float, min_kept: int = 1) -> tuple[float, float] | None:
+    """The percentile bootstrap interval of ``stats``: resamples that gave no figure (NaN, inf) are dropped,
+    and with fewer than ``min_kept`` left there is no interval."""
+    kept = stats[np.isfinite(stats)]
+    if len(kept) < max(1, min_kept):
+        return None
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(kept, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
 LEVEL = 0.95
 RESAMPLES = 2000
 SEED = 0
@@ -118,12 +129,7 @@ def bootstrap(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] 
         answered = w[idx].mean(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             stats[start:start + size] = np.where(answered > 0, mean / answered, np.nan)
-    stats = stats[np.isfinite(stats)]
-    if len(stats) == 0:
-        return None
-    alpha = (1.0 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return percentile_interval(stats, level)
 
 
 def sampled_interval(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] | None,

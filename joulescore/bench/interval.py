@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from joulescore.bench.estimate import PLAIN, Population, quick_half_pct, sampled_interval
+from joulescore.bench.estimate import PLAIN, Population, percentile_interval, quick_half_pct, sampled_interval
 from joulescore.units import J_PER_WH
 
 LEVEL = 0.95
@@ -65,12 +65,7 @@ def bootstrap_ratio(energy_j: Sequence[float], ok: Sequence[bool], level: float 
         answered = w[idx].sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             stats[start:start + size] = np.where(answered > 0, e[idx].sum(axis=1) / answered, np.nan)
-    stats = stats[np.isfinite(stats)]
-    if len(stats) == 0:
-        return None
-    alpha = (1.0 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return percentile_interval(stats, level)
 
 
 def _r(value: float, digits: int = 6) -> float:

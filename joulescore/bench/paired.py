@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from joulescore.bench.estimate import percentile_interval
+
 LEVEL = 0.95
 RESAMPLES = 2000
 SEED = 0
@@ -94,12 +96,7 @@ def ratio_interval(a: Side, b: Side, paired: bool, level: float = LEVEL, resampl
         fb = _draws(b, _run_weights(rng, b.runs, size), wb)
         with np.errstate(divide="ignore", invalid="ignore"):
             stats[start:start + size] = fb / fa
-    stats = stats[np.isfinite(stats)]
-    if len(stats) < resamples // 2:
-        return None
-    alpha = (1.0 - level) / 2
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return percentile_interval(stats, level, min_kept=resamples // 2)
 
 
 def verdict(low: float, high: float, threshold: float) -> str:
@@ -154,9 +151,4 @@ def figure_interval(side: Side, level: float = LEVEL, resamples: int = RESAMPLES
         return None
     rng = np.random.default_rng(seed)
     draws = _draws(side, _run_weights(rng, side.runs, resamples), _prompt_weights(rng, side.prompts, resamples))
-    draws = draws[np.isfinite(draws)]
-    if len(draws) < resamples // 2:
-        return None
-    alpha = (1.0 - level) / 2
-    lo, hi = np.quantile(draws, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
+    return percentile_interval(draws, level, min_kept=resamples // 2)
