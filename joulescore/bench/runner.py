@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from joulescore.backends.base import Backend, Generation, GenerationConfig
 from joulescore.backends.reasoning import ReasoningPlan, split_text, split_tokens
-from joulescore.meters.base import Domain, Measurement, Meter, Reading
+from joulescore.meters.base import Domain, Measurement, Meter, Reading, shares
 from joulescore.meters.interference import InterferenceWatch, scale_row
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.tasks.spec import Prompt
@@ -165,11 +165,6 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     )
 
 
-def _shares(weights: list[int]) -> list[float]:
-    total = sum(weights)
-    return [w / total for w in weights] if total else [1.0 / len(weights)] * len(weights)
-
-
 def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config: GenerationConfig,
               batch_id: int, plan: ReasoningPlan | None = None,
               watch: InterferenceWatch | None = None) -> list[ResultRow]:
@@ -203,8 +198,8 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
     e2, l2, h2 = _sum(end)
     pre_j, dec_j, total_j = e1 - e0, e2 - e1, e2 - e0
     pre_s, dec_s = first_r.timestamp_s - begin.timestamp_s, end.timestamp_s - first_r.timestamp_s
-    w_in = _shares([g.input_tokens for g in gens])
-    w_out = _shares([g.output_tokens for g in gens])
+    w_in = shares([g.input_tokens for g in gens])
+    w_out = shares([g.output_tokens for g in gens])
     batch: dict[str, Any] = {"id": batch_id, "size": len(prompts), "window_s": end.timestamp_s - begin.timestamp_s}
     if "steady" in marks and "first" in marks:
         s_end = marks["steady"]
