@@ -306,11 +306,6 @@ class InterferenceWatch:
         self._begin = None
         return out
 
-    def gpu_processes(self) -> list[dict[str, Any]]:
-        """Every other GPU compute process seen so far in this window (name, pid, GPU)."""
-        with self._lock:
-            return list(self._gpu_others.values())
-
 
 def scale_row(figures: dict[str, Any], share: float) -> dict[str, Any]:
     """A batch's window figures as one row's share of them (seconds scaled, the rest as is)."""
