@@ -94,12 +94,12 @@ def print_summary(console: Console, record: RunRecord) -> None:
     table.add_row("covers", ", ".join(parts) + " (domains this meter does not cover are not counted)")
     table.add_row("speed", f"{_fmt(record.tokens_per_s, '.1f')} output tok/s, "
                   f"{_fmt(record.duration_s, '.1f', ' s')} measured")
-    reasoning = cfg.get("reasoning")
-    if isinstance(reasoning, dict):
+    reasoning = record.reasoning_plan()
+    if reasoning is not None:
         per_q = counts.reasoning_tokens_per_query
         p50, p90 = (per_q.p50, per_q.p90) if per_q else (None, None)
-        table.add_row("reasoning", f"{reasoning['mode']} ({reasoning['method']}, family {reasoning['family']}, "
-                      f"budget {_cell(reasoning['budget'])} tokens): {_cell(counts.reasoning_tokens)} reasoning + "
+        table.add_row("reasoning", f"{reasoning.mode} ({reasoning.method}, family {reasoning.family}, "
+                      f"budget {_cell(reasoning.budget)} tokens): {_cell(counts.reasoning_tokens)} reasoning + "
                       f"{_cell(counts.answer_tokens)} answer tokens, p50/p90 {_fmt(p50, '.0f')}/{_fmt(p90, '.0f')} "
                       "per query")
         table.add_row("", f"decode: reasoning {_fmt(energy.reasoning_j, '.4g', ' J')}, answer "

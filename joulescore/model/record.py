@@ -8,6 +8,7 @@ a meter's per-domain detail) stay open dictionaries inside typed sections.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict
@@ -59,6 +60,15 @@ class Hardware(_Section):
     other_gpu_processes: list[dict[str, Any]] = []
     os: str = ""
     machine: str = ""
+
+    def parts(self) -> list[str]:
+        """The machine as whole items: the CPU, how many CPUs, each GPU model with how many (label and board)."""
+        gpus = Counter(str(g.get("name") or "GPU") for g in self.gpus)
+        return [self.cpu, f"{self.logical_cpus} CPUs", *(name if n == 1 else f"{name} x{n}" for name, n in gpus.items())]
+
+    def describe(self) -> str:
+        """The one line every view writes for the machine a run ran on."""
+        return ", ".join(self.parts())
 
 
 class Meter(_Section):
@@ -260,6 +270,21 @@ class Sampling(_Section):
     sample_j_per_query: Optional[float] = None
 
 
+class ReasoningApplied(_Section):
+    """``config.reasoning``: the reasoning plan a run applied, as the record keeps it."""
+
+    mode: str
+    family: str = ""
+    #: how the switch was made: template, prefix, system...
+    method: str = ""
+    budget: Optional[int] = None
+    split: str = ""
+    template_kwargs: dict[str, Any] = {}
+    assistant_prefix: str = ""
+    system_suffix: str = ""
+    note: str = ""
+
+
 class SweepLink(_Section):
     id: str
     variant: str
@@ -313,6 +338,11 @@ class RunRecord(_Section):
     ai_energy_score: Optional[dict[str, Any]] = None
     #: where run.json was written
     run_json: Optional[str] = None
+
+    def reasoning_plan(self) -> Optional[ReasoningApplied]:
+        """The reasoning plan the run applied, read from its config here only; None for a run without one."""
+        plan = self.config.get("reasoning")
+        return ReasoningApplied.model_validate(plan) if isinstance(plan, dict) and plan.get("mode") else None
 
     def as_json(self) -> dict[str, Any]:
         """The record as plain JSON types (what run.json and --json print)."""

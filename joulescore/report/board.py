@@ -122,7 +122,7 @@ def row_from_record(record: RunRecord) -> BoardRow:
         model=model.name, task=record.task.name, wh_per_1000=record.wh_per_1000_queries,
         j_per_token=record.j_per_output_token, quality=q.value,
         quality_metric=q.metric, higher_is_better=q.higher_is_better,
-        hardware=f"{hw.cpu}, {hw.logical_cpus} CPUs" + (f", {len(hw.gpus)} GPU(s)" if hw.gpus else ""),
+        hardware=hw.describe(),
         hardware_class=hardware_class(hw.model_dump()), protocol=record.config["protocol"],
         size_class=size_class(model.extra.get("size_bytes"), model.parameters),
         kind=record.meter.kind, run_id=record.run_id, date=record.created_at[:10],

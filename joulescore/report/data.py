@@ -118,8 +118,8 @@ def precision_of(record: RunRecord) -> str:
 
 
 def reasoning_mode(record: RunRecord) -> str:
-    plan = record.config.get("reasoning")
-    return str(plan.get("mode")) if isinstance(plan, dict) and plan.get("mode") else "none"
+    plan = record.reasoning_plan()
+    return plan.mode if plan is not None else "none"
 
 
 def wh_band(record: RunRecord, ci: list[float] | None) -> tuple[float | None, float | None, str]:
@@ -152,11 +152,10 @@ def aies_cell(view: AiesView) -> dict[str, Any]:
 def run_row(origin: Origin, record: RunRecord, board: BoardRow, intf: dict[str, Any]) -> dict[str, Any]:
     """One leaderboard line of a run: the record's figures, rated by the board's rules."""
     lo, hi, band = wh_band(record, intf["j_per_query_ci95"])
-    hardware = board.hardware + "".join(f", {g.get('name', 'GPU')}" for g in record.hardware.gpus[:1])
     return {
         "uid": origin.uid(record.run_id), "run_id": record.run_id, "origin": str(origin.path), "task": board.task,
         "model": record.model.name, "engine": record.model.backend, "precision": precision_of(record),
-        "batch": record.batching.batch_size, "hardware": hardware, "hardware_class": board.hardware_class,
+        "batch": record.batching.batch_size, "hardware": board.hardware, "hardware_class": board.hardware_class,
         "size_class": board.size_class or "?", "kind": record.meter.kind, "kind_label": kind_label(record),
         "wh": record.wh_per_1000_queries, "wh_low": lo, "wh_high": hi, "band": band,
         "j_per_token": record.j_per_output_token, "j_per_query": record.j_per_query,

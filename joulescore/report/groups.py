@@ -41,8 +41,8 @@ def sweeps(origin: Origin, task: str | None) -> list[dict[str, Any]]:
 
 
 def _mode(record: RunRecord) -> str | None:
-    plan = record.config.get("reasoning")
-    return str(plan["mode"]) if isinstance(plan, dict) and plan.get("mode") else None
+    plan = record.reasoning_plan()
+    return plan.mode if plan is not None else None
 
 
 def reasoning_groups(origin: Origin, task: str | None) -> list[dict[str, Any]]:
