@@ -32,8 +32,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from joulescore.report.data import build_report_data
 from joulescore.report.html import write_report
+from joulescore.report.page import build_report_data
 from joulescore.store.sqlite import Store
 
 # The synthetic run writer is a test helper (tests/synthetic.py), not part of the package.

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from joulescore.report.data import build_report_data
 from joulescore.report.html import write_report
+from joulescore.report.page import build_report_data
 from tests.report_db import BUSY_REASON, XSS, build_db
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -24,14 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from joulescore.backends.base import (
-    FirstTokenHook,
-    Generation,
-    GenerationConfig,
-    ModelInfo,
-    SteadyEndHook,
-    SteadyWindow,
-)
+from joulescore.backends.base import FirstTokenHook, Generation, ModelInfo, SteadyEndHook, SteadyWindow
 from joulescore.backends.hf_common import (
     Loaded,
     PaddedBatchBackend,
@@ -45,6 +38,7 @@ from joulescore.backends.hf_common import (
 from joulescore.backends.models import Checkpoint
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
+from joulescore.model.generation import GenerationConfig
 
 EXPORT_VERSION = 1  # bump when the exported graph's inputs or outputs change
 OPSET = 17

@@ -24,7 +24,6 @@ from joulescore.backends.base import (
     Backend,
     FirstTokenHook,
     Generation,
-    GenerationConfig,
     ModelInfo,
     SteadyEndHook,
     SteadyWindow,
@@ -33,6 +32,7 @@ from joulescore.backends.base import (
 from joulescore.backends.models import ALIASES, resolve_model
 from joulescore.backends.vllm_facts import request_times, split_revision, weights_summary
 from joulescore.errors import BadInput, ModelError
+from joulescore.model.generation import GenerationConfig
 from joulescore.textfile import special_kind
 
 # Fail at import when vLLM is missing, so load_backend gives the install hint; vLLM itself

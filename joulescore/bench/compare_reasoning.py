@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from joulescore.backends.reasoning import DEFAULT_BUDGETS, MODES
 from joulescore.errors import BadInput
+from joulescore.model.reasoning import DEFAULT_BUDGETS, MODES
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import Store
 

@@ -20,10 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from joulescore.backends.base import Backend, Generation, GenerationConfig
-from joulescore.backends.reasoning import ReasoningPlan, split_text, split_tokens
+from joulescore.backends.base import Backend, Generation
 from joulescore.meters.base import Domain, Measurement, Meter, Reading, shares
 from joulescore.meters.interference import InterferenceWatch, scale_row
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.reasoning import ReasoningPlan, split_text, split_tokens
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.tasks.spec import Prompt
 

@@ -24,26 +24,27 @@ from typing import Any
 from joulescore import __version__
 from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
+from joulescore.backends.gguf import context_length
 from joulescore.backends.models import check_gguf, resolve_model
-from joulescore.backends.options import OpenAIOptions
-from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
-from joulescore.bench.interference import busy_warning, start_facts
-from joulescore.bench.interval import PrecisionStop, shuffled
-from joulescore.bench.population import Population, population_of, row_x
-from joulescore.bench.record import owner_alive
+from joulescore.bench.population import population_of
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
 from joulescore.bench.stopping import Stop, stopping
 from joulescore.errors import BadInput, DatasetError, JoulescoreError, StoreError
 from joulescore.hardware import hardware_info, logical_cpus
-from joulescore.impact.gguf import context_length
 from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter
 from joulescore.meters.estimator import own_cpu_s, tree_cpu_s
 from joulescore.meters.interference import BusyProbe, BusyProbeClock, InterferenceWatch, free_threads
 from joulescore.meters.monitor import idle_power_w
 from joulescore.model.config import RunConfig
+from joulescore.model.options import OpenAIOptions
+from joulescore.model.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.model.record import RunRecord
 from joulescore.outputs import check_output, database_files, json_with
+from joulescore.store.estimate import Population, row_x
+from joulescore.store.interference import busy_warning, start_facts
+from joulescore.store.interval import PrecisionStop, shuffled
+from joulescore.store.record import owner_alive
 from joulescore.store.sqlite import RunRow, Store
 from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, load_spec, task_names
 

@@ -22,9 +22,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from joulescore.backends.options import ENGINE_OPTIONS
 from joulescore.errors import BadInput, JoulescoreError
 from joulescore.model.config import MAX_SWEEP_VARIANTS, RunConfig, describe_error, engine_option_names
+from joulescore.model.options import ENGINE_OPTIONS
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.textfile import MAX_DEPTH, read_text, shape_problem

@@ -25,8 +25,8 @@ def report(
     force: ForceOption = False,
 ) -> None:
     """Write an offline HTML report: leaderboard per task, energy-quality scatter, a page per run, sweeps."""
-    from joulescore.report.data import build_report_data
     from joulescore.report.html import REPORT_MARK, write_report
+    from joulescore.report.page import build_report_data
 
     dbs = db or [default_db_path()]
     check_output(output, what="joulescore report", is_own=marked(REPORT_MARK), force=force,

@@ -192,8 +192,8 @@ app.command("run")(settings_command(run, [
 @app.command()
 def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List stored runs."""
-    from joulescore.bench.record import summary_row
     from joulescore.cli.render import runs_table
+    from joulescore.store.record import summary_row
 
     store = read_store(db)
     counts = store.result_counts()

@@ -217,7 +217,7 @@ class Interference(_Section):
 
 
 class Interval(_Section):
-    """The 95% confidence interval of J/query and Wh per 1,000 queries (joulescore/bench/interval.py)."""
+    """The 95% confidence interval of J/query and Wh per 1,000 queries (joulescore/store/interval.py)."""
 
     level: float = 0.95
     method: str
@@ -248,7 +248,7 @@ class Interval(_Section):
 
 class Sampling(_Section):
     """A ``--precision`` rating: prompts in a shuffled order, stopped once the interval of its estimate of the
-    full run's J/query was narrow enough (joulescore/bench/estimate.py)."""
+    full run's J/query was narrow enough (joulescore/store/estimate.py)."""
 
     precision_pct: float
     seed: int

@@ -25,7 +25,7 @@ from joulescore.proxy.metrics import ProxyMetrics
 from joulescore.store.requests import RequestRow, RequestStore
 
 if TYPE_CHECKING:
-    from joulescore.proxy.app import Outcome
+    from joulescore.proxy.outcome import Outcome
 
 
 def say(message: str) -> None:

@@ -15,12 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from joulescore import __version__
 from joulescore.model.record import RunRecord
 from joulescore.report.aies import AiesView, aies_view, stars_range_text
 from joulescore.report.board import BoardRow, Rule, pareto, rate, reference_rows, row_from_record
 from joulescore.store.requests import RequestStore
-from joulescore.store.sqlite import utc_now
 from joulescore.units import J_PER_WH, energy_mark
 
 
@@ -201,65 +199,3 @@ def leaderboard(origins: list[Origin], task: str | None, rule: Rule, intf: dict[
     tasks = sorted({r["task"] for r in runs} | ({task} if task else set()))
     refs = [reference_row(r) for t in tasks for r in reference_rows(t)]
     return runs, refs
-
-
-def _unique(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """The first of the items sharing a ``key`` (a sweep read again from a copy of its database)."""
-    first: dict[Any, dict[str, Any]] = {}
-    for item in items:
-        first.setdefault(item[key], item)
-    return list(first.values())
-
-
-def _new_traffic(origins: list[Origin], notes: list[str]) -> list[Origin]:
-    """The origins whose proxy requests were not all read already (a copy of a database shows its traffic once)."""
-    seen: set[str] = set()
-    out = []
-    for origin in origins:
-        ids = {r.request_id for r in origin.store.requests_since(0.0)}
-        if ids and ids <= seen:
-            notes.append(f"the proxy requests in --db {origin.path} were all read from an earlier --db: shown once")
-            continue
-        seen |= ids
-        out.append(origin)
-    return out
-
-
-def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "equal-bins",
-                      region: str = "WLD") -> dict[str, Any]:
-    """Everything the page shows, as plain JSON types."""
-    from joulescore.report.details import ImpactContext, run_details
-    from joulescore.report.groups import reasoning_groups, sweeps
-    from joulescore.report.traffic import live_traffic
-
-    notes: list[str] = []
-    origins = open_origins(paths, notes)
-    try:
-        intf: dict[str, dict[str, Any]] = {}
-        aies: dict[str, AiesView] = {}
-        runs, refs = leaderboard(origins, task, rule, intf, aies)
-        impact = ImpactContext.for_region(region)
-        shown = {r["uid"] for r in runs}
-        details = {}
-        for origin in origins:
-            answered = origin.store.answered_figures()
-            for record in origin.records:
-                uid = origin.uid(record.run_id)
-                if uid in shown:
-                    details[uid] = run_details(record, answered.get(record.run_id, []), impact, len(shown), intf[uid],
-                                               aies[uid])
-        stored = sum(len(o.records) for o in origins)
-        return {
-            "generated_at": utc_now(), "tool_version": __version__, "rule": rule, "task_filter": task,
-            "origins": [{"index": o.index, "path": str(o.path), "runs": len(o.records)} for o in origins],
-            "notes": notes,
-            "tasks": sorted({r["task"] for r in runs} | {r["task"] for r in refs}),
-            "runs": runs, "references": refs, "details": details,
-            "not_shown": stored - len(runs), "region": impact.summary(),
-            "sweeps": _unique([s for o in origins for s in sweeps(o, task)], "sweep_id"),
-            "reasoning": [g for o in origins for g in reasoning_groups(o, task)],
-            "traffic": [t for o in _new_traffic(origins, notes) if (t := live_traffic(o.store, str(o.path)))],
-        }
-    finally:
-        for origin in origins:
-            origin.store.close()

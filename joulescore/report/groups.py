@@ -7,16 +7,14 @@ the page shows what the terminal prints.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from joulescore.backends.reasoning import MODES
 from joulescore.bench.advise import advise
 from joulescore.bench.compare_reasoning import compare, mode_row
 from joulescore.errors import JoulescoreError
+from joulescore.model.reasoning import MODES
 from joulescore.model.record import RunRecord
-
-if TYPE_CHECKING:
-    from joulescore.report.data import Origin
+from joulescore.report.data import Origin
 
 
 def sweeps(origin: Origin, task: str | None) -> list[dict[str, Any]]:

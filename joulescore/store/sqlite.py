@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import psutil
 
+from joulescore import __version__
 from joulescore.errors import StoreError
+from joulescore.model.record import RunRecord
 from joulescore.store.migrations import (
     APPLICATION_ID,
     CURRENT_VERSION,
@@ -36,11 +38,9 @@ from joulescore.store.migrations import (
     user_tables,
     versions,
 )
+from joulescore.store.record import build_record, run_status
 from joulescore.store.rows import ResultRow as ResultRow
 from joulescore.store.rows import RunRow as RunRow
-
-if TYPE_CHECKING:
-    from joulescore.model.record import RunRecord
 
 RESULT_COLUMNS = (
     "prompt_index", "prompt_id", "ok", "error", "finish_reason", "input_tokens", "output_tokens",
@@ -273,9 +273,6 @@ class Store:
 
     def record(self, run_id: str) -> RunRecord:
         """The one way to get a run's record: rebuilt from its stored rows, so it is always exact."""
-        from joulescore import __version__
-        from joulescore.bench.record import build_record
-
         return build_record(self.get_run(run_id), self.results(run_id), __version__)
 
     def records(self) -> list[RunRecord]:
@@ -284,9 +281,6 @@ class Store:
         Read from the stored JSON (not rebuilt) so that a board over thousands of
         runs stays fast; a run that never ended (killed mid-run) has none yet.
         """
-        from joulescore.bench.record import run_status
-        from joulescore.model.record import RunRecord
-
         counts = self.result_counts()
         out = []
         for run in self.list_runs():

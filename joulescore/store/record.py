@@ -12,13 +12,12 @@ from typing import Any
 
 import psutil
 
-from joulescore.bench.estimate import Population
-from joulescore.bench.interference import summarize
-from joulescore.bench.interval import MIN_PROMPTS, estimate_section, interval_section
-from joulescore.bench.population import REFERS_TO, row_x
-from joulescore.meters.interference import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
+from joulescore.model.config import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
 from joulescore.model.record import RunRecord
-from joulescore.store.sqlite import ResultRow, RunRow
+from joulescore.store.estimate import REFERS_TO, Population, row_x
+from joulescore.store.interference import summarize
+from joulescore.store.interval import MIN_PROMPTS, estimate_section, interval_section
+from joulescore.store.rows import ResultRow, RunRow
 from joulescore.tasks.metrics import Quality, Response, score
 from joulescore.units import J_PER_WH
 from joulescore.units import percentiles as _percentiles
