@@ -11,16 +11,32 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
 
 #: bumped when a field is renamed or its meaning changes; new optional fields do not bump it
 SCHEMA_VERSION = 1
+#: the validation context key of the strict path: a record joulescore is building now
+BUILDING = "building"
 
 
 class _Section(BaseModel):
-    """Typed, but keeps keys an older or newer joulescore wrote, so old records still load."""
+    """Declared keys only: the published schema allows no others, and ``RunRecord.build`` refuses them.
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
+    Built by joulescore (``RunRecord.build``, the record builder's one way in), a key no section
+    declares fails at once, so a typo in the builder cannot become a new field.  Anything else that
+    validates a record is reading one written before (or by a newer joulescore): a key this version
+    does not know is then left out, so an old record still loads.
+    """
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate(cls, data: Any, info: ValidationInfo) -> Any:
+        """Unless building (``RunRecord.build``), keep just the keys this section declares."""
+        if isinstance(data, dict) and not (info.context and info.context.get(BUILDING)):
+            return {k: v for k, v in data.items() if k in cls.model_fields}
+        return data
 
 
 class Tool(_Section):
@@ -47,6 +63,8 @@ class TaskInfo(_Section):
     metric: str
     reference_field: Optional[str] = None
     template: Optional[str] = None
+    #: the prompts' fingerprint, so a resumed run can tell its prompt set changed
+    prompts_sha256: Optional[str] = None
 
 
 class Hardware(_Section):
@@ -338,6 +356,16 @@ class RunRecord(_Section):
     ai_energy_score: Optional[dict[str, Any]] = None
     #: where run.json was written
     run_json: Optional[str] = None
+
+    @classmethod
+    def build(cls, data: dict[str, Any]) -> RunRecord:
+        """The strict path, for the record builder: any key no section declares is an error."""
+        return cls.model_validate(data, context={BUILDING: True})
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> RunRecord:
+        """The tolerant path, for stored records (a database's, a run.json): unknown keys are left out."""
+        return cls.model_validate(data)
 
     def reasoning_plan(self) -> Optional[ReasoningApplied]:
         """The reasoning plan the run applied, read from its config here only; None for a run without one."""

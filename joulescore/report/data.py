@@ -10,7 +10,6 @@ so a team's machines are rated against each other within each peer group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -82,30 +81,16 @@ def _note(notes: list[str] | None, text: str) -> None:
         notes.append(text)
 
 
-def _get(section: Any, *names: str, default: Any = None) -> Any:
-    """The first of ``names`` present on a typed section or a plain dict (new record sections load as either)."""
-    for name in names:
-        value = section.get(name) if isinstance(section, Mapping) else getattr(section, name, None)
-        if value is not None:
-            return value
-    return default
-
-
 def interference_view(record: RunRecord) -> dict[str, Any]:
     """The DISTURBED mark and the 95% interval on J/query, where the record carries them (issue 12).
 
-    Read from the record's ``interference`` section (``disturbed``, ``reason`` or ``reasons``) and its
-    ``interval`` section (``j_per_query_low``, ``j_per_query_high``).  A record without them shows no
-    mark, and the meter's band instead of an interval.
+    A record without an ``interference`` or ``interval`` section (stored before they existed) shows
+    no mark, and the meter's band instead of an interval.
     """
-    section = getattr(record, "interference", None) or {}
-    reasons = _get(section, "reason", "reasons", default="")
-    interval = getattr(record, "interval", None) or {}
-    low, high = _get(interval, "j_per_query_low"), _get(interval, "j_per_query_high")
-    ci = [float(low), float(high)] if isinstance(low, (int, float)) and isinstance(high, (int, float)) else None
-    return {"disturbed": bool(_get(section, "disturbed", default=False)),
-            "reason": "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons),
-            "j_per_query_ci95": ci}
+    it, iv = record.interference, record.interval
+    reason = "" if it is None else it.reason if it.reason is not None else "; ".join(it.reasons)
+    return {"disturbed": it is not None and it.disturbed, "reason": reason,
+            "j_per_query_ci95": [iv.j_per_query_low, iv.j_per_query_high] if iv is not None else None}
 
 
 def precision_of(record: RunRecord) -> str:

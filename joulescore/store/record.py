@@ -246,7 +246,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         config["reasoning"] = spec["reasoning"]
     batch_size = spec["config"].get("batch_size", 1)
     whole_j = _whole_machine(results)
-    return RunRecord.model_validate({
+    return RunRecord.build({
         "run_id": run.run_id,
         "status": run_status(run, len(results), len(ok)),
         "tool": {"name": "joulescore", "version": spec.get("tool_version", tool_version)},

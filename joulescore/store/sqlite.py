@@ -286,7 +286,7 @@ class Store:
         for run in self.list_runs():
             if run.record:
                 status = run_status(run, *counts.get(run.run_id, (0, 0)))
-                out.append(RunRecord.model_validate({**run.record, "status": status}))
+                out.append(RunRecord.load({**run.record, "status": status}))
         return out
 
     # results --------------------------------------------------------------
