@@ -83,6 +83,10 @@ def test_a_typo_in_a_record_field_fails_where_a_stored_record_loads(tmp_path: Pa
     with pytest.raises(ValidationError, match="totl_j"):
         RunRecord.build(typo)
     assert RunRecord.load(typo) == RunRecord.build(record)  # the loading path leaves the unknown key out
+    misnamed = {**record, "model": {**record["model"], "paramters": 7}}  # ModelInfo, the engines' own type too
+    with pytest.raises(ValidationError, match="paramters"):
+        RunRecord.build(misnamed)
+    assert RunRecord.load(misnamed) == RunRecord.build(record)
 
 
 def test_records_of_the_0_1_0_database_load_on_the_tolerant_path(tmp_path: Path) -> None:

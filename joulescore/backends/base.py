@@ -12,10 +12,11 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from joulescore.model.generation import GenerationConfig
+from joulescore.model.record import ModelInfo
 
 
 @dataclass
@@ -40,23 +41,6 @@ class Generation:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What was run: recorded in every result."""
-
-    name: str
-    path: str | None
-    backend: str
-    quantization: str | None
-    parameters: int | None = None
-    architecture: str | None = None
-    context_length: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def context_overflow(prompt_tokens: int, max_new_tokens: int, n_ctx: int) -> str | None:

@@ -14,11 +14,12 @@ import time
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
-from joulescore.backends.base import FirstTokenHook, Generation, ModelInfo, SteadyEndHook, SteadyWindow
+from joulescore.backends.base import FirstTokenHook, Generation, SteadyEndHook, SteadyWindow
 from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load_checkpoint, overflow, resolve, trim
 from joulescore.errors import BadInput
 from joulescore.hardware import logical_cpus
 from joulescore.model.generation import GenerationConfig
+from joulescore.model.record import ModelInfo
 
 if TYPE_CHECKING:
     import torch

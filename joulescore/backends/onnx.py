@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from joulescore.backends.base import FirstTokenHook, Generation, ModelInfo, SteadyEndHook, SteadyWindow
+from joulescore.backends.base import FirstTokenHook, Generation, SteadyEndHook, SteadyWindow
 from joulescore.backends.hf_common import (
     Loaded,
     PaddedBatchBackend,
@@ -39,6 +39,7 @@ from joulescore.backends.models import Checkpoint
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
 from joulescore.model.generation import GenerationConfig
+from joulescore.model.record import ModelInfo
 
 EXPORT_VERSION = 1  # bump when the exported graph's inputs or outputs change
 OPSET = 17

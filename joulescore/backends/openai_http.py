@@ -16,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from joulescore.backends.base import Backend, FirstTokenHook, Generation, ModelInfo, SteadyEndHook, SteadyWindow
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, SteadyEndHook, SteadyWindow
 from joulescore.backends.openai_wire import BadStream, model_ids, parse_event, snippet, token_counts
 from joulescore.backends.serve import ServedProcess
 from joulescore.errors import BadInput, ModelError
 from joulescore.model.generation import GenerationConfig
+from joulescore.model.record import ModelInfo
 
 RETRY_BACKOFF_S = 0.5
 #: after this many prompts in a row failed without reaching the server, the rest fail at once

@@ -20,19 +20,12 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from joulescore.backends.base import (
-    Backend,
-    FirstTokenHook,
-    Generation,
-    ModelInfo,
-    SteadyEndHook,
-    SteadyWindow,
-    context_overflow,
-)
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, SteadyEndHook, SteadyWindow, context_overflow
 from joulescore.backends.models import ALIASES, resolve_model
 from joulescore.backends.vllm_facts import request_times, split_revision, weights_summary
 from joulescore.errors import BadInput, ModelError
 from joulescore.model.generation import GenerationConfig
+from joulescore.model.record import ModelInfo
 from joulescore.textfile import special_kind
 
 # Fail at import when vLLM is missing, so load_backend gives the install hint; vLLM itself

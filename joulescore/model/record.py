@@ -45,6 +45,8 @@ class Tool(_Section):
 
 
 class ModelInfo(_Section):
+    """What was run: the one description of a loaded model, from the engine to the record."""
+
     name: str
     path: Optional[str] = None
     backend: str
@@ -54,6 +56,23 @@ class ModelInfo(_Section):
     context_length: Optional[int] = None
     #: engine-specific facts: GGUF name, size_bytes, batching mode, device...
     extra: dict[str, Any] = {}
+
+    def __init__(self, *args: Any, **facts: Any) -> None:
+        """Also positional, as the engines write it: name, path, backend, quantization; the rest by keyword.
+
+        Always strict (an engine's typo fails): pydantic validates through this ``__init__`` without the
+        validation context, so a stored record's ``model`` keys are pruned by ``RunRecord`` instead.
+        """
+        super().__init__(**dict(zip(("name", "path", "backend", "quantization"), args)), **facts)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate(cls, data: Any, info: ValidationInfo) -> Any:
+        return data
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the run's spec stores (the record's ``model`` section)."""
+        return self.model_dump()
 
 
 class TaskInfo(_Section):
@@ -356,6 +375,15 @@ class RunRecord(_Section):
     ai_energy_score: Optional[dict[str, Any]] = None
     #: where run.json was written
     run_json: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate_model(cls, data: Any, info: ValidationInfo) -> Any:
+        """Unless building, keep just the ``model`` keys ``ModelInfo`` declares (it cannot see the context)."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and not (
+                info.context and info.context.get(BUILDING)):
+            return {**data, "model": {k: v for k, v in data["model"].items() if k in ModelInfo.model_fields}}
+        return data
 
     @classmethod
     def build(cls, data: dict[str, Any]) -> RunRecord:
