@@ -40,6 +40,7 @@ from joulescore.model.config import RunConfig
 from joulescore.model.options import OpenAIOptions
 from joulescore.model.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.model.record import RunRecord
+from joulescore.model.spec import RunSpec
 from joulescore.outputs import check_output, database_files, json_with
 from joulescore.store.estimate import Population, row_x
 from joulescore.store.interference import busy_warning, start_facts
@@ -216,7 +217,7 @@ def prepare(config: RunConfig) -> Prepared:
 
 
 def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
-             sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+             sweep: dict[str, Any] | None = None) -> RunSpec:
     """What is stored with the run: settings, model, task, hardware and meter (with idle power)."""
     provenance: dict[str, Any] = p.meter.provenance().as_dict()
     provenance["notes"] = [*provenance.get("notes", []), *p.backend.notes()]
@@ -230,7 +231,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
         provenance["idle_baseline_s"] = p.config.idle_baseline_s
         provenance["idle_power_w"] = {d.value: round(w, 6) for d, w in idle_w.items()}
     reasoning = None if p.plan is None else {**p.plan.as_dict(), "family_source": p.family_source}
-    return {
+    return RunSpec.build({
         "reasoning": reasoning,
         "config": p.config.model_dump(),
         "model": p.backend.info().as_dict(),
@@ -250,7 +251,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
         **({"sweep": sweep} if sweep else {}),
         **({"population": {**(p.population.as_dict() if p.population else {}), "why_plain": p.why_plain or None}}
            if p.config.precision is not None else {}),
-    }
+    })
 
 
 def finish(store: Store, run_id: str, out_dir: Path | None) -> RunRecord:
@@ -341,7 +342,7 @@ def check_same_prompts(run: RunRow, prompts: Sequence[Prompt]) -> None:
 
     Runs stored before the fingerprint was kept are checked by their number of prompts only.
     """
-    stored = run.spec.get("task", {}).get("prompts_sha256")
+    stored = RunSpec.load(run.spec).task.prompts_sha256
     if stored is None:
         if len(prompts) != run.num_prompts:
             raise DatasetError(f"run {run.run_id} had {run.num_prompts} prompts but its dataset now gives "

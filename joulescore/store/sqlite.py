@@ -27,6 +27,7 @@ import psutil
 from joulescore import __version__
 from joulescore.errors import StoreError
 from joulescore.model.record import RunRecord
+from joulescore.model.spec import RunSpec
 from joulescore.store.migrations import (
     APPLICATION_ID,
     CURRENT_VERSION,
@@ -226,12 +227,14 @@ class Store:
             raise StoreError(f"cannot read results database {self.path}: {exc}") from None
 
     # runs -----------------------------------------------------------------
-    def create_run(self, run_id: str, num_prompts: int, spec: dict[str, Any]) -> None:
+    def create_run(self, run_id: str, num_prompts: int, spec: RunSpec | dict[str, Any]) -> None:
+        """Store a new run with its spec (a dict: one stored before, read back with ``get_run``)."""
+        stored = spec.stored() if isinstance(spec, RunSpec) else spec
         now = utc_now()
         self._write(
             "INSERT INTO runs (run_id, created_at, updated_at, status, num_prompts, pid, pid_started_s, host,"
             " spec_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-            (run_id, now, now, num_prompts, os.getpid(), own_start_s(), os.uname().nodename, json.dumps(spec)),
+            (run_id, now, now, num_prompts, os.getpid(), own_start_s(), os.uname().nodename, json.dumps(stored)),
         )
 
     def claim_run(self, run_id: str) -> None:
