@@ -11,7 +11,7 @@ from joulescore.backends.base import Backend, Generation
 from joulescore.bench.runner import run_pending
 from joulescore.meters.base import Domain, Meter, Provenance, Reading
 from joulescore.model.generation import GenerationConfig
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 from joulescore.store.record import build_record
 from joulescore.store.sqlite import Store
 from joulescore.tasks.spec import Prompt

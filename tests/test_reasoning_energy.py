@@ -9,7 +9,7 @@ from joulescore.bench.runner import run_prompt
 from joulescore.meters.base import Domain, Meter, Provenance, Reading
 from joulescore.model.generation import GenerationConfig
 from joulescore.model.reasoning import plan_reasoning
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 from joulescore.store.record import build_record
 from joulescore.store.sqlite import RunRow
 from joulescore.tasks.spec import Prompt

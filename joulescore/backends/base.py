@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from joulescore.model.generation import GenerationConfig
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 
 
 @dataclass

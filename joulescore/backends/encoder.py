@@ -22,7 +22,7 @@ from joulescore.backends.models import Checkpoint, resolve_encoder
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
 from joulescore.model.generation import GenerationConfig
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 from joulescore.tasks.spec import TaskSpec
 from joulescore.textfile import read_text
 

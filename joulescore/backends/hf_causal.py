@@ -19,7 +19,7 @@ from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load
 from joulescore.errors import BadInput
 from joulescore.hardware import logical_cpus
 from joulescore.model.generation import GenerationConfig
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 
 if TYPE_CHECKING:
     import torch

@@ -23,7 +23,7 @@ from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import ModelError
 from joulescore.hardware import logical_cpus
 from joulescore.model.generation import GenerationConfig
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 
 # llama_ftype values (llama.h) -> the quantization names users know.
 FILE_TYPES = {

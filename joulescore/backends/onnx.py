@@ -39,7 +39,7 @@ from joulescore.backends.models import Checkpoint
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
 from joulescore.model.generation import GenerationConfig
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 
 EXPORT_VERSION = 1  # bump when the exported graph's inputs or outputs change
 OPSET = 17

@@ -21,7 +21,7 @@ from joulescore.backends.openai_wire import BadStream, model_ids, parse_event, s
 from joulescore.backends.serve import ServedProcess
 from joulescore.errors import BadInput, ModelError
 from joulescore.model.generation import GenerationConfig
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 
 RETRY_BACKOFF_S = 0.5
 #: after this many prompts in a row failed without reaching the server, the rest fail at once

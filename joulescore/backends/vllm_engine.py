@@ -25,7 +25,7 @@ from joulescore.backends.models import ALIASES, resolve_model
 from joulescore.backends.vllm_facts import request_times, split_revision, weights_summary
 from joulescore.errors import BadInput, ModelError
 from joulescore.model.generation import GenerationConfig
-from joulescore.model.record import ModelInfo
+from joulescore.model.sections import ModelInfo
 from joulescore.textfile import special_kind
 
 # Fail at import when vLLM is missing, so load_backend gives the install hint; vLLM itself

@@ -11,7 +11,7 @@ from joulescore.cli.app import app, out
 from joulescore.cli.board import _rule
 from joulescore.cli.options import ForceOption
 from joulescore.outputs import check_output, database_files, marked
-from joulescore.store.sqlite import default_db_path
+from joulescore.store.common import default_db_path
 
 
 @app.command()

@@ -8,130 +8,34 @@ a meter's per-domain detail) stay open dictionaries inside typed sections.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, model_validator
+from pydantic import ValidationInfo, model_validator
+
+from joulescore.model.sections import (
+    BUILDING,
+    Hardware,
+    Meter,
+    ModelInfo,
+    ReasoningApplied,
+    Section,
+    SweepLink,
+    TaskInfo,
+    Tool,
+)
 
 #: bumped when a field is renamed or its meaning changes; new optional fields do not bump it
 SCHEMA_VERSION = 1
-#: the validation context key of the strict path: a record joulescore is building now
-BUILDING = "building"
 
 
-class _Section(BaseModel):
-    """Declared keys only: the published schema allows no others, and ``RunRecord.build`` refuses them.
-
-    Built by joulescore (``RunRecord.build``, the record builder's one way in), a key no section
-    declares fails at once, so a typo in the builder cannot become a new field.  Anything else that
-    validates a record is reading one written before (or by a newer joulescore): a key this version
-    does not know is then left out, so an old record still loads.
-    """
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tolerate(cls, data: Any, info: ValidationInfo) -> Any:
-        """Unless building (``RunRecord.build``), keep just the keys this section declares."""
-        if isinstance(data, dict) and not (info.context and info.context.get(BUILDING)):
-            return {k: v for k, v in data.items() if k in cls.model_fields}
-        return data
-
-
-class Tool(_Section):
-    name: str = "joulescore"
-    version: str
-
-
-class ModelInfo(_Section):
-    """What was run: the one description of a loaded model, from the engine to the record."""
-
-    name: str
-    path: Optional[str] = None
-    backend: str
-    quantization: Optional[str] = None
-    parameters: Optional[int] = None
-    architecture: Optional[str] = None
-    context_length: Optional[int] = None
-    #: engine-specific facts: GGUF name, size_bytes, batching mode, device...
-    extra: dict[str, Any] = {}
-
-    def __init__(self, *args: Any, **facts: Any) -> None:
-        """Also positional, as the engines write it: name, path, backend, quantization; the rest by keyword.
-
-        Always strict (an engine's typo fails): pydantic validates through this ``__init__`` without the
-        validation context, so a stored record's ``model`` keys are pruned by ``RunRecord`` instead.
-        """
-        super().__init__(**dict(zip(("name", "path", "backend", "quantization"), args)), **facts)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _tolerate(cls, data: Any, info: ValidationInfo) -> Any:
-        return data
-
-    def as_dict(self) -> dict[str, Any]:
-        """What the run's spec stores (the record's ``model`` section)."""
-        return self.model_dump()
-
-
-class TaskInfo(_Section):
-    name: str
-    dataset: str = ""
-    num_prompts: int = 0
-    metric: str
-    reference_field: Optional[str] = None
-    template: Optional[str] = None
-    #: the prompts' fingerprint, so a resumed run can tell its prompt set changed
-    prompts_sha256: Optional[str] = None
-
-
-class Hardware(_Section):
-    cpu: str = "unknown CPU"
-    cpu_microarchitecture: Optional[str] = None
-    logical_cpus: int = 0
-    ram_gb: float = 0.0
-    #: each GPU the meter covers: name, UUID, memory, power limit, driver
-    gpus: list[dict[str, Any]] = []
-    #: compute processes of others seen on those GPUs at the start (their energy is in the GPU's counter)
-    other_gpu_processes: list[dict[str, Any]] = []
-    os: str = ""
-    machine: str = ""
-
-    def parts(self) -> list[str]:
-        """The machine as whole items: the CPU, how many CPUs, each GPU model with how many (label and board)."""
-        gpus = Counter(str(g.get("name") or "GPU") for g in self.gpus)
-        return [self.cpu, f"{self.logical_cpus} CPUs", *(name if n == 1 else f"{name} x{n}" for name, n in gpus.items())]
-
-    def describe(self) -> str:
-        """The one line every view writes for the machine a run ran on."""
-        return ", ".join(self.parts())
-
-
-class Meter(_Section):
-    #: measured, estimated or mixed (per domain in per_domain)
-    kind: str
-    sources: list[str] = []
-    includes: list[str] = []
-    #: the meter's stated uncertainty (None where it states none)
-    uncertainty_pct: Optional[float] = None
-    notes: list[str] = []
-    per_domain: Optional[dict[str, dict[str, Any]]] = None
-    #: the domains the figures cover (cpu, dram, gpu, system): energy.*_j is null for the others
-    domains: list[str] = []
-    #: only with --idle-baseline
-    idle_baseline_s: Optional[float] = None
-    idle_power_w: Optional[dict[str, float]] = None
-
-
-class Percentiles(_Section):
+class Percentiles(Section):
     p50: Optional[float] = None
     p90: Optional[float] = None
     p99: Optional[float] = None
     max: Optional[float] = None
 
 
-class Counts(_Section):
+class Counts(Section):
     prompts: int
     done: int
     succeeded: int
@@ -150,7 +54,7 @@ class Counts(_Section):
     reasoning_tokens_per_query: Optional[Percentiles] = None
 
 
-class Energy(_Section):
+class Energy(Section):
     total_j: float
     #: None where the meter does not cover that domain: never silently mixed
     cpu_j: Optional[float] = None
@@ -177,24 +81,24 @@ class Energy(_Section):
     attribution: Optional[str] = None
 
 
-class PhaseSplit(_Section):
+class PhaseSplit(Section):
     prefill_pct: Optional[float] = None
     decode_pct: Optional[float] = None
 
 
-class Latency(_Section):
+class Latency(Section):
     ttft_s: Percentiles
     e2e_s: Percentiles
     mean_s: Optional[float] = None
 
 
-class Batching(_Section):
+class Batching(Section):
     batch_size: int
     mode: str
     attribution: Optional[str] = None
 
 
-class SteadyState(_Section):
+class SteadyState(Section):
     """Figures from the windows in which every row of a batch was decoding (ML.ENERGY's method)."""
 
     j_per_output_token: Optional[float] = None
@@ -207,7 +111,7 @@ class SteadyState(_Section):
     note: str = ""
 
 
-class Quality(_Section):
+class Quality(Section):
     metric: str
     value: Optional[float] = None
     n: int
@@ -216,7 +120,7 @@ class Quality(_Section):
     note: str = ""
 
 
-class Interference(_Section):
+class Interference(Section):
     """What else used the machine in the run's measured windows (joulescore/meters/interference.py).
 
     CPU shares are of the CPUs the run may use; ``others`` is every process outside the run's own tree.
@@ -253,7 +157,7 @@ class Interference(_Section):
     notes: list[str] = []
 
 
-class Interval(_Section):
+class Interval(Section):
     """The 95% confidence interval of J/query and Wh per 1,000 queries (joulescore/store/interval.py)."""
 
     level: float = 0.95
@@ -283,7 +187,7 @@ class Interval(_Section):
     refers_to: Optional[str] = None
 
 
-class Sampling(_Section):
+class Sampling(Section):
     """A ``--precision`` rating: prompts in a shuffled order, stopped once the interval of its estimate of the
     full run's J/query was narrow enough (joulescore/store/estimate.py)."""
 
@@ -307,27 +211,7 @@ class Sampling(_Section):
     sample_j_per_query: Optional[float] = None
 
 
-class ReasoningApplied(_Section):
-    """``config.reasoning``: the reasoning plan a run applied, as the record keeps it."""
-
-    mode: str
-    family: str = ""
-    #: how the switch was made: template, prefix, system...
-    method: str = ""
-    budget: Optional[int] = None
-    split: str = ""
-    template_kwargs: dict[str, Any] = {}
-    assistant_prefix: str = ""
-    system_suffix: str = ""
-    note: str = ""
-
-
-class SweepLink(_Section):
-    id: str
-    variant: str
-
-
-class RunRecord(_Section):
+class RunRecord(Section):
     """Every figure of one run, rebuilt from its stored rows."""
 
     schema_version: int = SCHEMA_VERSION

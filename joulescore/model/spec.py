@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict
 
-from joulescore.model.record import BUILDING, Hardware, Meter, ModelInfo, SweepLink, TaskInfo
+from joulescore.model.sections import BUILDING, Hardware, Meter, ModelInfo, SweepLink, TaskInfo
 
 
 class RunSpec(BaseModel):

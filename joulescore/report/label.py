@@ -22,7 +22,8 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from joulescore.errors import BadInput
-from joulescore.model.record import Meter, RunRecord
+from joulescore.model.record import RunRecord
+from joulescore.model.sections import Meter
 from joulescore.report.label_layout import (
     CARD,
     CARD_H_IN,

@@ -15,7 +15,7 @@ from joulescore.report.data import Origin, leaderboard, open_origins
 from joulescore.report.details import ImpactContext, run_details
 from joulescore.report.groups import reasoning_groups, sweeps
 from joulescore.report.traffic import live_traffic
-from joulescore.store.sqlite import utc_now
+from joulescore.store.common import utc_now
 
 
 def _unique(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ from typing import Any
 import psutil
 
 from joulescore.model.config import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
-from joulescore.model.record import Meter, RunRecord
+from joulescore.model.record import RunRecord
+from joulescore.model.sections import Meter
 from joulescore.model.spec import RunSpec
 from joulescore.store.estimate import REFERS_TO, Population, row_x
 from joulescore.store.interference import summarize
