@@ -37,10 +37,10 @@ from rich.table import Table
 
 from joulescore import __version__
 from joulescore.backends.base import Backend
-from joulescore.bench.record import build_record
 from joulescore.bench.runner import batches_of, run_pending
 from joulescore.bench.session import prepare, run_spec
 from joulescore.model.config import RunConfig
+from joulescore.store.record import build_record
 from joulescore.store.sqlite import Store
 
 ENGINES: list[tuple[str, dict[str, str]]] = [

@@ -224,7 +224,8 @@ def run_plain(prompts: int, batch_sizes: tuple[int, ...]) -> dict[str, Any]:
     import torch
 
     from joulescore.backends.hf_common import encode_batch, load_gguf
-    from joulescore.tasks.spec import load_prompts, load_spec
+    from joulescore.tasks.prompts import load_prompts
+    from joulescore.tasks.spec import load_spec
 
     loaded = load_gguf(MODEL_ALIAS, torch.bfloat16)
     model, tok = loaded.model.to("cuda"), loaded.tokenizer

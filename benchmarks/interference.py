@@ -139,9 +139,9 @@ def _off(value: float | None, full: float) -> str:
 
 def _replays(table: Table, rows: list[Any], full_j: float, precision: float, seeds: int) -> None:
     """The plain mean (today's rule) and the regression estimator, replayed on the full run's rows."""
-    from joulescore.bench.estimate import wh
     from joulescore.bench.population import row_x
     from joulescore.bench.replay import replay
+    from joulescore.store.estimate import wh
 
     y, ok, x = [r.energy_j for r in rows], [r.ok for r in rows], [row_x(r) for r in rows]
     for regression in (False, True):

@@ -27,7 +27,8 @@ from pathlib import Path
 import httpx
 
 from joulescore.backends.models import resolve_model
-from joulescore.tasks.spec import load_prompts, load_spec
+from joulescore.tasks.prompts import load_prompts
+from joulescore.tasks.spec import load_spec
 
 
 def free_port() -> int:

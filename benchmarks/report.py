@@ -32,10 +32,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from joulescore.report.data import build_report_data
 from joulescore.report.html import write_report
-from joulescore.report.synthetic import SyntheticRun, store_run
+from joulescore.report.page import build_report_data
 from joulescore.store.sqlite import Store
+
+# The synthetic run writer is a test helper (tests/synthetic.py), not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.synthetic import SyntheticRun, store_run
 
 TASKS = ("chat", "reasoning", "summarization", "extractive-qa", "sentiment", "sentence-similarity")
 HARDWARE = (("Intel Xeon (Emerald Rapids)", "Emerald Rapids", []), ("AMD EPYC (Genoa)", "Genoa", []),

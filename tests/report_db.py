@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from joulescore.model.record import RunRecord
-from joulescore.report.synthetic import SyntheticRun, store_run
 from joulescore.store.requests import RequestRow, RequestStore
 from joulescore.store.sqlite import Store
+from tests.synthetic import SyntheticRun, store_run
 
 XSS = "<img src=x onerror=alert(1)>"
 BUSY_REASON = "other processes used 48% of the machine's CPU"

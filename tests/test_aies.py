@@ -19,7 +19,6 @@ from conftest import assert_one_line_error, cli
 from records import make_record
 
 from joulescore import __version__
-from joulescore.bench.record import build_record
 from joulescore.reference import load_table
 from joulescore.report.aies import (
     AiesView,
@@ -33,6 +32,7 @@ from joulescore.report.aies import (
     scales,
 )
 from joulescore.report.aies import Published as Pub
+from joulescore.store.record import build_record
 from joulescore.store.sqlite import ResultRow, Store
 
 ROOT = Path(__file__).resolve().parents[1]

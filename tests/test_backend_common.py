@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from joulescore.backends.base import context_overflow
+from joulescore.backends.base import SteadyWindow, context_overflow
 from joulescore.backends.hf_common import OFFLINE_ENV, offline_env, overflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,3 +38,40 @@ def test_one_context_check_for_every_engine() -> None:
     failed = overflow(100, [90, 100], 29, 128)
     assert failed is not None and [g.input_tokens for g in failed] == [90, 100]
     assert all(g.finish_reason == "error" and g.error == context_overflow(100, 29, 128) for g in failed)
+
+
+def _window(rows: int) -> tuple[SteadyWindow, list[str]]:
+    events: list[str] = []
+    return SteadyWindow(rows, lambda: events.append("full"), lambda n: events.append(f"steady {n}")), events
+
+
+def test_the_steady_window_counts_tokens_made_while_the_batch_was_full() -> None:
+    window, events = _window(3)
+    window.step(tokens=3, started=3)  # first tokens: the batch fills, none counts
+    window.step(tokens=3)
+    window.step(tokens=2, ended=1)  # one row's end of sequence (not passed as a token) closes it
+    window.step(tokens=2, ended=2)  # after the close: nothing counts, nothing fires again
+    assert events == ["full", "steady 5"]
+
+
+def test_a_window_that_closes_as_it_opens_or_before_is_not_reported() -> None:
+    window, events = _window(2)
+    window.step(tokens=2, started=2, ended=2)  # one token each and done: no steady state to measure
+    assert events == ["full"]
+    window, events = _window(3)
+    window.step(tokens=2, started=2)
+    window.step(tokens=2, ended=1)  # a row ends before the third starts: the batch was never full
+    window.step(tokens=2, started=1)
+    window.step(tokens=2, ended=2)
+    assert events == ["full"]
+
+
+def test_one_token_at_a_time_from_request_threads() -> None:
+    window, events = _window(2)
+    window.step(started=1)
+    window.step(tokens=1)  # only one row has started: not yet full
+    window.step(started=1)
+    for _ in range(4):
+        window.step(tokens=1)
+    window.step(started=0, ended=1)
+    assert events == ["full", "steady 4"]

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from joulescore.backends.base import Backend, Generation, GenerationConfig, ModelInfo
-from joulescore.bench.record import build_record
+from joulescore.backends.base import Backend, Generation
 from joulescore.bench.runner import run_pending
 from joulescore.meters.base import Domain, Meter, Provenance, Reading
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.sections import ModelInfo
+from joulescore.store.record import build_record
 from joulescore.store.sqlite import Store
 from joulescore.tasks.spec import Prompt
 

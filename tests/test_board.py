@@ -11,7 +11,6 @@ from joulescore.report.board import (
     BoardRow,
     build_board,
     equal_bin_stars,
-    hardware_class,
     pareto,
     quintile_stars,
     rate,
@@ -81,8 +80,11 @@ def test_size_classes_follow_bytes_then_parameters() -> None:
 
 
 def test_hardware_class() -> None:
-    assert hardware_class({"cpu": "Xeon", "cpu_microarchitecture": "Emerald Rapids", "gpus": []}) == "CPU Emerald Rapids"
-    assert hardware_class({"cpu": "Xeon", "gpus": [{"name": "NVIDIA H100"}, {"name": "NVIDIA H100"}]}) == "GPU NVIDIA H100 x2"
+    from joulescore.model.sections import Hardware
+
+    assert Hardware(cpu="Xeon", cpu_microarchitecture="Emerald Rapids").hardware_class() == "CPU Emerald Rapids"
+    assert Hardware(cpu="Xeon", gpus=[{"name": "NVIDIA H100"}, {"name": "NVIDIA H100"}]).hardware_class() == \
+        "GPU NVIDIA H100 x2"
 
 
 def test_pareto_marks_the_energy_quality_frontier() -> None:

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from joulescore.backends.base import GenerationConfig
-from joulescore.bench.estimate import LEVEL, PLAIN, REGRESSION, Population, sampled_interval
-from joulescore.bench.interval import PrecisionStop
 from joulescore.bench.replay import replay
+from joulescore.model.generation import GenerationConfig
+from joulescore.store.estimate import LEVEL, PLAIN, REGRESSION, Population, sampled_interval
+from joulescore.store.interval import PrecisionStop
 from joulescore.store.sqlite import ResultRow, Store
-from joulescore.tasks.spec import load_prompts, load_spec
+from joulescore.tasks.prompts import load_prompts
+from joulescore.tasks.spec import load_spec
 
 N = 1000
 

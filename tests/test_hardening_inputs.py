@@ -66,7 +66,7 @@ def test_gguf_tensor_count_too_large_for_transformers_is_one_line(tmp_path: Path
      "tensor data offset"),
 ])
 def test_every_gguf_length_is_bounded_by_the_file(tmp_path: Path, db: Path, name: str, build, fragment: str) -> None:
-    from joulescore.impact.gguf import GgufError, check_header
+    from joulescore.backends.gguf import GgufError, check_header
 
     bad = build(tmp_path / f"{name}.gguf")
     with pytest.raises(GgufError, match=fragment):
@@ -75,7 +75,7 @@ def test_every_gguf_length_is_bounded_by_the_file(tmp_path: Path, db: Path, name
 
 
 def test_header_readers_of_the_floor_say_none_for_a_lying_header(tmp_path: Path) -> None:
-    from joulescore.impact.gguf import GgufError, context_length, kv_shape, read_metadata
+    from joulescore.backends.gguf import GgufError, context_length, kv_shape, read_metadata
 
     bad = _gguf(tmp_path / "lying.gguf", entries=[struct.pack("<Q", 2**60)], tail=b"x" * 16)
     assert context_length(bad) is None
@@ -85,8 +85,8 @@ def test_header_readers_of_the_floor_say_none_for_a_lying_header(tmp_path: Path)
 
 
 def test_a_real_gguf_header_passes_whole() -> None:
+    from joulescore.backends.gguf import check_header, read_metadata
     from joulescore.backends.models import resolve_model
-    from joulescore.impact.gguf import check_header, read_metadata
 
     path = resolve_model("smollm2-135m").path
     check_header(path)  # every key, vocabulary array and tensor info read without a complaint

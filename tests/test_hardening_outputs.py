@@ -23,8 +23,8 @@ from conftest import Cli, assert_one_line_error, cli, cli_in_process
 
 from joulescore.errors import BadInput
 from joulescore.report.html import unpacked
-from joulescore.report.synthetic import SyntheticRun, store_run
 from joulescore.store.sqlite import Store
+from tests.synthetic import SyntheticRun, store_run
 
 
 def _two_peers(path: Path) -> Path:

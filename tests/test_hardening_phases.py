@@ -38,7 +38,7 @@ def test_an_encoder_run_is_all_prefill(encoder_run: tuple[Path, dict[str, Any]])
 @pytest.mark.slow
 def test_every_stored_encoder_prompt_has_no_decode_phase_and_the_report_says_all_prefill(
         encoder_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
-    from joulescore.report.data import build_report_data
+    from joulescore.report.page import build_report_data
 
     db, record = encoder_run
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:

@@ -332,7 +332,7 @@ def test_report_shows_every_stored_name_escaped_as_the_terminal_does(hostile_db:
 
 
 def test_report_shows_a_database_path_with_control_characters_escaped(tmp_path: Path, cli_case: Cli) -> None:
-    from joulescore.report.synthetic import SyntheticRun, store_run
+    from tests.synthetic import SyntheticRun, store_run
 
     db = tmp_path / "ev\x1b[2Jil\u202e\nname.db"
     with Store(db) as store:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from joulescore import __version__
-from joulescore.bench.record import build_record
 from joulescore.errors import BadInput
 from joulescore.impact import footprint as fp
 from joulescore.impact.floor import floor_report, workload
@@ -19,6 +18,7 @@ from joulescore.impact.hardware_specs import ChipSpec, find_accelerator
 from joulescore.impact.projection import generations, project, project_one
 from joulescore.impact.regions import find_region, load_regions
 from joulescore.model.record import RunRecord
+from joulescore.store.record import build_record
 from joulescore.store.sqlite import ResultRow, Store
 
 ROOT = Path(__file__).resolve().parents[1]

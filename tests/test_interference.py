@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from joulescore.bench.interference import summarize
-from joulescore.bench.record import build_record
 from joulescore.meters.base import Domain
 from joulescore.meters.estimator import CpuPowerModel, EstimatorMeter, RamPowerModel, VcpuWatts
 from joulescore.meters.interference import (
@@ -24,6 +22,8 @@ from joulescore.meters.interference import (
 )
 from joulescore.meters.nvml import NvmlMeter
 from joulescore.report.board import BoardRow, build_board, rate, row_from_record
+from joulescore.store.interference import summarize
+from joulescore.store.record import build_record
 from joulescore.store.sqlite import ResultRow, RunRow
 from tests.fake_nvml import FakeGpu, FakeNvml
 from tests.records import make_record

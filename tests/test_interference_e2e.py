@@ -28,11 +28,12 @@ from typing import Any
 import pytest
 from conftest import cli
 
-from joulescore.bench.interval import shuffled
 from joulescore.hardware import allowed_cpus
 from joulescore.meters.estimator import own_cpu_s
 from joulescore.meters.interference import probe_busy
-from joulescore.tasks.spec import load_prompts, load_spec
+from joulescore.store.interval import shuffled
+from joulescore.tasks.prompts import load_prompts
+from joulescore.tasks.spec import load_spec
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat: Linux")
 

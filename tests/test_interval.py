@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import assert_one_line_error, cli
 
-from joulescore.bench.interval import (
+from joulescore.store.interval import (
     LEVEL,
     MIN_PROMPTS,
     PrecisionStop,

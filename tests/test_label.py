@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from joulescore.errors import BadInput
-from joulescore.model.record import Meter, RunRecord
+from joulescore.model.record import RunRecord
+from joulescore.model.sections import Meter
 from joulescore.report.label import CARD_H_IN, CARD_W_IN, PNG_DPI, energy_parts, hardware_items, render_label
 from tests.records import make_record
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 import joulescore
-from joulescore.bench.record import _net
 from joulescore.errors import BadInput
 from joulescore.meters.base import Domain
 from joulescore.meters.monitor import Monitor, idle_power_w
 from joulescore.meters.rapl import RaplMeter
+from joulescore.store.record import _net
 from tests.burn import burn_cpu_s
 from tests.powercap_tree import add_zone, server_tree, set_uj
 

@@ -228,7 +228,8 @@ def test_wer_normalisation_and_top_k() -> None:
 
 @needs_espeak
 def test_the_full_asr_set_is_1000_sentences_made_lazily(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from joulescore.tasks.spec import data_path, load_prompts, load_spec
+    from joulescore.tasks.prompts import load_prompts
+    from joulescore.tasks.spec import data_path, load_spec
 
     monkeypatch.setenv("JOULESCORE_CACHE_DIR", str(tmp_path))
     prompts, folder = load_prompts(load_spec("asr"))

@@ -196,7 +196,8 @@ def test_run_rates_the_known_power(cluster: Cluster, db: Path, through: str) -> 
 
 
 def test_phases_are_withheld_from_a_meter_coarser_than_them() -> None:
-    from joulescore.bench.record import phases_withheld
+    from joulescore.model.sections import Meter
+    from joulescore.store.record import phases_withheld
     from joulescore.store.rows import ResultRow
 
     def row(prefill_s: float) -> ResultRow:
@@ -204,12 +205,13 @@ def test_phases_are_withheld_from_a_meter_coarser_than_them() -> None:
                          output_tokens=10, prefill_s=prefill_s, decode_s=0.5, prefill_j=1.0, decode_j=2.0, low_j=3.0,
                          high_j=3.0, domains={"gpu": 3.0}, text="", extra={})
 
-    spec = {"meter": {"per_domain": {"gpu": {"kind": "measured", "resolution_s": "30"}}}, "config": {}}
-    note = phases_withheld(spec, [row(0.05), row(0.07)])
+    coarse = Meter(kind="measured", per_domain={"gpu": {"kind": "measured", "resolution_s": "30"}})
+    note = phases_withheld(coarse, {}, [row(0.05), row(0.07)])
     assert note is not None and "30 s apart" in note and "--split-phases" in note
-    assert phases_withheld(spec | {"config": {"split_phases": True}}, [row(0.05)]) is None
-    assert phases_withheld({"meter": {"per_domain": {"gpu": {"resolution_s": "0.01"}}}, "config": {}}, [row(0.05)]) is None
-    assert phases_withheld({"meter": {}, "config": {}}, [row(0.05)]) is None  # a local counter: always split
+    assert phases_withheld(coarse, {"split_phases": True}, [row(0.05)]) is None
+    fine = Meter(kind="measured", per_domain={"gpu": {"resolution_s": "0.01"}})
+    assert phases_withheld(fine, {}, [row(0.05)]) is None
+    assert phases_withheld(Meter(kind="measured"), {}, [row(0.05)]) is None  # a local counter: always split
 
 
 def test_proxy_shares_the_counter_difference_among_requests_and_idle(cluster: Cluster, tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from joulescore.meters.base import Domain, Meter, Provenance, Reading
-from joulescore.proxy.ledger import Energy, Ledger, Tracked, split
+from joulescore.meters.base import Domain, Measurement, Meter, Provenance, Reading
+from joulescore.proxy.ledger import Ledger, Tracked, split
 
 
 class Script(Meter):
@@ -41,14 +41,14 @@ def book() -> Book:
     settled: dict[str, Tracked] = {}
     idle: list[float] = []
 
-    def on_idle(e: Energy, span_s: float) -> None:
+    def on_idle(e: Measurement, span_s: float) -> None:
         idle.append(e.total_j)
 
     def on_settled(t: Tracked) -> None:
         assert t.request_id not in settled  # final once, never twice
         settled[t.request_id] = t
 
-    def on_ended(t: Tracked, e: Energy, final: bool) -> None:
+    def on_ended(t: Tracked, e: Measurement, final: bool) -> None:
         if final:
             on_settled(t)
 
@@ -138,3 +138,14 @@ def test_a_provisional_row_is_settled_in_place(tmp_path: Path) -> None:
         assert store.settle_request("r1", 2.0, 1.9, 2.1, {"cpu": 2.0})
         got = store.requests_since(0)[0]
     assert (got.energy_j, got.low_j, got.high_j, got.domains, got.energy_final) == (2.0, 1.9, 2.1, {"cpu": 2.0}, True)
+
+
+def test_windows_add_and_scale_by_domain_with_their_bands() -> None:
+    prov = Provenance("estimated", ("script",), ("cpu",), 20.0)
+    a = Measurement(2.0, {Domain.CPU: 10.0}, {Domain.CPU: 8.0}, {Domain.CPU: 12.0}, prov)
+    b = Measurement(1.0, {Domain.CPU: 4.0, Domain.DRAM: 2.0}, {Domain.CPU: 3.0, Domain.DRAM: 1.0},
+                    {Domain.CPU: 5.0, Domain.DRAM: 3.0}, prov, detail_j={"cpu0": 4.0})
+    total = Measurement.empty(prov).plus(a).plus(b, 0.5)
+    assert total.energy_j == {Domain.CPU: 12.0, Domain.DRAM: 1.0} and total.duration_s == 2.5
+    assert (total.total_low_j, total.total_high_j) == (10.0, 16.0) and total.detail_j == {"cpu0": 2.0}
+    assert a.energy_j == {Domain.CPU: 10.0}  # the parts are left as they were

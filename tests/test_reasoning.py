@@ -8,7 +8,7 @@ import pytest
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from joulescore.backends.llamacpp import render_prompt
-from joulescore.backends.reasoning import (
+from joulescore.model.reasoning import (
     PROMPTED_INSTRUCTION,
     Split,
     detect_family,

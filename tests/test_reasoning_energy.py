@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo
-from joulescore.backends.reasoning import plan_reasoning
-from joulescore.bench.record import build_record
+from joulescore.backends.base import Backend, FirstTokenHook, Generation
 from joulescore.bench.runner import run_prompt
 from joulescore.meters.base import Domain, Meter, Provenance, Reading
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.reasoning import plan_reasoning
+from joulescore.model.sections import ModelInfo
+from joulescore.store.record import build_record
 from joulescore.store.sqlite import RunRow
 from joulescore.tasks.spec import Prompt
 

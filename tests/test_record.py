@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import jsonschema
 import pytest
+from pydantic import ValidationError
 
 from joulescore.model.record import SCHEMA_VERSION, RunRecord, record_schema
 from joulescore.store.sqlite import ResultRow, Store
@@ -73,3 +75,30 @@ def test_a_record_written_by_an_older_release_still_loads() -> None:
     record = RunRecord.model_validate(old)
     assert record.counts.cached_input_tokens == 0
     assert record.schema_version == SCHEMA_VERSION
+
+
+def test_a_typo_in_a_record_field_fails_where_a_stored_record_loads(tmp_path: Path) -> None:
+    record = _store_run(tmp_path / "r.db").record("r1").as_json()
+    typo = {**record, "energy": {**record["energy"], "totl_j": 1.0}}
+    with pytest.raises(ValidationError, match="totl_j"):
+        RunRecord.build(typo)
+    assert RunRecord.load(typo) == RunRecord.build(record)  # the loading path leaves the unknown key out
+    misnamed = {**record, "model": {**record["model"], "paramters": 7}}  # ModelInfo, the engines' own type too
+    with pytest.raises(ValidationError, match="paramters"):
+        RunRecord.build(misnamed)
+    assert RunRecord.load(misnamed) == RunRecord.build(record)
+
+
+def test_records_of_the_0_1_0_database_load_on_the_tolerant_path(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    shutil.copy(Path(__file__).parent / "fixtures" / "joulescore-0.1.0.db", db)
+    with Store(db) as store:
+        records = store.records()
+        stored = [run.record for run in store.list_runs() if run.record]
+    assert [r.run_id for r in records] == ["20261202-002358-a47230", "20261202-002407-3c1630"]
+    assert all(r.tool.version == "0.1.0" and r.energy.total_j > 0 for r in records)
+    # a key a later version dropped, at the top and inside a section, is left out rather than refused
+    older = {**stored[0], "retired_figure": 1.0, "hardware": {**stored[0]["hardware"], "gpu_names": ["x"]}}
+    with pytest.raises(ValidationError):
+        RunRecord.build(older)
+    assert RunRecord.load(older).hardware == records[0].hardware

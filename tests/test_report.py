@@ -11,16 +11,17 @@ import pytest
 
 from joulescore.impact.summary import impact_data
 from joulescore.report.aies import aies_view
-from joulescore.report.data import build_report_data, interference_view, wh_band
+from joulescore.report.data import interference_view, wh_band
 from joulescore.report.details import points_per_run, prompt_series
 from joulescore.report.html import render_html, safe_json, unpacked
+from joulescore.report.page import build_report_data
 from joulescore.report.requests import idle_share, summarise
-from joulescore.report.synthetic import SyntheticRun, store_run
 from joulescore.store.requests import RequestStore
 from joulescore.store.sqlite import Store
 from tests.conftest import assert_one_line_error, cli
 from tests.records import make_record
 from tests.report_db import IDLE_J, IDLE_S, XSS, build_db
+from tests.synthetic import SyntheticRun, store_run
 
 
 @pytest.fixture(scope="module")

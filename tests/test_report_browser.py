@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from joulescore.report.data import build_report_data
 from joulescore.report.html import write_report
+from joulescore.report.page import build_report_data
 from tests.report_db import BUSY_REASON, XSS, build_db
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -192,7 +192,7 @@ def test_a_run_section_shows_its_label_charts_and_meter(page: Opened, report: tu
     section.wait_for()
     text = section.inner_text()
     assert "AI ENERGY LABEL" in text and "MEASURED" in text and f"{run['wh']:.4g}" in text
-    assert "synthetic: written by joulescore.report.synthetic" in text  # the meter's sources, in full
+    assert "synthetic: written by tests/synthetic.py" in text  # the meter's sources, in full
     assert section.locator(".js-plotly-plot").count() == 4  # energy histogram, J vs input tokens, latency, power
     assert section.locator(".js-plotly-plot .bars path").count() > 0
     assert page.page.evaluate("location.hash") == "#run=" + run["uid"].replace(":", "%3A")

@@ -13,8 +13,9 @@ from scrape_exporters import Counter, Exporter, dcgm, kepler_pods
 from joulescore.errors import BadInput
 from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter, Provenance, Reading
-from joulescore.meters.presets import ScrapeOptions, matches, parse_selector
+from joulescore.meters.presets import matches, parse_selector
 from joulescore.meters.scraped import CounterSeries
+from joulescore.model.scrape import ScrapeOptions
 from joulescore.proxy.ledger import Ledger
 
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import assert_one_line_error, cli
 from pydantic import ValidationError
 
-from joulescore.backends.options import LlamaCppOptions, OpenAIOptions, TransformersOptions
 from joulescore.model.config import RunConfig, describe_error, flag_of
+from joulescore.model.options import LlamaCppOptions, OpenAIOptions, TransformersOptions
 
 
 def test_defaults_follow_from_the_other_settings() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from joulescore.backends.base import Backend, Generation, GenerationConfig, ModelInfo
+from joulescore.backends.base import Backend
 from joulescore.errors import BadInput
 
-__all__ = ["Backend", "Generation", "GenerationConfig", "ModelInfo", "BACKENDS", "ENCODER_BACKENDS", "load_backend"]
+__all__ = ["BACKENDS", "ENCODER_BACKENDS", "load_backend"]
 
 #: backend name -> (module, class, the PyPI package that provides the engine)
 BACKENDS: dict[str, tuple[str, str, str]] = {

@@ -9,29 +9,14 @@ meters either.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """How to decode.  ``min_new_tokens == max_new_tokens`` forces a fixed length.
-
-    ``template_kwargs`` and ``assistant_prefix`` carry a reasoning switch into
-    the prompt (see ``reasoning.py``): extra chat-template variables such as
-    ``enable_thinking``, and text forced at the start of the reply.
-    """
-
-    max_new_tokens: int
-    min_new_tokens: int = 0
-    temperature: float = 0.0
-    seed: int = 0
-    template_kwargs: dict[str, Any] = field(default_factory=dict)
-    assistant_prefix: str = ""
-    #: keep special tokens in the text (Harmony's channel markers are special tokens)
-    keep_special_tokens: bool = False
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.sections import ModelInfo
 
 
 @dataclass
@@ -58,23 +43,6 @@ class Generation:
         return self.error is None
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What was run: recorded in every result."""
-
-    name: str
-    path: str | None
-    backend: str
-    quantization: str | None
-    parameters: int | None = None
-    architecture: str | None = None
-    context_length: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def context_overflow(prompt_tokens: int, max_new_tokens: int, n_ctx: int) -> str | None:
     """Why a prompt plus its new tokens cannot fit the context window, or None if it fits.
 
@@ -89,6 +57,50 @@ FirstTokenHook = Callable[[], None]
 #: called once when a batch stops being full (its first row ended, or all ended together),
 #: with the output tokens produced by all rows since the batch's first-token moment
 SteadyEndHook = Callable[[int], None]
+
+
+
+class SteadyWindow:
+    """A batch's steady-state window (the ML.ENERGY method), kept by every batching engine the same way.
+
+    The window opens when every row has started (its first token came, or it ended without one) and
+    closes when the first row ends.  The rule for which tokens count, in one place:
+
+    - a token counts when the batch was already full before the engine step that made it and the
+      window had not closed before that step (so no row's first token counts, and the tokens made in
+      the step that closes the window do);
+    - end-of-sequence tokens are not output: engines that see them leave them out of ``tokens``;
+    - a window that closes in the same step it opened spans no time, so it is not reported.
+
+    ``on_first_token`` fires when the batch becomes full, ``on_steady_end`` (with the counted tokens)
+    when a reported window closes.  Request threads may share one window: every step holds a lock.
+    """
+
+    def __init__(self, rows: int, on_first_token: FirstTokenHook | None = None,
+                 on_steady_end: SteadyEndHook | None = None) -> None:
+        self.rows = rows
+        self.on_first_token, self.on_steady_end = on_first_token, on_steady_end
+        self.started = 0
+        self.full = False
+        self.closed = False
+        self.tokens = 0
+        self._lock = threading.Lock()
+
+    def step(self, tokens: int = 0, started: int = 0, ended: int = 0) -> None:
+        """Account one engine step: output tokens made, rows that started in it, rows that ended in it."""
+        with self._lock:
+            was_full = self.full
+            if was_full and not self.closed:
+                self.tokens += tokens
+            self.started += started
+            if not self.full and self.started >= self.rows:
+                self.full = True
+                if self.on_first_token is not None:
+                    self.on_first_token()
+            if ended and not self.closed:
+                self.closed = True
+                if was_full and self.on_steady_end is not None:
+                    self.on_steady_end(self.tokens)
 
 
 class Backend(ABC):

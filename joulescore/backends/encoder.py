@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo
+from joulescore.backends.base import Backend, FirstTokenHook, Generation
 from joulescore.backends.hf_common import check_checkpoint, load_errors, offline_env, one_line, quiet_transformers
 from joulescore.backends.models import Checkpoint, resolve_encoder
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.sections import ModelInfo
 from joulescore.tasks.spec import TaskSpec
 from joulescore.textfile import read_text
 

@@ -14,16 +14,12 @@ import time
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
-from joulescore.backends.base import (
-    FirstTokenHook,
-    Generation,
-    GenerationConfig,
-    ModelInfo,
-    SteadyEndHook,
-)
+from joulescore.backends.base import FirstTokenHook, Generation, SteadyEndHook, SteadyWindow
 from joulescore.backends.hf_common import PaddedBatchBackend, encode_batch, load_checkpoint, overflow, resolve, trim
 from joulescore.errors import BadInput
 from joulescore.hardware import logical_cpus
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.sections import ModelInfo
 
 if TYPE_CHECKING:
     import torch
@@ -50,13 +46,11 @@ class _StepWatch:
     def __init__(self, rows: int, eos: frozenset[int], config: GenerationConfig,
                  on_first_token: FirstTokenHook | None, on_steady_end: SteadyEndHook | None) -> None:
         self.rows, self.eos, self.config = rows, eos, config
-        self.on_first_token, self.on_steady_end = on_first_token, on_steady_end
+        self.window = SteadyWindow(rows, on_first_token, on_steady_end)
         self.prompt_seen = False
         self.step = 0
         self.first_s: float | None = None
         self.row_end_s: list[float | None] = [None] * rows
-        self.window_tokens = 0
-        self.steady_open = True
 
     def put(self, value: torch.Tensor) -> None:
         if not self.prompt_seen:  # generate() hands over the prompt first
@@ -64,25 +58,18 @@ class _StepWatch:
             return
         now = time.perf_counter()
         self.step += 1
-        tokens = value.reshape(-1).tolist()
         if self.step == 1:
             self.first_s = now
-            if self.on_first_token is not None:
-                self.on_first_token()
-        ended_now = 0
-        for row, tok in enumerate(tokens):
+        made = ended = 0
+        for row, tok in enumerate(value.reshape(-1).tolist()):
             if self.row_end_s[row] is not None:
                 continue
             is_eos = tok in self.eos and self.step > self.config.min_new_tokens
-            if self.step > 1 and self.steady_open and not is_eos:
-                self.window_tokens += 1
+            made += not is_eos
             if is_eos or self.step >= self.config.max_new_tokens:
                 self.row_end_s[row] = now
-                ended_now += 1
-        if ended_now and self.steady_open:
-            self.steady_open = False
-            if self.on_steady_end is not None:
-                self.on_steady_end(self.window_tokens)
+                ended += 1
+        self.window.step(made, self.rows if self.step == 1 else 0, ended)
 
     def end(self) -> None:
         now = time.perf_counter()

@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, context_overflow
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, context_overflow
 from joulescore.backends.models import REMOTE_CODE_FLAG, Checkpoint, check_weights, hub_id, resolve_checkpoint
 from joulescore.errors import ModelError
+from joulescore.model.generation import GenerationConfig
 
 #: set (unless the user already set them) when a local model is loaded, never at import
 OFFLINE_ENV = {

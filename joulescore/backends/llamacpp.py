@@ -17,11 +17,13 @@ import numpy as np
 from llama_cpp import Llama, LogitsProcessorList
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-from joulescore.backends.base import Backend, FirstTokenHook, Generation, GenerationConfig, ModelInfo, context_overflow
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, context_overflow
 from joulescore.backends.cpu_build import parse_system_info
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import ModelError
 from joulescore.hardware import logical_cpus
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.sections import ModelInfo
 
 # llama_ftype values (llama.h) -> the quantization names users know.
 FILE_TYPES = {

@@ -19,8 +19,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from joulescore.backends.gguf import GgufError, check_header
 from joulescore.errors import ModelError
-from joulescore.impact.gguf import GgufError, check_header
 from joulescore.textfile import special_kind
 
 GGUF_MAGIC = b"GGUF"

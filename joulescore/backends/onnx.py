@@ -24,13 +24,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from joulescore.backends.base import (
-    FirstTokenHook,
-    Generation,
-    GenerationConfig,
-    ModelInfo,
-    SteadyEndHook,
-)
+from joulescore.backends.base import FirstTokenHook, Generation, SteadyEndHook, SteadyWindow
 from joulescore.backends.hf_common import (
     Loaded,
     PaddedBatchBackend,
@@ -44,6 +38,8 @@ from joulescore.backends.hf_common import (
 from joulescore.backends.models import Checkpoint
 from joulescore.errors import BadInput, ModelError
 from joulescore.hardware import logical_cpus
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.sections import ModelInfo
 
 EXPORT_VERSION = 1  # bump when the exported graph's inputs or outputs change
 OPSET = 17
@@ -265,7 +261,7 @@ class OnnxBackend(PaddedBatchBackend):
                                        **self._empty_past(rows)}
         tokens: list[list[int]] = [[] for _ in range(rows)]
         row_end: list[float | None] = [None] * rows
-        window_tokens, steady_open = 0, True
+        window = SteadyWindow(rows, on_first_token, on_steady_end)
         start = time.perf_counter()
         first = start
         for step in range(1, config.max_new_tokens + 1):
@@ -277,24 +273,18 @@ class OnnxBackend(PaddedBatchBackend):
             now = time.perf_counter()
             if step == 1:
                 first = now
-                if on_first_token is not None:
-                    on_first_token()
-            ended = 0
+            made = ended = 0
             for r in range(rows):
                 if row_end[r] is not None:
                     continue
                 tok = int(nxt[r])
                 tokens[r].append(tok)
                 is_eos = tok in self.eos
-                if step > 1 and steady_open and not is_eos:
-                    window_tokens += 1
+                made += not is_eos
                 if is_eos or step == config.max_new_tokens:
                     row_end[r] = now
                     ended += 1
-            if ended and steady_open:
-                steady_open = False
-                if on_steady_end is not None:
-                    on_steady_end(window_tokens)
+            window.step(made, rows if step == 1 else 0, ended)
             if all(t is not None for t in row_end):
                 break
             mask = np.concatenate([mask, np.ones((rows, 1), np.int64)], axis=1)

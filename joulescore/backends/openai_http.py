@@ -11,69 +11,21 @@ answer we saw); once anything arrived, a broken stream is a failed prompt.
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import httpx
 
-from joulescore.backends.base import (
-    Backend,
-    FirstTokenHook,
-    Generation,
-    GenerationConfig,
-    ModelInfo,
-    SteadyEndHook,
-)
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, SteadyEndHook, SteadyWindow
 from joulescore.backends.openai_wire import BadStream, model_ids, parse_event, snippet, token_counts
 from joulescore.backends.serve import ServedProcess
 from joulescore.errors import BadInput, ModelError
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.sections import ModelInfo
 
 RETRY_BACKOFF_S = 0.5
 #: after this many prompts in a row failed without reaching the server, the rest fail at once
 DEAD_AFTER = 3
-
-
-@dataclass
-class _BatchState:
-    """Shared by a batch's request threads: when it is full, when it starts to drain."""
-
-    rows: int
-    on_first_token: FirstTokenHook | None
-    on_steady_end: SteadyEndHook | None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    started: int = 0
-    full: bool = False
-    steady_open: bool = True
-    window_tokens: int = 0
-
-    def first_token(self) -> None:
-        with self.lock:
-            self.started += 1
-            if self.started == self.rows and not self.full:
-                self.full = True
-                if self.on_first_token is not None:
-                    self.on_first_token()
-
-    def token(self) -> None:
-        with self.lock:
-            if self.full and self.steady_open:
-                self.window_tokens += 1
-
-    def row_done(self, had_first: bool) -> None:
-        with self.lock:
-            if not had_first:  # failed before its first token: it will never start
-                self.started += 1
-                if self.started == self.rows and not self.full:
-                    self.full = True
-                    self.steady_open = False
-                    if self.on_first_token is not None:
-                        self.on_first_token()
-            if self.steady_open:
-                self.steady_open = False
-                if self.full and self.on_steady_end is not None:
-                    self.on_steady_end(self.window_tokens)
 
 
 class OpenAIBackend(Backend):
@@ -163,11 +115,11 @@ class OpenAIBackend(Backend):
         return None
 
     def _request(self, messages: list[dict[str, str]], config: GenerationConfig,
-                 on_first: FirstTokenHook | None, batch: _BatchState | None) -> Generation:
+                 on_first: FirstTokenHook | None, batch: SteadyWindow | None) -> Generation:
         gone = self._server_gone()
         if gone:
             if batch is not None:
-                batch.row_done(had_first=False)
+                batch.step(started=1, ended=1)
             return Generation("", 0, 0, 0.0, 0.0, "error", error=f"not sent: {gone}")
         body: dict[str, object] = {"model": self.model_id, "messages": messages, "stream": True,
                                    "max_tokens": config.max_new_tokens, "temperature": config.temperature,
@@ -182,18 +134,18 @@ class OpenAIBackend(Backend):
             if isinstance(outcome, Generation):
                 self._dead_streak = 0
                 if batch is not None:
-                    batch.row_done(had_first=bool(outcome.text))  # text iff a first token came
+                    batch.step(started=0 if outcome.text else 1, ended=1)  # text iff a first token came
                 return outcome
             error = outcome  # nothing arrived: safe to send again
             if self._server_gone():
                 break
         self._dead_streak += 1
         if batch is not None:
-            batch.row_done(had_first=False)
+            batch.step(started=1, ended=1)
         return Generation("", 0, 0, 0.0, 0.0, "error", error=f"server unreachable: {error}")
 
     def _stream(self, body: dict[str, object], on_first: FirstTokenHook | None,
-                batch: _BatchState | None) -> Generation | str:
+                batch: SteadyWindow | None) -> Generation | str:
         """One attempt.  A Generation once any byte arrived (ok or failed); else the reason, to retry."""
         text: list[str] = []
         count, events, finish, usage = 0, 0, "length", None
@@ -225,9 +177,9 @@ class OpenAIBackend(Backend):
                             if on_first is not None:
                                 on_first()
                             if batch is not None:
-                                batch.first_token()
+                                batch.step(started=1)
                         elif batch is not None:
-                            batch.token()
+                            batch.step(tokens=1)
                         text.append(piece)
                         count += 1
         except (httpx.HTTPError, httpx.StreamError, BadStream) as exc:
@@ -266,7 +218,7 @@ class OpenAIBackend(Backend):
                 self._pool.shutdown(wait=True)
             self._pool = ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="openai")
             self._pool_size = len(batch)
-        state = _BatchState(len(batch), on_first_token, on_steady_end)
+        state = SteadyWindow(len(batch), on_first_token, on_steady_end)
         futures = [self._pool.submit(self._request, m, config, None, state) for m in batch]
         return [f.result() for f in futures]
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from joulescore.backends.base import GenerationConfig
 from joulescore.backends.llamacpp import LlamaCppBackend
+from joulescore.model.generation import GenerationConfig
 
 
 def main() -> None:

@@ -20,18 +20,12 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from joulescore.backends.base import (
-    Backend,
-    FirstTokenHook,
-    Generation,
-    GenerationConfig,
-    ModelInfo,
-    SteadyEndHook,
-    context_overflow,
-)
+from joulescore.backends.base import Backend, FirstTokenHook, Generation, SteadyEndHook, SteadyWindow, context_overflow
 from joulescore.backends.models import ALIASES, resolve_model
 from joulescore.backends.vllm_facts import request_times, split_revision, weights_summary
 from joulescore.errors import BadInput, ModelError
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.sections import ModelInfo
 from joulescore.textfile import special_kind
 
 # Fail at import when vLLM is missing, so load_backend gives the install hint; vLLM itself
@@ -63,34 +57,6 @@ class _Row:
     output: Any = None
     token_times_s: list[float] = field(default_factory=list)
     token_chars: list[int] = field(default_factory=list)
-
-
-@dataclass
-class _Window:
-    """The batch's steady-state window: full when every row has a token, closed at the first finish."""
-
-    rows: int
-    on_first_token: FirstTokenHook | None
-    on_steady_end: SteadyEndHook | None
-    started: int = 0
-    full: bool = False
-    open: bool = True
-    tokens: int = 0
-
-    def step(self, new_tokens: int, first_now: int, finished_now: int) -> None:
-        """Account one engine step: tokens made, rows that got their first token, rows that ended."""
-        if self.full and self.open:
-            self.tokens += new_tokens
-        self.started += first_now
-        if not self.full and self.started >= self.rows:
-            self.full = True
-            if self.on_first_token is not None:
-                self.on_first_token()
-        if finished_now and self.open:
-            # A row that ends before the batch is full (more rows than --max-num-seqs) leaves no window.
-            self.open = False
-            if self.full and self.on_steady_end is not None:
-                self.on_steady_end(self.tokens)
 
 
 class VllmBackend(Backend):
@@ -235,12 +201,12 @@ class VllmBackend(Backend):
             rows[request_id] = row
             if isinstance(returned, str) and returned != request_id:
                 rows[returned] = row
-        self._drive(rows, _Window(len({id(r) for r in rows.values()}), on_first_token, on_steady_end))
+        self._drive(rows, SteadyWindow(len({id(r) for r in rows.values()}), on_first_token, on_steady_end))
         for row in {id(r): r for r in rows.values()}.values():
             results[row.index] = self._generation(row)
         return [g if g is not None else Generation("", 0, 0, 0.0, 0.0, "error", error="no answer") for g in results]
 
-    def _drive(self, rows: dict[str, _Row], window: _Window) -> None:
+    def _drive(self, rows: dict[str, _Row], window: SteadyWindow) -> None:
         """Step the engine until every submitted row has finished, watching each step's tokens."""
         pending = {id(r) for r in rows.values()}
         try:

@@ -22,7 +22,6 @@ import numpy as np
 from joulescore.bench.compare_data import RunData
 from joulescore.bench.paired import Side, difference_interval, prompts_to_settle, ratio_interval, verdict
 from joulescore.errors import BadInput
-from joulescore.report.board import hardware_class
 from joulescore.units import J_PER_WH
 
 #: what --allow-different may name
@@ -44,7 +43,7 @@ def _identity(run: RunData) -> dict[str, str]:
     rec = run.record
     task = rec.task.name + (f" (template {rec.task.template!r})" if rec.task.template else "")
     return {"task": task, "protocol": str(rec.config.get("protocol")),
-            "hardware": hardware_class(rec.hardware.model_dump()), "meter": rec.meter.kind}
+            "hardware": rec.hardware.hardware_class(), "meter": rec.meter.kind}
 
 
 def refusals(runs_a: Sequence[RunData], runs_b: Sequence[RunData]) -> list[tuple[str, str]]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from joulescore.backends.reasoning import DEFAULT_BUDGETS, MODES
 from joulescore.errors import BadInput
+from joulescore.model.reasoning import DEFAULT_BUDGETS, MODES
 from joulescore.model.record import RunRecord
 from joulescore.store.sqlite import Store
 
@@ -62,13 +62,13 @@ def mode_row(mode: str, record: RunRecord) -> dict[str, Any]:
     done = counts.succeeded
     acc = _accuracy(record)
     correct = round(acc * record.quality.n) if acc is not None else None
-    reasoning = record.config["reasoning"]
+    plan = record.reasoning_plan()
     return {
         "mode": mode,
         "run_id": record.run_id,
         "status": record.status,
-        "method": reasoning["method"],
-        "family": reasoning["family"],
+        "method": plan.method if plan else None,
+        "family": plan.family if plan else None,
         "budget": record.config["max_new_tokens"],
         "prompts": done,
         "total_j": energy.total_j,
@@ -116,11 +116,11 @@ def stored_rows(run_ids: list[str], store: Store) -> tuple[list[dict[str, Any]],
     rows, names = [], set()
     for run_id in run_ids:
         record = store.record(run_id)
-        reasoning = record.config.get("reasoning")
-        if not isinstance(reasoning, dict):
+        plan = record.reasoning_plan()
+        if plan is None:
             raise BadInput(f"run {run_id} was not run with --reasoning: nothing to compare")
         names.add((record.model.name, record.task.name))
-        rows.append(mode_row(reasoning["mode"], record))
+        rows.append(mode_row(plan.mode, record))
     if len(names) != 1:
         raise BadInput(f"--runs mixes models or tasks: {sorted(names)}")
     model, task = names.pop()

@@ -48,7 +48,7 @@ def blocks_of(count: int, blocks: int) -> list[range]:
 def _start(store: Store, p: session.Prepared) -> str:
     run_id = session.new_run_id()
     spec = session.run_spec(p)
-    spec["probe"] = probe_before(p.meter)
+    spec.probe = probe_before(p.meter)
     store.create_run(run_id, len(p.prompts), spec)
     return run_id
 

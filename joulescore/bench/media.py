@@ -13,6 +13,7 @@ from typing import Any
 
 from joulescore.backends.base import Generation, GenerationConfig
 from joulescore.backends.media import MediaBackend, MediaError, failed, prompt_path
+from joulescore.bench.row_parts import common_extra, energy_sums, keep_watched
 from joulescore.meters.base import Meter
 from joulescore.meters.interference import InterferenceWatch
 from joulescore.store.sqlite import ResultRow
@@ -22,8 +23,6 @@ from joulescore.tasks.spec import Prompt
 def run_media_prompt(backend: MediaBackend, meter: Meter, prompt: Prompt, config: GenerationConfig,
                      watch: InterferenceWatch | None = None) -> ResultRow:
     """Decode the prompt's file and run the model on it under the meter; a bad file fails only this prompt."""
-    from joulescore.bench.runner import _common_extra, _sum, _watched
-
     if watch is not None:
         watch.begin()
     begin = meter.read()
@@ -39,12 +38,12 @@ def run_media_prompt(backend: MediaBackend, meter: Meter, prompt: Prompt, config
     end = meter.read()
     figures = watch.end() if watch is not None else {}
     window = meter.measurement(begin, end)
-    e0, l0, h0 = _sum(begin)
-    e2, l2, h2 = _sum(end)
-    media["preprocessing_j"] = _sum(decoded_r)[0] - e0
+    e0, l0, h0 = energy_sums(begin)
+    e2, l2, h2 = energy_sums(end)
+    media["preprocessing_j"] = energy_sums(decoded_r)[0] - e0
     media["preprocessing_s"] = decoded_r.timestamp_s - begin.timestamp_s
-    extra = {**_common_extra(prompt, gen), "media": media}
-    _watched(extra, window, figures)
+    extra = {**common_extra(prompt, gen), "media": media}
+    keep_watched(extra, window, figures)
     return _row(prompt, gen, extra, end.timestamp_s - begin.timestamp_s, e2 - e0, (l2 - l0, h2 - h0),
                 {d.value: v for d, v in window.energy_j.items()})
 
@@ -55,32 +54,3 @@ def _row(prompt: Prompt, gen: Generation, extra: dict[str, Any], window_s: float
                      finish_reason=gen.finish_reason, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens,
                      prefill_s=window_s, decode_s=0.0, prefill_j=window_j, decode_j=0.0, low_j=band_j[0],
                      high_j=band_j[1], domains=domains, text=gen.text, extra=extra)
-
-
-def media_section(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any] | None:
-    """The record's ``media`` section: preprocessing energy, audio-seconds, what was resampled or resized."""
-    inputs = spec["task"].get("inputs")
-    if inputs not in ("audio", "image"):
-        return None
-    rows = [r.extra.get("media", {}) for r in results]
-    ok = [r for r in results if r.ok]
-    total_j = sum(r.energy_j for r in results)
-    pre_j = sum(float(m.get("preprocessing_j", 0.0)) for m in rows)
-    audio_s = sum(float(r.extra.get("media", {}).get("audio_s") or 0.0) for r in ok)
-    ok_j = sum(r.energy_j for r in ok)
-    converted = sorted({str(m["converted"]) for m in rows if m.get("converted")})
-    return {
-        "inputs": inputs,
-        "model_input": spec["model"].get("extra", {}).get("input"),
-        "preprocessing_j": round(pre_j, 6),
-        "preprocessing_s": round(sum(float(m.get("preprocessing_s", 0.0)) for m in rows), 6),
-        "preprocessing_pct": round(100 * pre_j / total_j, 2) if total_j else None,
-        "audio_s": round(audio_s, 3) if inputs == "audio" else None,
-        "j_per_audio_s": round(ok_j / audio_s, 6) if inputs == "audio" and audio_s else None,
-        "converted": sum(1 for m in rows if m.get("converted")),
-        "conversions": converted[:10],
-        "sources": sorted({str(m["source"]) for m in rows if m.get("source")})[:10],
-        "note": "preprocessing_j (reading and converting each file) is part of energy.prefill_j; "
-                + ("j_per_audio_s is the energy of the answered prompts over their audio's length"
-                   if inputs == "audio" else "images are resized and centre-cropped to the model's input"),
-    }

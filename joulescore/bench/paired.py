@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from joulescore.bench.estimate import percentile_interval
+from joulescore.store.estimate import percentile_interval
 
 LEVEL = 0.95
 RESAMPLES = 2000

@@ -1,6 +1,6 @@
 """What a ``--precision`` run knows about every prompt before it starts: the tokens each one will prefill.
 
-The regression estimator (:mod:`joulescore.bench.estimate`) needs the mean of its
+The regression estimator (:mod:`joulescore.store.estimate`) needs the mean of its
 covariate over all N prompts of the run.  The covariate is the input tokens the
 engine prefills, which depends on the prefix cache, and so on which prompt came
 before.  A sampled run answers the prompts in a shuffled order, but the figure
@@ -13,24 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from joulescore.backends.base import Backend, GenerationConfig
-from joulescore.backends.reasoning import ReasoningPlan
-from joulescore.bench.estimate import Population, row_covariate
+from joulescore.backends.base import Backend
 from joulescore.bench.runner import plan_messages, with_plan
-from joulescore.store.sqlite import ResultRow
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.reasoning import ReasoningPlan
+from joulescore.store.estimate import Population
 from joulescore.tasks.spec import Prompt
-
-#: what a sampled run's estimate refers to, as the record states it
-REFERS_TO = ("J/query of the full run: all {n} prompts of this run answered in dataset order after the same "
-             "warm-up (prefix-cache reuse predicted for that order)")
-
-
-__all__ = ["REFERS_TO", "Population", "population_of", "row_x"]
-
-
-def row_x(row: ResultRow) -> float:
-    """A stored row's covariate: the input tokens the engine really prefilled (0 for a failed prompt)."""
-    return row_covariate(row.ok, row.input_tokens, int(row.extra.get("cached_input_tokens", 0)))
 
 
 def population_of(backend: Backend, prompts: Sequence[Prompt], config: GenerationConfig,

@@ -39,7 +39,7 @@ def repeat_variance(records: Sequence[RunRecord]) -> dict[str, Any]:
     for name in FIGURES:
         values = [getattr(r, name) for r in records]
         figures[name] = spread([v for v in values if v is not None])
-    from joulescore.bench.interval import repeats_interval
+    from joulescore.store.interval import repeats_interval
 
     return {"run_ids": [r.run_id for r in records], "meter_kind": sorted({r.meter.kind for r in records}), **figures,
             "interval": repeats_interval(records)}

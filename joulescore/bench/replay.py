@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from joulescore.bench.estimate import Population, sampled_interval
-from joulescore.bench.interval import PrecisionStop, shuffled
+from joulescore.store.estimate import Population, sampled_interval
+from joulescore.store.interval import PrecisionStop, shuffled
 
 
 @dataclass(frozen=True)

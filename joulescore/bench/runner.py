@@ -20,10 +20,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from joulescore.backends.base import Backend, Generation, GenerationConfig
-from joulescore.backends.reasoning import ReasoningPlan, split_text, split_tokens
-from joulescore.meters.base import Domain, Measurement, Meter, Reading
-from joulescore.meters.interference import InterferenceWatch, scale_row
+from joulescore.backends.base import Backend, Generation
+from joulescore.backends.media import MediaBackend
+from joulescore.bench.media import run_media_prompt
+from joulescore.bench.row_parts import common_extra, energy_sums, keep_watched
+from joulescore.meters.base import Meter, Reading, shares
+from joulescore.meters.interference import InterferenceWatch
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.reasoning import ReasoningPlan, split_text, split_tokens
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.tasks.spec import Prompt
 
@@ -54,9 +58,6 @@ def final(meter: Meter, *readings: Reading) -> list[Reading]:
         meter.wait_settled(readings[-1].timestamp_s, SETTLE_WAIT_S)
     return [meter.revise(r) for r in readings]
 
-
-def _sum(reading: Reading) -> tuple[float, float, float]:
-    return sum(reading.energy_j.values()), sum(reading.low_j.values()), sum(reading.high_j.values())
 
 
 def plan_messages(prompt: Prompt, plan: ReasoningPlan | None) -> list[dict[str, str]]:
@@ -106,42 +107,13 @@ def reasoning_extra(plan: ReasoningPlan, gen: Generation, first_s: float, end_s:
     }
 
 
-def whole_machine_j(window: Measurement) -> float | None:
-    """The window's energy with each attributed domain replaced by its whole-machine counter, where the
-    meter keeps one (the estimator's ``cpu:machine``, ``dram:machine``); None where none does."""
-    machine = {k.split(":")[0]: v for k, v in window.detail_j.items() if k.endswith(":machine")}
-    if not machine:
-        return None
-    return window.total_j + sum(v - window.energy_j.get(Domain(d), 0.0) for d, v in machine.items())
 
-
-def _watched(extra: dict[str, Any], window: Measurement, figures: dict[str, Any], share: float = 1.0) -> None:
-    """Keep a window's whole-machine energy and interference figures with its row (a batch row: its share)."""
-    machine = whole_machine_j(window)
-    if machine is not None:
-        extra["machine_j"] = machine * share
-    if figures:
-        extra["interference"] = scale_row(figures, share) if share != 1.0 else figures
-
-
-def _common_extra(prompt: Prompt, gen: Generation) -> dict[str, Any]:
-    """What every stored row keeps beside its figures: the reference answer and the cache reuse."""
-    extra: dict[str, Any] = {}
-    if prompt.reference is not None:
-        extra["reference"] = prompt.reference
-    if gen.cached_input_tokens:
-        extra["cached_input_tokens"] = gen.cached_input_tokens
-    return extra
 
 
 def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: GenerationConfig,
                plan: ReasoningPlan | None = None, watch: InterferenceWatch | None = None) -> ResultRow:
     """Answer one prompt under the meter and return its stored row."""
-    from joulescore.backends.media import MediaBackend
-
     if isinstance(backend, MediaBackend):  # a file per prompt: its decoding metered apart
-        from joulescore.bench.media import run_media_prompt
-
         return run_media_prompt(backend, meter, prompt, config, watch)
     marks: list[Reading] = []
     messages = plan_messages(prompt, plan)
@@ -157,13 +129,13 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     first = marks[0] if marks and gen.output_tokens else end
     begin, first, end = final(meter, begin, first, end)
     window = meter.measurement(begin, end)
-    e0, l0, h0 = _sum(begin)
-    e1, _, _ = _sum(first)
-    e2, l2, h2 = _sum(end)
-    extra = _common_extra(prompt, gen)
+    e0, l0, h0 = energy_sums(begin)
+    e1, _, _ = energy_sums(first)
+    e2, l2, h2 = energy_sums(end)
+    extra = common_extra(prompt, gen)
     if plan is not None and gen.ok:
         extra.update(reasoning_extra(plan, gen, first.timestamp_s, end.timestamp_s, e2 - e1))
-    _watched(extra, window, figures)
+    keep_watched(extra, window, figures)
     return ResultRow(
         prompt_index=prompt.index,
         prompt_id=prompt.id,
@@ -182,11 +154,6 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
         text=gen.text,
         extra=extra,
     )
-
-
-def _shares(weights: list[int]) -> list[float]:
-    total = sum(weights)
-    return [w / total for w in weights] if total else [1.0 / len(weights)] * len(weights)
 
 
 def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config: GenerationConfig,
@@ -218,25 +185,25 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
     first_r = marks.get("first", end) if any(g.output_tokens for g in gens) else end  # no token: all prefill
     begin, first_r, *steady, end = final(meter, begin, first_r, *([marks["steady"]] if "steady" in marks else []), end)
     window = meter.measurement(begin, end)
-    e0, l0, h0 = _sum(begin)
-    e1, _, _ = _sum(first_r)
-    e2, l2, h2 = _sum(end)
+    e0, l0, h0 = energy_sums(begin)
+    e1, _, _ = energy_sums(first_r)
+    e2, l2, h2 = energy_sums(end)
     pre_j, dec_j, total_j = e1 - e0, e2 - e1, e2 - e0
     pre_s, dec_s = first_r.timestamp_s - begin.timestamp_s, end.timestamp_s - first_r.timestamp_s
-    w_in = _shares([g.input_tokens for g in gens])
-    w_out = _shares([g.output_tokens for g in gens])
+    w_in = shares([g.input_tokens for g in gens])
+    w_out = shares([g.output_tokens for g in gens])
     batch: dict[str, Any] = {"id": batch_id, "size": len(prompts), "window_s": end.timestamp_s - begin.timestamp_s}
     if steady and "first" in marks:
         s_end = steady[0]
-        batch.update(steady_j=_sum(s_end)[0] - e1, steady_s=s_end.timestamp_s - first_r.timestamp_s,
+        batch.update(steady_j=energy_sums(s_end)[0] - e1, steady_s=s_end.timestamp_s - first_r.timestamp_s,
                      steady_tokens=steady_tokens[0])
     rows = []
     for prompt, gen, a, b in zip(prompts, gens, w_in, w_out):
         row_j = pre_j * a + dec_j * b
         share = row_j / total_j if total_j else 1.0 / len(prompts)
         extra = {"ttft_s": gen.prefill_s, "latency_s": gen.prefill_s + gen.decode_s, "batch": batch,
-                 **_common_extra(prompt, gen)}
-        _watched(extra, window, figures, 1.0 / len(prompts))
+                 **common_extra(prompt, gen)}
+        keep_watched(extra, window, figures, 1.0 / len(prompts))
         rows.append(ResultRow(
             prompt_index=prompt.index, prompt_id=prompt.id, ok=gen.ok, error=gen.error,
             finish_reason=gen.finish_reason, input_tokens=gen.input_tokens, output_tokens=gen.output_tokens,

@@ -22,33 +22,35 @@ from pathlib import Path
 from typing import Any
 
 from joulescore import __version__
-from joulescore.backends import ENCODER_BACKENDS, MEDIA_BACKENDS, load_backend
+from joulescore.backends import ENCODER_BACKENDS, load_backend
 from joulescore.backends.base import Backend
-from joulescore.backends.models import check_gguf, resolve_model
-from joulescore.backends.options import OpenAIOptions
-from joulescore.backends.reasoning import ReasoningPlan, detect_family, plan_reasoning
+from joulescore.bench.checks import check_backend, check_context, check_settings, task_spec
 from joulescore.bench.compare_data import per_prompt_section
-from joulescore.bench.interference import busy_warning, start_facts
-from joulescore.bench.interval import PrecisionStop, shuffled
-from joulescore.bench.population import Population, population_of, row_x
+from joulescore.bench.population import population_of
 from joulescore.bench.probe import probe_after, probe_before
-from joulescore.bench.record import owner_alive
 from joulescore.bench.runner import ProgressSink, RunOutcome, run_pending, warm_up
 from joulescore.bench.stopping import Stop, stopping
 from joulescore.errors import BadInput, DatasetError, JoulescoreError, StoreError
 from joulescore.hardware import hardware_info, logical_cpus
-from joulescore.impact.gguf import context_length
 from joulescore.meters import select_meter
 from joulescore.meters.base import Domain, Meter
 from joulescore.meters.estimator import own_cpu_s, tree_cpu_s
 from joulescore.meters.interference import BusyProbe, BusyProbeClock, InterferenceWatch, free_threads
 from joulescore.meters.monitor import idle_power_w
 from joulescore.model.config import RunConfig
+from joulescore.model.options import OpenAIOptions
+from joulescore.model.reasoning import ReasoningPlan, detect_family, plan_reasoning
 from joulescore.model.record import RunRecord
+from joulescore.model.spec import RunSpec
 from joulescore.outputs import check_output, database_files, json_with
+from joulescore.store.estimate import Population, row_x
+from joulescore.store.interference import busy_warning, start_facts
+from joulescore.store.interval import PrecisionStop, shuffled
+from joulescore.store.record import owner_alive
 from joulescore.store.sqlite import RunRow, Store
-from joulescore.tasks.media import check_backend, materialise
-from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_prompts, load_spec, task_names
+from joulescore.tasks.media import materialise
+from joulescore.tasks.prompts import load_prompts
+from joulescore.tasks.spec import Prompt, TaskSpec, load_spec, task_names
 
 #: (prompts in the run, prompts already stored, the meter's kind) -> a progress sink
 ProgressFactory = Callable[[int, int, str], ProgressSink]
@@ -100,72 +102,6 @@ def reasoning_plan(config: RunConfig, backend: Backend) -> tuple[ReasoningPlan |
 def new_run_id() -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{secrets.token_hex(3)}"
-
-
-def task_spec(config: RunConfig) -> TaskSpec:
-    """The shipped task, or a custom one built from ``--template`` over ``--dataset``."""
-    spec = load_spec(config.task)
-    if config.template is None:
-        if config.metric or config.reference_field:
-            raise BadInput("--metric and --reference-field apply to a custom task: give --template too")
-        return spec
-    if not config.dataset:
-        raise BadInput("--template needs --dataset: the JSONL file whose rows fill it")
-    return custom_spec(spec, config.template, Path(config.dataset).expanduser(), config.metric,
-                       config.reference_field)
-
-
-def check_threads(config: RunConfig) -> None:
-    """More engine threads than CPUs only time-slices them: the run would measure contention, not the model."""
-    cpus = logical_cpus()
-    if isinstance(config.threads, int) and config.threads > cpus:
-        raise BadInput(f"--threads {config.threads} is more than the {cpus} CPUs this process may run on; "
-                       f"give at most --threads {cpus}")
-
-
-def check_context(config: RunConfig, model_context: int | None) -> None:
-    """--max-new-tokens must leave room for a prompt in the context window: refused before any prompt runs.
-
-    The window is --n-ctx, or the model's own context where that is smaller.  An encoder writes
-    no tokens, and a server's window is the server's own, so neither is checked here.
-    """
-    if config.backend in (*ENCODER_BACKENDS, *MEDIA_BACKENDS) or isinstance(config.engine, OpenAIOptions):
-        return
-    window, whose = config.n_ctx, "--n-ctx"
-    if model_context and model_context < window:
-        window, whose = model_context, "the model's"
-    if config.max_new_tokens >= window:
-        raise BadInput(f"--max-new-tokens {config.max_new_tokens} does not fit the context window of {window} "
-                       f"tokens ({whose}), which must hold the prompt too")
-
-
-def _gguf_context(config: RunConfig) -> int | None:
-    """A llama.cpp model's trained context, from its file's header: known before the engine loads it."""
-    if config.backend != "llama.cpp":
-        return None
-    try:
-        path = resolve_model(config.model).path
-    except JoulescoreError:
-        return None  # loading the model reports it
-    return context_length(path)
-
-
-def check_settings(config: RunConfig) -> None:
-    """What can be refused before anything loads or prints: threads, and the window for the new tokens."""
-    check_threads(config)
-    check_context(config, _gguf_context(config))
-
-
-def check_inputs(config: RunConfig) -> None:
-    """:func:`check_settings`, the task, a meter asked for by name and a llama.cpp model's file: for a command
-    that prints before it starts a run (compare-reasoning), so that a bad one is its one line of output."""
-    check_settings(config)
-    task_spec(config)
-    if config.meter != "auto":
-        # unknown, or not available here: said now (the meter is not started)
-        select_meter(config.meter, options=config.scrape_options())
-    if config.backend == "llama.cpp":
-        check_gguf(resolve_model(config.model).path)
 
 
 def prepare(config: RunConfig) -> Prepared:
@@ -222,7 +158,7 @@ def prepare(config: RunConfig) -> Prepared:
 
 
 def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
-             sweep: dict[str, Any] | None = None) -> dict[str, Any]:
+             sweep: dict[str, Any] | None = None) -> RunSpec:
     """What is stored with the run: settings, model, task, hardware and meter (with idle power)."""
     provenance: dict[str, Any] = p.meter.provenance().as_dict()
     provenance["notes"] = [*provenance.get("notes", []), *p.backend.notes()]
@@ -236,7 +172,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
         provenance["idle_baseline_s"] = p.config.idle_baseline_s
         provenance["idle_power_w"] = {d.value: round(w, 6) for d, w in idle_w.items()}
     reasoning = None if p.plan is None else {**p.plan.as_dict(), "family_source": p.family_source}
-    return {
+    return RunSpec.build({
         "reasoning": reasoning,
         "config": p.config.model_dump(),
         "model": p.backend.info().as_dict(),
@@ -257,7 +193,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
         **({"sweep": sweep} if sweep else {}),
         **({"population": {**(p.population.as_dict() if p.population else {}), "why_plain": p.why_plain or None}}
            if p.config.precision is not None else {}),
-    }
+    })
 
 
 def finish(store: Store, run_id: str, out_dir: Path | None) -> RunRecord:
@@ -322,14 +258,14 @@ def start(config: RunConfig, store: Store, out_dir: Path | None,
                 notify(p.busy_warning)
             idle_w = idle_power_w(p.meter, config.idle_baseline_s) if config.idle_baseline_s > 0 else None
             spec = run_spec(p, idle_w, sweep)
-            spec["probe"] = probe_before(p.meter)
+            spec.probe = probe_before(p.meter)
             with stop.held():
                 store.create_run(run_id, len(p.prompts), spec)
                 created = True
             outcome = _execute(store, run_id, p, progress, config.warmup, stop)
             if not outcome.interrupted:
                 with stop.held():
-                    probe_after(store, run_id, spec["probe"], p.meter)
+                    probe_after(store, run_id, spec.probe, p.meter)
         except KeyboardInterrupt:
             if not created:
                 raise
@@ -353,7 +289,7 @@ def check_same_prompts(run: RunRow, prompts: Sequence[Prompt]) -> None:
 
     Runs stored before the fingerprint was kept are checked by their number of prompts only.
     """
-    stored = run.spec.get("task", {}).get("prompts_sha256")
+    stored = RunSpec.load(run.spec).task.prompts_sha256
     if stored is None:
         if len(prompts) != run.num_prompts:
             raise DatasetError(f"run {run.run_id} had {run.num_prompts} prompts but its dataset now gives "

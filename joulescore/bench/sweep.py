@@ -22,10 +22,11 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from joulescore.backends.options import ENGINE_OPTIONS
 from joulescore.errors import BadInput, JoulescoreError
 from joulescore.model.config import MAX_SWEEP_VARIANTS, RunConfig, describe_error, engine_option_names
+from joulescore.model.options import ENGINE_OPTIONS
 from joulescore.model.record import RunRecord
+from joulescore.model.spec import RunSpec
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.textfile import MAX_DEPTH, read_text, shape_problem
 
@@ -297,6 +298,19 @@ def _ray_tasks(plan: Plan, jobs: list[tuple[int, str, RunConfig]], sweep_id: str
     return gather
 
 
+def _left_to_run(store: Store, sweep_id: str, grid: list[tuple[str, RunConfig]]
+                 ) -> tuple[list[tuple[int, tuple[str, RunConfig]]], dict[str, str]]:
+    """An interrupted sweep's variants not yet settled, and the run each started one has (variant -> run id)."""
+    _, rows = store.get_sweep(sweep_id)
+    settled = {r["position"] for r in rows if r["status"] in ("complete", "failed")}
+    started: dict[str, str] = {}
+    for run in store.list_runs():
+        link = RunSpec.load(run.spec).sweep
+        if link is not None and link.id == sweep_id:
+            started[link.variant] = run.run_id
+    return [(pos, g) for pos, g in enumerate(grid) if pos not in settled], started
+
+
 def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = False,
               report: Callable[[str, RunRecord | str], None] | None = None, resume_id: str | None = None,
               on_start: Callable[[str], None] | None = None) -> str:
@@ -313,15 +327,10 @@ def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = Fa
         store.create_sweep(sweep_id, plan.name, plan.model_dump())
         for pos, (name, config) in enumerate(grid):
             store.set_variant(sweep_id, pos, name, config.model_dump(), "pending")
+        todo = list(enumerate(grid))
     else:
         sweep_id = resume_id
-        _, rows = store.get_sweep(sweep_id)
-        settled = {r["position"] for r in rows if r["status"] in ("complete", "failed")}
-        grid_left = [(pos, g) for pos, g in enumerate(grid) if pos not in settled]
-        for run in store.list_runs():
-            link = run.spec.get("sweep") or {}
-            if link.get("id") == sweep_id:
-                started[link["variant"]] = run.run_id
+        todo, started = _left_to_run(store, sweep_id, grid)
 
     def settle(pos: int, name: str, config: RunConfig, outcome: RunRecord | str) -> None:
         """Store a variant's outcome: its run's record, or the reason (a string) it has none."""
@@ -335,7 +344,6 @@ def run_sweep(plan: Plan, store: Store, out_dir: Path | None, use_ray: bool = Fa
 
     if on_start is not None:
         on_start(sweep_id)  # before any variant runs, so an interrupted sweep can be found again
-    todo = grid_left if resume_id is not None else list(enumerate(grid))
     if use_ray or plan.executor == "ray":
         gather = _ray_tasks(plan, [(pos, name, c) for pos, (name, c) in todo if name not in started], sweep_id)
         for pos, payload in gather():

@@ -70,7 +70,7 @@ def measure(
         output = check_output(output, what="measure report", is_own=json_with(command=..., exit_status=...),
                               force=force, option="--output")
     from joulescore.meters.command import exit_status, run_measured
-    from joulescore.meters.presets import ScrapeOptions
+    from joulescore.model.scrape import ScrapeOptions
 
     scrape = ScrapeOptions(prometheus_url, exporter_url, preset, query, selector, unit)
     done = run_measured(list(command), meter, wait_descendants, scrape)

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from joulescore.store.sqlite import Store, default_db_path
+from joulescore.store.common import default_db_path
+from joulescore.store.sqlite import Store
 
 DbOption = Annotated[Optional[Path], typer.Option("--db", help="results database (default: $JOULESCORE_DB or the XDG data dir)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]

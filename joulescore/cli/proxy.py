@@ -48,7 +48,7 @@ def proxy(
     query: QueryOption = None, selector: SelectorOption = None, unit: UnitOption = None,
 ) -> None:
     """Meter an OpenAI-compatible server request by request; Prometheus metrics at /metrics."""
-    from joulescore.meters.presets import ScrapeOptions
+    from joulescore.model.scrape import ScrapeOptions
     from joulescore.proxy.server import ProxySettings, check_upstream, parse_listen, run_proxy
 
     if meter not in METER_NAMES:

@@ -54,7 +54,7 @@ def compare_reasoning(
     runs: Annotated[Optional[str], typer.Option("--runs", help="compare stored runs RUN_ID,RUN_ID instead of running")] = None,
 ) -> None:
     """Run each reasoning mode on the same prompts and set energy against accuracy."""
-    from joulescore.bench import session
+    from joulescore.bench import checks, session
     from joulescore.bench.compare_reasoning import compare, mode_row, parse_budgets, parse_modes, stored_rows
     from joulescore.cli.render import RichProgress
 
@@ -68,7 +68,7 @@ def compare_reasoning(
                                limit=limit, precision=precision, warmup=warmup, threads=threads, n_ctx=n_ctx, meter=meter,
                                reasoning=mode, reasoning_family=reasoning_family) for mode in mode_list}
     for config in configs.values():
-        session.check_inputs(config)  # before the first mode starts and prints: a bad model or task is one line
+        checks.check_inputs(config)  # before the first mode starts and prints: a bad model or task is one line
     store = open_store(db)
     target = run_json_dir(db, target_dir)
     rows = []

@@ -73,17 +73,7 @@ def print_summary(console: Console, record: RunRecord) -> None:
     table.add_row("energy", Text.assemble(mark, f"  {_fmt(record.wh_per_1000_queries)} Wh per 1,000 queries"))
     band = f"band {_fmt(energy.low_j)}-{_fmt(energy.high_j)} J total" if estimated else ""
     table.add_row("", f"{_fmt(record.j_per_query)} J/query, {_fmt(record.j_per_output_token)} J/output token  {band}")
-    if record.interval is not None:
-        table.add_row("interval", interval_text(record))
-    if record.sampling is not None:
-        table.add_row("sampled", sampling_text(record))
-    if energy.whole_machine_j is not None:
-        table.add_row("machine", f"whole machine {_fmt(record.whole_machine_wh_per_1000_queries)} Wh per 1,000 "
-                      f"queries ({_fmt(energy.whole_machine_j, '.4g', ' J')}, as a wall-socket meter would see "
-                      "it); the figure above is the run's attributed share")
-    if energy.net_total_j is not None:
-        table.add_row("", f"gross {_fmt(energy.total_j, '.4g', ' J')}, idle {_fmt(energy.idle_power_w, '.4g', ' W')}"
-                      f" -> net {_fmt(energy.net_total_j, '.4g', ' J')} (idle subtracted on request)")
+    _energy_detail(table, record)
     cached, n_in = counts.cached_input_tokens, counts.input_tokens
     reuse = f"; {100 * cached / n_in:.0f}% of input tokens came from the prefix cache" if cached and n_in else ""
     table.add_row("phases", f"prefill {_fmt(record.phase_split.prefill_pct, '.1f', '%')}, "
@@ -96,17 +86,7 @@ def print_summary(console: Console, record: RunRecord) -> None:
     table.add_row("covers", ", ".join(parts) + " (domains this meter does not cover are not counted)")
     table.add_row("speed", f"{_fmt(record.tokens_per_s, '.1f')} output tok/s, "
                   f"{_fmt(record.duration_s, '.1f', ' s')} measured")
-    reasoning = cfg.get("reasoning")
-    if isinstance(reasoning, dict):
-        per_q = counts.reasoning_tokens_per_query
-        p50, p90 = (per_q.p50, per_q.p90) if per_q else (None, None)
-        table.add_row("reasoning", f"{reasoning['mode']} ({reasoning['method']}, family {reasoning['family']}, "
-                      f"budget {_cell(reasoning['budget'])} tokens): {_cell(counts.reasoning_tokens)} reasoning + "
-                      f"{_cell(counts.answer_tokens)} answer tokens, p50/p90 {_fmt(p50, '.0f')}/{_fmt(p90, '.0f')} "
-                      "per query")
-        table.add_row("", f"decode: reasoning {_fmt(energy.reasoning_j, '.4g', ' J')}, answer "
-                      f"{_fmt(energy.answer_j, '.4g', ' J')}; {_cell(counts.reasoning_truncated)} cut off "
-                      f"mid-reasoning and {_cell(counts.reasoning_unclosed)} never closed it (not scored)")
+    _reasoning_rows(table, record)
     if record.interference is not None:
         table.add_row("interference", interference_text(record))
     q = record.quality
@@ -134,6 +114,38 @@ def media_text(record: RunRecord) -> str:
     if m.converted:
         text += f"; {m.converted} file(s) converted: {'; '.join(m.conversions[:2])}"
     return text
+
+
+def _energy_detail(table: Table, record: RunRecord) -> None:
+    """The rows beside the headline figure: its interval, the sample, the whole machine, net of idle."""
+    energy = record.energy
+    if record.interval is not None:
+        table.add_row("interval", interval_text(record))
+    if record.sampling is not None:
+        table.add_row("sampled", sampling_text(record))
+    if energy.whole_machine_j is not None:
+        table.add_row("machine", f"whole machine {_fmt(record.whole_machine_wh_per_1000_queries)} Wh per 1,000 "
+                      f"queries ({_fmt(energy.whole_machine_j, '.4g', ' J')}, as a wall-socket meter would see "
+                      "it); the figure above is the run's attributed share")
+    if energy.net_total_j is not None:
+        table.add_row("", f"gross {_fmt(energy.total_j, '.4g', ' J')}, idle {_fmt(energy.idle_power_w, '.4g', ' W')}"
+                      f" -> net {_fmt(energy.net_total_j, '.4g', ' J')} (idle subtracted on request)")
+
+
+def _reasoning_rows(table: Table, record: RunRecord) -> None:
+    """The reasoning/answer split of a run with a reasoning plan (nothing for one without)."""
+    counts, energy = record.counts, record.energy
+    reasoning = record.reasoning_plan()
+    if reasoning is not None:
+        per_q = counts.reasoning_tokens_per_query
+        p50, p90 = (per_q.p50, per_q.p90) if per_q else (None, None)
+        table.add_row("reasoning", f"{reasoning.mode} ({reasoning.method}, family {reasoning.family}, "
+                      f"budget {_cell(reasoning.budget)} tokens): {_cell(counts.reasoning_tokens)} reasoning + "
+                      f"{_cell(counts.answer_tokens)} answer tokens, p50/p90 {_fmt(p50, '.0f')}/{_fmt(p90, '.0f')} "
+                      "per query")
+        table.add_row("", f"decode: reasoning {_fmt(energy.reasoning_j, '.4g', ' J')}, answer "
+                      f"{_fmt(energy.answer_j, '.4g', ' J')}; {_cell(counts.reasoning_truncated)} cut off "
+                      f"mid-reasoning and {_cell(counts.reasoning_unclosed)} never closed it (not scored)")
 
 
 def interval_text(record: RunRecord) -> str:

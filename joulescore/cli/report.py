@@ -11,7 +11,7 @@ from joulescore.cli.app import app, out
 from joulescore.cli.board import _rule
 from joulescore.cli.options import ForceOption
 from joulescore.outputs import check_output, database_files, marked
-from joulescore.store.sqlite import default_db_path
+from joulescore.store.common import default_db_path
 
 
 @app.command()
@@ -25,8 +25,8 @@ def report(
     force: ForceOption = False,
 ) -> None:
     """Write an offline HTML report: leaderboard per task, energy-quality scatter, a page per run, sweeps."""
-    from joulescore.report.data import build_report_data
     from joulescore.report.html import REPORT_MARK, write_report
+    from joulescore.report.page import build_report_data
 
     dbs = db or [default_db_path()]
     check_output(output, what="joulescore report", is_own=marked(REPORT_MARK), force=force,

@@ -75,7 +75,7 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
     if target_dir is not None:
         check_out_dir(target_dir)
     target = run_json_dir(db, target_dir)
-    from joulescore.cli import compare
+    import joulescore.cli.compare as compare
 
     compare.parse_pct(baseline_threshold, "--baseline-threshold")
     base = compare.load_baseline(baseline, db) if baseline else None
@@ -207,8 +207,8 @@ app.command("run")(settings_command(run, [
 @app.command()
 def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List stored runs."""
-    from joulescore.bench.record import summary_row
     from joulescore.cli.render import runs_table
+    from joulescore.store.record import summary_row
 
     store = read_store(db)
     counts = store.result_counts()
@@ -241,7 +241,7 @@ def show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def tasks(as_json: JsonOption = False) -> None:
     """The tasks available, with their prompt sets and metrics."""
-    from joulescore.tasks.spec import task_catalogue
+    from joulescore.tasks.prompts import task_catalogue
 
     rows = task_catalogue()
     if as_json:

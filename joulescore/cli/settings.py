@@ -16,8 +16,8 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic.fields import FieldInfo
 
-from joulescore.backends.options import ENGINE_OPTIONS
 from joulescore.model.config import RunConfig, engine_option_names, flag_of
+from joulescore.model.options import ENGINE_OPTIONS
 
 
 def _plain_type(annotation: Any) -> Any:

@@ -27,8 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from joulescore.backends.gguf import KvShape, kv_shape
 from joulescore.errors import BadInput
-from joulescore.impact.gguf import KvShape, kv_shape
 from joulescore.impact.hardware_specs import ChipSpec, cpu_spec, find_accelerator
 from joulescore.model.record import RunRecord
 

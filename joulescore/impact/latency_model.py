@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -208,6 +208,3 @@ def predict(case: Case, model: Fit) -> dict[str, Any]:
         "engines_used": [lab for lab, _, _ in options],
     }
 
-
-def with_chip(case: Case, chip: ChipSpec) -> Case:
-    return replace(case, chip=chip)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -84,6 +85,25 @@ class Measurement:
     name: str = ""
     detail_j: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def empty(cls, provenance: Provenance) -> Measurement:
+        """No time and no energy: the start of a sum of windows."""
+        return cls(0.0, {}, {}, {}, provenance)
+
+    def scaled(self, share: float) -> Measurement:
+        """A share of this window (a batch row's, or a request's part of a proxy interval)."""
+        return Measurement(self.duration_s * share, _times(self.energy_j, share), _times(self.low_j, share),
+                           _times(self.high_j, share), self.provenance, self.name,
+                           {k: v * share for k, v in self.detail_j.items()})
+
+    def plus(self, other: Measurement, share: float = 1.0) -> Measurement:
+        """This window and ``share`` of another, added domain by domain (the sums a ledger keeps)."""
+        part = other.scaled(share) if share != 1.0 else other
+        return Measurement(self.duration_s + part.duration_s, _add(self.energy_j, part.energy_j),
+                           _add(self.low_j, part.low_j), _add(self.high_j, part.high_j), self.provenance, self.name,
+                           {k: self.detail_j.get(k, 0.0) + part.detail_j.get(k, 0.0)
+                            for k in self.detail_j.keys() | part.detail_j.keys()})
+
     @property
     def total_j(self) -> float:
         return sum(self.energy_j.values())
@@ -125,6 +145,24 @@ class Measurement:
 
 def _diff(a: dict[Domain, float], b: dict[Domain, float]) -> dict[Domain, float]:
     return {d: b[d] - a.get(d, 0.0) for d in b}
+
+
+def _times(a: dict[Domain, float], share: float) -> dict[Domain, float]:
+    return {d: v * share for d, v in a.items()}
+
+
+def _add(a: dict[Domain, float], b: dict[Domain, float]) -> dict[Domain, float]:
+    return {**a, **{d: a.get(d, 0.0) + v for d, v in b.items()}}
+
+
+def shares(weights: Sequence[float]) -> list[float]:
+    """Each part's share of a window, in proportion to its weight (its tokens); equal parts when all weigh 0.
+
+    The one weighting rule: the runner splits a batch's window among its rows with it, and the proxy's
+    ledger an interval among the requests in one phase.
+    """
+    total = sum(weights)
+    return [w / total for w in weights] if total else [1.0 / len(weights)] * len(weights)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from pathlib import Path
 from joulescore.errors import BadInput
 from joulescore.meters.base import Measurement
 from joulescore.meters.descendants import Descendants, describe, subreaper
-from joulescore.meters.presets import ScrapeOptions
+from joulescore.model.scrape import ScrapeOptions
 from joulescore.textfile import special_kind
 
 #: what runs an executable text file that has no ``#!`` line, as a shell does on ENOEXEC

@@ -12,8 +12,8 @@ import time
 
 from joulescore.errors import BadInput
 from joulescore.meters.base import MeterStatus
-from joulescore.meters.presets import ScrapeOptions
 from joulescore.meters.scraped import Sample, ScrapedMeter, keep, need, series_key
+from joulescore.model.scrape import ScrapeOptions
 
 #: background scrape: often enough to see a RAPL wrap, rarely enough to cost nothing
 POLL_INTERVAL_S = 1.0

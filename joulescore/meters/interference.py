@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 
 PROC_STAT = Path("/proc/stat")
 CPU_SYSFS = Path("/sys/devices/system/cpu")
-#: defaults of the thresholds above which a run is marked disturbed (RunConfig carries the ones used)
-DEFAULT_OTHERS_CPU_PCT = 10.0
-DEFAULT_STEAL_PCT = 5.0
 #: how often CPU clocks and GPU state are sampled during a run (CPU time needs no sampling: it is cumulative)
 SAMPLE_INTERVAL_S = 0.5
 #: GPU clock throttle reasons (NVML's nvmlClocksThrottleReason* bits, a stable ABI) -> name, and whether it disturbs
@@ -305,11 +302,6 @@ class InterferenceWatch:
                 self._throttle0 = self._throttle_now
         self._begin = None
         return out
-
-    def gpu_processes(self) -> list[dict[str, Any]]:
-        """Every other GPU compute process seen so far in this window (name, pid, GPU)."""
-        with self._lock:
-            return list(self._gpu_others.values())
 
 
 def scale_row(figures: dict[str, Any], share: float) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from joulescore.errors import BadInput
 from joulescore.meters.base import Domain
+from joulescore.model.scrape import ScrapeOptions
 
 #: joules per unit of a counter
 UNITS_J: dict[str, float] = {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "µJ": 1e-6}
@@ -44,26 +45,6 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("node-rapl", (("node_rapl_package_joules_total", Domain.CPU), ("node_rapl_dram_joules_total", Domain.DRAM)),
            "J", True, source="Prometheus node exporter, RAPL collector (core zones sit inside packages: not added)"),
 )}
-
-
-@dataclass(frozen=True)
-class ScrapeOptions:
-    """The flags of ``--meter prometheus`` and ``--meter exporter``."""
-
-    prometheus_url: str | None = None
-    exporter_url: str | None = None
-    preset: str | None = None
-    query: str | None = None
-    selector: str | None = None
-    unit: str | None = None
-    #: a long-running reader (the proxy): a failed or stale scrape after the start is a warning and a
-    #: growing staleness, not an error; the figures wait for the source to come back
-    keep_going: bool = False
-
-    def given(self) -> list[str]:
-        """The flags given, as the user wrote them (a local meter takes none of them)."""
-        names = ("prometheus_url", "exporter_url", "preset", "query", "selector", "unit")
-        return ["--" + n.replace("_", "-") for n in names if getattr(self, n) is not None]
 
 
 def domain_of_name(metric: str) -> Domain:

@@ -14,8 +14,9 @@ import time
 
 from joulescore.errors import BadInput
 from joulescore.meters.base import MeterStatus
-from joulescore.meters.presets import ScrapeOptions, promql
+from joulescore.meters.presets import promql
 from joulescore.meters.scraped import Sample, ScrapedMeter, need, series_key
+from joulescore.model.scrape import ScrapeOptions
 
 #: the first query looks this far back: enough samples to see the scrape interval and a stale series
 LOOKBACK_S = 300

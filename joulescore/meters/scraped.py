@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from joulescore.errors import BadInput, MeterUnavailable
 from joulescore.meters.base import Domain, Measurement, Meter, Provenance, Reading, now_s
 from joulescore.meters.poller import Poller
-from joulescore.meters.presets import Preset, ScrapeOptions, matches, parse_selector, selection
+from joulescore.meters.presets import Preset, matches, parse_selector, selection
+from joulescore.model.scrape import ScrapeOptions
 
 #: a series whose newest sample is older than this many resolutions is stale
 STALE_RESOLUTIONS = 4.0

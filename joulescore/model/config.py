@@ -2,7 +2,7 @@
 
 The command line's ``run`` flags, sweep plans and ``compare-reasoning`` all
 build a :class:`RunConfig`.  Engine settings live in the engine's own options
-model (``joulescore.backends.options``), selected by ``backend``: flat engine
+model (``joulescore.model.options``), selected by ``backend``: flat engine
 keys (``dtype=...``, as flags and older stored runs give them) are moved into
 ``engine`` and checked there, so a setting an engine does not take is refused.
 
@@ -18,10 +18,11 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from joulescore.backends.base import GenerationConfig
-from joulescore.backends.options import ENGINE_OPTIONS, AnyEngineOptions, LlamaCppOptions
-from joulescore.backends.reasoning import DEFAULT_BUDGETS, ReasoningFamily, ReasoningMode
 from joulescore.errors import BadInput
+from joulescore.model.generation import GenerationConfig
+from joulescore.model.options import ENGINE_OPTIONS, AnyEngineOptions, LlamaCppOptions
+from joulescore.model.reasoning import DEFAULT_BUDGETS, ReasoningFamily, ReasoningMode
+from joulescore.model.scrape import ScrapeOptions
 
 Protocol = Literal["energy-score", "natural"]
 
@@ -30,12 +31,15 @@ Protocol = Literal["energy-score", "natural"]
 #: and 10 warm-up prompts that are not counted.
 ENERGY_SCORE_NEW_TOKENS = 10
 ENERGY_SCORE_WARMUP = 10
-#: a --precision rating answers at least this many prompts (joulescore.bench.interval.MIN_PROMPTS)
+#: a --precision rating answers at least this many prompts (joulescore.store.interval.MIN_PROMPTS)
 PRECISION_MIN_PROMPTS = 100
 #: the most variants a sweep plan may expand to unless ``--max-variants`` says otherwise: a sweep of this
 #: many runs already takes days; a larger grid is most likely a typo, and expanding one of 10**6 variants
 #: took 35 s, 2.7 GB of memory and a 732 MB database before anything ran (issue 23)
 MAX_SWEEP_VARIANTS = 500
+#: defaults of the thresholds above which a run is marked disturbed (a run's config carries the ones it used)
+DEFAULT_OTHERS_CPU_PCT = 10.0
+DEFAULT_STEAL_PCT = 5.0
 
 
 def _flag(name: str, *extra: str) -> dict[str, Any]:
@@ -48,8 +52,6 @@ def _env_pct(name: str, which: Literal["others_cpu", "steal"]) -> float:
     Unset, the default is the interference module's own (one source for both thresholds)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
-        from joulescore.meters.interference import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
-
         return DEFAULT_OTHERS_CPU_PCT if which == "others_cpu" else DEFAULT_STEAL_PCT
     try:
         value = float(raw.rstrip("%"))
@@ -122,7 +124,7 @@ class RunConfig(BaseModel):
     disturbed_steal_pct: float = Field(default_factory=lambda: _env_pct("JOULESCORE_DISTURBED_STEAL_PCT", "steal"),
                                        ge=0.0, le=100.0, description="mark the run disturbed when steal "
                                        "time is above this % (VMs; default 5, or $JOULESCORE_DISTURBED_STEAL_PCT)")
-    #: the engine's own settings, by ``backend`` (see joulescore.backends.options)
+    #: the engine's own settings, by ``backend`` (see joulescore.model.options)
     engine: AnyEngineOptions = Field(default_factory=LlamaCppOptions)
 
     @model_validator(mode="before")
@@ -223,10 +225,8 @@ class RunConfig(BaseModel):
             raise ValueError(f"unknown backend {value!r}; choose one of: {', '.join(ENGINE_OPTIONS)}")
         return value
 
-    def scrape_options(self) -> Any:
+    def scrape_options(self) -> ScrapeOptions:
         """The scraped meters' flags, as ``select_meter`` takes them."""
-        from joulescore.meters.presets import ScrapeOptions
-
         return ScrapeOptions(self.prometheus_url, self.exporter_url, self.preset, self.query, self.selector, self.unit)
 
     def generation(self) -> GenerationConfig:

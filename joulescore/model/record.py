@@ -10,83 +10,32 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationInfo, model_validator
+
+from joulescore.model.sections import (
+    BUILDING,
+    Hardware,
+    Meter,
+    ModelInfo,
+    ReasoningApplied,
+    Section,
+    SweepLink,
+    TaskInfo,
+    Tool,
+)
 
 #: bumped when a field is renamed or its meaning changes; new optional fields do not bump it
 SCHEMA_VERSION = 1
 
 
-class _Section(BaseModel):
-    """Typed, but keeps keys an older or newer joulescore wrote, so old records still load."""
-
-    model_config = ConfigDict(extra="allow", protected_namespaces=())
-
-
-class Tool(_Section):
-    name: str = "joulescore"
-    version: str
-
-
-class ModelInfo(_Section):
-    name: str
-    path: Optional[str] = None
-    backend: str
-    quantization: Optional[str] = None
-    parameters: Optional[int] = None
-    architecture: Optional[str] = None
-    context_length: Optional[int] = None
-    #: engine-specific facts: GGUF name, size_bytes, batching mode, device...
-    extra: dict[str, Any] = {}
-
-
-class TaskInfo(_Section):
-    name: str
-    dataset: str = ""
-    num_prompts: int = 0
-    metric: str
-    reference_field: Optional[str] = None
-    template: Optional[str] = None
-    #: text, audio or image: what one prompt is (a media prompt is one file)
-    inputs: str = "text"
-
-
-class Hardware(_Section):
-    cpu: str = "unknown CPU"
-    cpu_microarchitecture: Optional[str] = None
-    logical_cpus: int = 0
-    ram_gb: float = 0.0
-    #: each GPU the meter covers: name, UUID, memory, power limit, driver
-    gpus: list[dict[str, Any]] = []
-    #: compute processes of others seen on those GPUs at the start (their energy is in the GPU's counter)
-    other_gpu_processes: list[dict[str, Any]] = []
-    os: str = ""
-    machine: str = ""
-
-
-class Meter(_Section):
-    #: measured, estimated or mixed (per domain in per_domain)
-    kind: str
-    sources: list[str] = []
-    includes: list[str] = []
-    #: the meter's stated uncertainty (None where it states none)
-    uncertainty_pct: Optional[float] = None
-    notes: list[str] = []
-    per_domain: Optional[dict[str, dict[str, Any]]] = None
-    #: the domains the figures cover (cpu, dram, gpu, system): energy.*_j is null for the others
-    domains: list[str] = []
-    #: only with --idle-baseline
-    idle_baseline_s: Optional[float] = None
-    idle_power_w: Optional[dict[str, float]] = None
-
-
-class Percentiles(_Section):
+class Percentiles(Section):
     p50: Optional[float] = None
     p90: Optional[float] = None
     p99: Optional[float] = None
     max: Optional[float] = None
 
 
-class Counts(_Section):
+class Counts(Section):
     prompts: int
     done: int
     succeeded: int
@@ -105,7 +54,7 @@ class Counts(_Section):
     reasoning_tokens_per_query: Optional[Percentiles] = None
 
 
-class Energy(_Section):
+class Energy(Section):
     total_j: float
     #: None where the meter does not cover that domain: never silently mixed
     cpu_j: Optional[float] = None
@@ -132,24 +81,24 @@ class Energy(_Section):
     attribution: Optional[str] = None
 
 
-class PhaseSplit(_Section):
+class PhaseSplit(Section):
     prefill_pct: Optional[float] = None
     decode_pct: Optional[float] = None
 
 
-class Latency(_Section):
+class Latency(Section):
     ttft_s: Percentiles
     e2e_s: Percentiles
     mean_s: Optional[float] = None
 
 
-class Batching(_Section):
+class Batching(Section):
     batch_size: int
     mode: str
     attribution: Optional[str] = None
 
 
-class SteadyState(_Section):
+class SteadyState(Section):
     """Figures from the windows in which every row of a batch was decoding (ML.ENERGY's method)."""
 
     j_per_output_token: Optional[float] = None
@@ -162,7 +111,7 @@ class SteadyState(_Section):
     note: str = ""
 
 
-class Quality(_Section):
+class Quality(Section):
     metric: str
     value: Optional[float] = None
     n: int
@@ -171,7 +120,7 @@ class Quality(_Section):
     note: str = ""
 
 
-class Interference(_Section):
+class Interference(Section):
     """What else used the machine in the run's measured windows (joulescore/meters/interference.py).
 
     CPU shares are of the CPUs the run may use; ``others`` is every process outside the run's own tree.
@@ -208,8 +157,8 @@ class Interference(_Section):
     notes: list[str] = []
 
 
-class Interval(_Section):
-    """The 95% confidence interval of J/query and Wh per 1,000 queries (joulescore/bench/interval.py)."""
+class Interval(Section):
+    """The 95% confidence interval of J/query and Wh per 1,000 queries (joulescore/store/interval.py)."""
 
     level: float = 0.95
     method: str
@@ -238,9 +187,9 @@ class Interval(_Section):
     refers_to: Optional[str] = None
 
 
-class Sampling(_Section):
+class Sampling(Section):
     """A ``--precision`` rating: prompts in a shuffled order, stopped once the interval of its estimate of the
-    full run's J/query was narrow enough (joulescore/bench/estimate.py)."""
+    full run's J/query was narrow enough (joulescore/store/estimate.py)."""
 
     precision_pct: float
     seed: int
@@ -262,7 +211,7 @@ class Sampling(_Section):
     sample_j_per_query: Optional[float] = None
 
 
-class Media(_Section):
+class Media(Section):
     """A run whose prompts are files (audio, image): their decoding, and what was converted (bench/media.py)."""
 
     inputs: str
@@ -283,12 +232,7 @@ class Media(_Section):
     note: str = ""
 
 
-class SweepLink(_Section):
-    id: str
-    variant: str
-
-
-class RunRecord(_Section):
+class RunRecord(Section):
     """Every figure of one run, rebuilt from its stored rows."""
 
     schema_version: int = SCHEMA_VERSION
@@ -342,6 +286,30 @@ class RunRecord(_Section):
     per_prompt: Optional[dict[str, Any]] = None
     #: where run.json was written
     run_json: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate_model(cls, data: Any, info: ValidationInfo) -> Any:
+        """Unless building, keep just the ``model`` keys ``ModelInfo`` declares (it cannot see the context)."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and not (
+                info.context and info.context.get(BUILDING)):
+            return {**data, "model": {k: v for k, v in data["model"].items() if k in ModelInfo.model_fields}}
+        return data
+
+    @classmethod
+    def build(cls, data: dict[str, Any]) -> RunRecord:
+        """The strict path, for the record builder: any key no section declares is an error."""
+        return cls.model_validate(data, context={BUILDING: True})
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> RunRecord:
+        """The tolerant path, for stored records (a database's, a run.json): unknown keys are left out."""
+        return cls.model_validate(data)
+
+    def reasoning_plan(self) -> Optional[ReasoningApplied]:
+        """The reasoning plan the run applied, read from its config here only; None for a run without one."""
+        plan = self.config.get("reasoning")
+        return ReasoningApplied.model_validate(plan) if isinstance(plan, dict) and plan.get("mode") else None
 
     def as_json(self) -> dict[str, Any]:
         """The record as plain JSON types (what run.json and --json print)."""

@@ -20,7 +20,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,6 +34,7 @@ from joulescore.proxy import streams
 from joulescore.proxy.checks import DEFAULT_MAX_BODY, MAX_MODEL_CHARS, path_problem, text_problem, with_usage
 from joulescore.proxy.ledger import Ledger
 from joulescore.proxy.metrics import CONTENT_TYPE, ProxyMetrics
+from joulescore.proxy.outcome import Outcome
 from joulescore.proxy.relay import relay, why
 from joulescore.proxy.streams import UNKNOWN
 
@@ -43,25 +43,6 @@ METERED = ("/v1/chat/completions", "/v1/completions")
 _HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "content-length"}
 ENERGY_HEADER, METER_HEADER = "x-joulescore-energy-j", "x-joulescore-meter"
-
-
-@dataclass
-class Outcome:
-    """What the app knows of a request when it ends; stored then, its energy settled later if need be."""
-
-    path: str
-    model: str
-    streamed: bool
-    started_unix: float
-    started_s: float
-    status: str = "ok"
-    http_status: int = 200
-    input_tokens: int | None = None
-    output_tokens: int = 0
-    tokens_from: str = "chunks"
-    ttft_s: float | None = None
-    duration_s: float = 0.0
-    error: str | None = None
 
 
 class TooLarge(Exception):

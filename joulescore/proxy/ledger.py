@@ -4,7 +4,7 @@ The meter is read at every request event (start, first token, end) and on a
 tick, so time is cut into intervals that cover it without gaps or overlaps.
 An interval with no request in flight is idle energy, kept apart and never
 charged to a request.  An interval with requests in flight is split among
-them by the batch rule (``bench.runner.run_batch``): requests still waiting
+them by the batch rule (``bench.runner.run_batch``, weights by ``meters.base.shares``): requests still waiting
 for their first token share the interval's prefill part by input tokens,
 those streaming tokens share its decode part by output tokens.  The two
 parts (and a third for non-streamed requests, whose phases the proxy cannot
@@ -30,43 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from joulescore.meters.base import Domain, Meter, Reading
+from joulescore.meters.base import Domain, Measurement, Meter, Reading, shares
 
 Phase = Literal["prefill", "decode", "whole"]
-
-
-@dataclass
-class Energy:
-    """Joules per domain with their band, added up as intervals settle."""
-
-    energy_j: dict[Domain, float] = field(default_factory=dict)
-    low_j: dict[Domain, float] = field(default_factory=dict)
-    high_j: dict[Domain, float] = field(default_factory=dict)
-
-    def add(self, other: Energy, share: float = 1.0) -> None:
-        for mine, theirs in ((self.energy_j, other.energy_j), (self.low_j, other.low_j),
-                             (self.high_j, other.high_j)):
-            for d, v in theirs.items():
-                mine[d] = mine.get(d, 0.0) + v * share
-
-    @property
-    def total_j(self) -> float:
-        return sum(self.energy_j.values())
-
-    @property
-    def total_low_j(self) -> float:
-        return sum(self.low_j.values())
-
-    @property
-    def total_high_j(self) -> float:
-        return sum(self.high_j.values())
-
-
-def _delta(a: Reading, b: Reading) -> Energy:
-    def diff(x: dict[Domain, float], y: dict[Domain, float]) -> dict[Domain, float]:
-        return {d: y[d] - x.get(d, 0.0) for d in y}
-
-    return Energy(diff(a.energy_j, b.energy_j), diff(a.low_j, b.low_j), diff(a.high_j, b.high_j))
 
 
 @dataclass
@@ -81,7 +47,7 @@ class Tracked:
     ended_s: float | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    energy: Energy = field(default_factory=Energy)
+    energy: Measurement = field(kw_only=True)  # its shares of the settled intervals, added up
     pending: int = 0  # intervals not yet settled
 
     def weight(self, phase: Phase) -> int:
@@ -94,7 +60,7 @@ class Tracked:
 
 @dataclass
 class _Interval:
-    energy: Energy
+    energy: Measurement
     members: dict[str, Phase]
     begin: Reading
     end: Reading
@@ -105,14 +71,12 @@ def split(members: dict[str, Phase], weight: Callable[[str, Phase], int]) -> dic
     groups: dict[Phase, list[str]] = {}
     for rid, phase in members.items():
         groups.setdefault(phase, []).append(rid)
-    shares: dict[str, float] = {}
+    out: dict[str, float] = {}
     for phase, rids in groups.items():
         group_share = len(rids) / len(members)
-        weights = [weight(r, phase) for r in rids]
-        total = sum(weights)
-        for r, w in zip(rids, weights):
-            shares[r] = group_share * (w / total if total else 1.0 / len(rids))
-    return shares
+        for r, share in zip(rids, shares([weight(r, phase) for r in rids])):
+            out[r] = group_share * share
+    return out
 
 
 class Ledger:
@@ -125,8 +89,8 @@ class Ledger:
     """
 
     def __init__(self, meter: Meter, on_settled: Callable[[Tracked], None],
-                 on_idle: Callable[[Energy, float], None],
-                 on_ended: Callable[[Tracked, Energy, bool], None] | None = None) -> None:
+                 on_idle: Callable[[Measurement, float], None],
+                 on_ended: Callable[[Tracked, Measurement, bool], None] | None = None) -> None:
         self.meter = meter
         self._on_settled = on_settled
         self._on_idle = on_idle
@@ -137,14 +101,15 @@ class Ledger:
         self.live: dict[str, Tracked] = {}
         self._open: list[_Interval] = []
         self._idle_open: list[_Interval] = []
-        self.idle = Energy()
-        self.charged = Energy()
+        self._nothing = Measurement.empty(meter.provenance())
+        self.idle = self._nothing
+        self.charged = self._nothing
         self.power_w: dict[Domain, float] = {}
 
     def _close(self) -> float:
         """Close the interval up to now and hand it to idle or to the requests in flight."""
         now = self.meter.read()
-        energy = _delta(self._last, now)
+        energy = self.meter.measurement(self._last, now)
         span_s = now.timestamp_s - self._last.timestamp_s
         if span_s > 0:
             self.power_w = {d: v / span_s for d, v in energy.energy_j.items()}
@@ -160,11 +125,11 @@ class Ledger:
                 self.live[rid].pending += 1
         return now.timestamp_s
 
-    def _final(self, interval: _Interval) -> Energy | None:
+    def _final(self, interval: _Interval) -> Measurement | None:
         """The interval's energy from the meter's final readings, or None while its end is not yet settled."""
         if interval.end.timestamp_s > self.meter.settled_until_s():
             return None
-        return _delta(self.meter.revise(interval.begin), self.meter.revise(interval.end))
+        return self.meter.measurement(self.meter.revise(interval.begin), self.meter.revise(interval.end))
 
     def _settle_idle(self) -> None:
         while self._idle_open:
@@ -172,13 +137,14 @@ class Ledger:
             if energy is None:
                 return
             interval = self._idle_open.pop(0)
-            self.idle.add(energy)
+            self.idle = self.idle.plus(energy)
             self._on_idle(energy, interval.end.timestamp_s - interval.begin.timestamp_s)
 
     def start(self, request_id: str, streamed: bool) -> None:
         with self._lock:
             t = self._close()
-            self.live[request_id] = Tracked(request_id, streamed, "prefill" if streamed else "whole", t)
+            self.live[request_id] = Tracked(request_id, streamed, "prefill" if streamed else "whole", t,
+                                            energy=self._nothing)
 
     def first_token(self, request_id: str) -> None:
         with self._lock:
@@ -192,7 +158,7 @@ class Ledger:
             if self._open:
                 self._settle(skip="")
 
-    def end(self, request_id: str, input_tokens: int, output_tokens: int) -> tuple[Energy, bool]:
+    def end(self, request_id: str, input_tokens: int, output_tokens: int) -> tuple[Measurement, bool]:
         """The request has ended with these token counts: settle what can now be settled.
 
         Returns the request's energy now and whether it is final (else peers still in flight may
@@ -209,13 +175,12 @@ class Ledger:
                 self._on_ended(tracked, energy, final)
             return energy, final
 
-    def _provisional(self, tracked: Tracked) -> Energy:
-        energy = Energy()
-        energy.add(tracked.energy)
+    def _provisional(self, tracked: Tracked) -> Measurement:
+        energy = tracked.energy
         for interval in self._open:
             if tracked.request_id in interval.members:
-                shares = split(interval.members, self._guess_weight(tracked))
-                energy.add(interval.energy, shares[tracked.request_id])
+                share = split(interval.members, self._guess_weight(tracked))[tracked.request_id]
+                energy = energy.plus(interval.energy, share)
         return energy
 
     def _guess_weight(self, own: Tracked) -> Callable[[str, Phase], int]:
@@ -238,8 +203,8 @@ class Ledger:
                 continue
             for rid, share in split(interval.members, self._weight).items():
                 tracked = self.live[rid]
-                tracked.energy.add(final, share)
-                self.charged.add(final, share)
+                tracked.energy = tracked.energy.plus(final, share)
+                self.charged = self.charged.plus(final, share)
                 tracked.pending -= 1
         self._open = still
         for rid in [r for r, t in self.live.items() if t.ended_s is not None and t.pending == 0]:

@@ -19,7 +19,7 @@ from joulescore.proxy import streams
 from joulescore.proxy.ledger import Ledger
 
 if TYPE_CHECKING:
-    from joulescore.proxy.app import Outcome
+    from joulescore.proxy.outcome import Outcome
 
 
 def why(exc: BaseException) -> str:

@@ -30,7 +30,7 @@ from joulescore.proxy.logs import log_config
 from joulescore.proxy.session import Session, Writer, say
 
 if TYPE_CHECKING:
-    from joulescore.meters.presets import ScrapeOptions
+    from joulescore.model.scrape import ScrapeOptions
 
 IDLE_FLUSH_S = 5.0
 

@@ -19,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from joulescore.proxy.ledger import Energy, Ledger, Tracked
+from joulescore.meters.base import Measurement
+from joulescore.proxy.ledger import Ledger, Tracked
 from joulescore.proxy.metrics import ProxyMetrics
 from joulescore.store.requests import RequestRow, RequestStore
 
 if TYPE_CHECKING:
-    from joulescore.proxy.app import Outcome
+    from joulescore.proxy.outcome import Outcome
 
 #: at the stop, how long a scraped meter's sample past the last moment is waited for (a 60 s scrape, and some)
 FINAL_SAMPLE_WAIT_S = 75.0
@@ -73,7 +74,7 @@ class Writer:
         self._thread.join()
 
 
-def _domains(e: Energy) -> dict[str, float]:
+def _domains(e: Measurement) -> dict[str, float]:
     return {d.value: v for d, v in e.energy_j.items()}
 
 
@@ -89,7 +90,7 @@ class Session:
         self.outcomes: dict[str, Outcome] = {}
         self._unsettled: dict[str, str] = {}  # request id -> model, for rows stored with provisional energy
         self.metrics = ProxyMetrics(self.kind, lambda: self.ledger.power_w, meter)
-        self._idle = Energy()
+        self._idle = Measurement.empty(prov)
         self._idle_s = 0.0
         self._idle_lock = threading.Lock()
         writer.put(lambda s: s.start_session(self.session_id, upstream_shown, self.kind, prov.as_dict()))
@@ -99,7 +100,7 @@ class Session:
         """What the app knows of a request that is ending; the ledger's ``on_ended`` stores it."""
         self.outcomes[rid] = out
 
-    def _ended(self, t: Tracked, e: Energy, final: bool) -> None:
+    def _ended(self, t: Tracked, e: Measurement, final: bool) -> None:
         out = self.outcomes.pop(t.request_id)
         row = RequestRow(t.request_id, self.session_id, out.started_unix, out.path, out.model, out.streamed,
                          out.status, out.http_status, out.input_tokens, out.output_tokens, out.tokens_from,
@@ -118,16 +119,16 @@ class Session:
         self.metrics.settled(model, domains, e.total_j)
         self.writer.put(lambda s: s.settle_request(rid, e.total_j, e.total_low_j, e.total_high_j, domains))
 
-    def _idle_interval(self, energy: Energy, span_s: float) -> None:
+    def _idle_interval(self, energy: Measurement, span_s: float) -> None:
         self.metrics.idle(energy.energy_j)
         with self._idle_lock:
-            self._idle.add(energy)
+            self._idle = self._idle.plus(energy)
             self._idle_s += span_s
 
     def flush_idle(self) -> None:
         with self._idle_lock:
             idle, span_s = self._idle, self._idle_s
-            self._idle, self._idle_s = Energy(), 0.0
+            self._idle, self._idle_s = Measurement.empty(idle.provenance), 0.0
         if span_s > 0:
             domains = _domains(idle)
             ended = time.time()

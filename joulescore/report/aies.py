@@ -126,10 +126,6 @@ def scales() -> dict[tuple[str, str], Scale]:
     return out
 
 
-def scales_for(task: str) -> list[Scale]:
-    return [s for (t, _), s in sorted(scales().items()) if t == task]
-
-
 @dataclass
 class AiesView:
     """The AI Energy Score line of one run, and the figures behind it."""

@@ -105,15 +105,6 @@ def size_class(size_bytes: float | None, parameters: float | None) -> str | None
     return "A" if size <= CLASS_A_MAX_BYTES else "B" if size <= CLASS_B_MAX_BYTES else "C"
 
 
-def hardware_class(hardware: dict[str, Any]) -> str:
-    """The accelerator when there is one (model and count), else the CPU's microarchitecture."""
-    gpus = hardware.get("gpus") or []
-    if gpus:
-        names = sorted({str(g.get("name", "GPU")) for g in gpus})
-        return f"GPU {'+'.join(names)} x{len(gpus)}"
-    return f"CPU {hardware.get('cpu_microarchitecture') or hardware.get('cpu', 'unknown')}"
-
-
 def row_from_record(record: RunRecord) -> BoardRow:
     """A stored run's record as a board row."""
     model, q, hw = record.model, record.quality, record.hardware
@@ -122,8 +113,8 @@ def row_from_record(record: RunRecord) -> BoardRow:
         model=model.name, task=record.task.name, wh_per_1000=record.wh_per_1000_queries,
         j_per_token=record.j_per_output_token, quality=q.value,
         quality_metric=q.metric, higher_is_better=q.higher_is_better,
-        hardware=f"{hw.cpu}, {hw.logical_cpus} CPUs" + (f", {len(hw.gpus)} GPU(s)" if hw.gpus else ""),
-        hardware_class=hardware_class(hw.model_dump()), protocol=record.config["protocol"],
+        hardware=hw.describe(),
+        hardware_class=hw.hardware_class(), protocol=record.config["protocol"],
         size_class=size_class(model.extra.get("size_bytes"), model.parameters),
         kind=record.meter.kind, run_id=record.run_id, date=record.created_at[:10],
         disturbed=(it.reason or "disturbed") if it is not None and it.disturbed else "",

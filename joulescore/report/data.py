@@ -10,17 +10,14 @@ so a team's machines are rated against each other within each peer group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from joulescore import __version__
 from joulescore.model.record import RunRecord
 from joulescore.report.aies import AiesView, aies_view, stars_range_text
 from joulescore.report.board import BoardRow, Rule, pareto, rate, reference_rows, row_from_record
 from joulescore.store.requests import RequestStore
-from joulescore.store.sqlite import utc_now
 from joulescore.units import J_PER_WH, energy_mark
 
 
@@ -84,30 +81,16 @@ def _note(notes: list[str] | None, text: str) -> None:
         notes.append(text)
 
 
-def _get(section: Any, *names: str, default: Any = None) -> Any:
-    """The first of ``names`` present on a typed section or a plain dict (new record sections load as either)."""
-    for name in names:
-        value = section.get(name) if isinstance(section, Mapping) else getattr(section, name, None)
-        if value is not None:
-            return value
-    return default
-
-
 def interference_view(record: RunRecord) -> dict[str, Any]:
     """The DISTURBED mark and the 95% interval on J/query, where the record carries them (issue 12).
 
-    Read from the record's ``interference`` section (``disturbed``, ``reason`` or ``reasons``) and its
-    ``interval`` section (``j_per_query_low``, ``j_per_query_high``).  A record without them shows no
-    mark, and the meter's band instead of an interval.
+    A record without an ``interference`` or ``interval`` section (stored before they existed) shows
+    no mark, and the meter's band instead of an interval.
     """
-    section = getattr(record, "interference", None) or {}
-    reasons = _get(section, "reason", "reasons", default="")
-    interval = getattr(record, "interval", None) or {}
-    low, high = _get(interval, "j_per_query_low"), _get(interval, "j_per_query_high")
-    ci = [float(low), float(high)] if isinstance(low, (int, float)) and isinstance(high, (int, float)) else None
-    return {"disturbed": bool(_get(section, "disturbed", default=False)),
-            "reason": "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons),
-            "j_per_query_ci95": ci}
+    it, iv = record.interference, record.interval
+    reason = "" if it is None else it.reason if it.reason is not None else "; ".join(it.reasons)
+    return {"disturbed": it is not None and it.disturbed, "reason": reason,
+            "j_per_query_ci95": [iv.j_per_query_low, iv.j_per_query_high] if iv is not None else None}
 
 
 def precision_of(record: RunRecord) -> str:
@@ -118,8 +101,8 @@ def precision_of(record: RunRecord) -> str:
 
 
 def reasoning_mode(record: RunRecord) -> str:
-    plan = record.config.get("reasoning")
-    return str(plan.get("mode")) if isinstance(plan, dict) and plan.get("mode") else "none"
+    plan = record.reasoning_plan()
+    return plan.mode if plan is not None else "none"
 
 
 def wh_band(record: RunRecord, ci: list[float] | None) -> tuple[float | None, float | None, str]:
@@ -152,11 +135,10 @@ def aies_cell(view: AiesView) -> dict[str, Any]:
 def run_row(origin: Origin, record: RunRecord, board: BoardRow, intf: dict[str, Any]) -> dict[str, Any]:
     """One leaderboard line of a run: the record's figures, rated by the board's rules."""
     lo, hi, band = wh_band(record, intf["j_per_query_ci95"])
-    hardware = board.hardware + "".join(f", {g.get('name', 'GPU')}" for g in record.hardware.gpus[:1])
     return {
         "uid": origin.uid(record.run_id), "run_id": record.run_id, "origin": str(origin.path), "task": board.task,
         "model": record.model.name, "engine": record.model.backend, "precision": precision_of(record),
-        "batch": record.batching.batch_size, "hardware": hardware, "hardware_class": board.hardware_class,
+        "batch": record.batching.batch_size, "hardware": board.hardware, "hardware_class": board.hardware_class,
         "size_class": board.size_class or "?", "kind": record.meter.kind, "kind_label": kind_label(record),
         "wh": record.wh_per_1000_queries, "wh_low": lo, "wh_high": hi, "band": band,
         "j_per_token": record.j_per_output_token, "j_per_query": record.j_per_query,
@@ -202,65 +184,3 @@ def leaderboard(origins: list[Origin], task: str | None, rule: Rule, intf: dict[
     tasks = sorted({r["task"] for r in runs} | ({task} if task else set()))
     refs = [reference_row(r) for t in tasks for r in reference_rows(t)]
     return runs, refs
-
-
-def _unique(items: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """The first of the items sharing a ``key`` (a sweep read again from a copy of its database)."""
-    first: dict[Any, dict[str, Any]] = {}
-    for item in items:
-        first.setdefault(item[key], item)
-    return list(first.values())
-
-
-def _new_traffic(origins: list[Origin], notes: list[str]) -> list[Origin]:
-    """The origins whose proxy requests were not all read already (a copy of a database shows its traffic once)."""
-    seen: set[str] = set()
-    out = []
-    for origin in origins:
-        ids = {r.request_id for r in origin.store.requests_since(0.0)}
-        if ids and ids <= seen:
-            notes.append(f"the proxy requests in --db {origin.path} were all read from an earlier --db: shown once")
-            continue
-        seen |= ids
-        out.append(origin)
-    return out
-
-
-def build_report_data(paths: list[Path], task: str | None = None, rule: Rule = "equal-bins",
-                      region: str = "WLD") -> dict[str, Any]:
-    """Everything the page shows, as plain JSON types."""
-    from joulescore.report.details import ImpactContext, run_details
-    from joulescore.report.groups import reasoning_groups, sweeps
-    from joulescore.report.traffic import live_traffic
-
-    notes: list[str] = []
-    origins = open_origins(paths, notes)
-    try:
-        intf: dict[str, dict[str, Any]] = {}
-        aies: dict[str, AiesView] = {}
-        runs, refs = leaderboard(origins, task, rule, intf, aies)
-        impact = ImpactContext.for_region(region)
-        shown = {r["uid"] for r in runs}
-        details = {}
-        for origin in origins:
-            answered = origin.store.answered_figures()
-            for record in origin.records:
-                uid = origin.uid(record.run_id)
-                if uid in shown:
-                    details[uid] = run_details(record, answered.get(record.run_id, []), impact, len(shown), intf[uid],
-                                               aies[uid])
-        stored = sum(len(o.records) for o in origins)
-        return {
-            "generated_at": utc_now(), "tool_version": __version__, "rule": rule, "task_filter": task,
-            "origins": [{"index": o.index, "path": str(o.path), "runs": len(o.records)} for o in origins],
-            "notes": notes,
-            "tasks": sorted({r["task"] for r in runs} | {r["task"] for r in refs}),
-            "runs": runs, "references": refs, "details": details,
-            "not_shown": stored - len(runs), "region": impact.summary(),
-            "sweeps": _unique([s for o in origins for s in sweeps(o, task)], "sweep_id"),
-            "reasoning": [g for o in origins for g in reasoning_groups(o, task)],
-            "traffic": [t for o in _new_traffic(origins, notes) if (t := live_traffic(o.store, str(o.path)))],
-        }
-    finally:
-        for origin in origins:
-            origin.store.close()

@@ -93,7 +93,7 @@ def label_of(record: RunRecord) -> dict[str, Any]:
     hw, q, cfg = record.hardware, record.quality, record.config
     return {
         "model": record.model.name, "task": record.task.name, "date": record.created_at[:10],
-        "hardware": f"{hw.cpu}, {hw.logical_cpus} CPUs" + "".join(f", {g.get('name')}" for g in hw.gpus),
+        "hardware": hw.describe(),
         "wh_per_1000_queries": record.wh_per_1000_queries, "j_per_output_token": record.j_per_output_token,
         "j_per_query": record.j_per_query, "kind": record.meter.kind, "mark": kind_label(record),
         "quality": f"{q.metric} = {q.value if q.value is not None else 'n/a'} over {q.n} prompts",

@@ -7,16 +7,14 @@ the page shows what the terminal prints.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from joulescore.backends.reasoning import MODES
 from joulescore.bench.advise import advise
 from joulescore.bench.compare_reasoning import compare, mode_row
 from joulescore.errors import JoulescoreError
+from joulescore.model.reasoning import MODES
 from joulescore.model.record import RunRecord
-
-if TYPE_CHECKING:
-    from joulescore.report.data import Origin
+from joulescore.report.data import Origin
 
 
 def sweeps(origin: Origin, task: str | None) -> list[dict[str, Any]]:
@@ -41,8 +39,8 @@ def sweeps(origin: Origin, task: str | None) -> list[dict[str, Any]]:
 
 
 def _mode(record: RunRecord) -> str | None:
-    plan = record.config.get("reasoning")
-    return str(plan["mode"]) if isinstance(plan, dict) and plan.get("mode") else None
+    plan = record.reasoning_plan()
+    return plan.mode if plan is not None else None
 
 
 def reasoning_groups(origin: Origin, task: str | None) -> list[dict[str, Any]]:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections import Counter
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from joulescore.errors import BadInput
-from joulescore.model.record import Meter, RunRecord
+from joulescore.model.record import RunRecord
+from joulescore.model.sections import Meter
 from joulescore.report.label_layout import (
     CARD,
     CARD_H_IN,
@@ -70,11 +70,8 @@ def safe(text: object) -> str:
 
 
 def hardware_items(record: RunRecord) -> list[str]:
-    """The hardware as whole items (CPU, count, each GPU model with how many, as the board writes it), escaped."""
-    hw = record.hardware
-    gpus = Counter(visible(g.get("name")) for g in hw.gpus)
-    return [visible(hw.cpu), f"{hw.logical_cpus} CPUs",
-            *(name if n == 1 else f"{name} x{n}" for name, n in gpus.items())]
+    """The hardware as whole items (``Hardware.parts``), escaped for the card."""
+    return [visible(part) for part in record.hardware.parts()]
 
 
 def _band(pct: float | None) -> str:

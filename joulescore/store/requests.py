@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from joulescore.store.sqlite import Store, utc_now
+from joulescore.store.common import utc_now
+from joulescore.store.sqlite import Store
 
 
 @dataclass(frozen=True)

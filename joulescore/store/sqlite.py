@@ -17,14 +17,15 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-import psutil
-
+from joulescore import __version__
 from joulescore.errors import StoreError
+from joulescore.model.record import RunRecord
+from joulescore.model.spec import RunSpec
+from joulescore.store.common import default_db_path, own_start_s, storable, utc_now
 from joulescore.store.migrations import (
     APPLICATION_ID,
     CURRENT_VERSION,
@@ -36,11 +37,9 @@ from joulescore.store.migrations import (
     user_tables,
     versions,
 )
+from joulescore.store.record import build_record, run_status
 from joulescore.store.rows import ResultRow as ResultRow
 from joulescore.store.rows import RunRow as RunRow
-
-if TYPE_CHECKING:
-    from joulescore.model.record import RunRecord
 
 RESULT_COLUMNS = (
     "prompt_index", "prompt_id", "ok", "error", "finish_reason", "input_tokens", "output_tokens",
@@ -55,36 +54,6 @@ RESULT_COLUMNS = (
 _OPEN_HERE: dict[str, int] = {}
 
 RUN_COLUMNS = "run_id, created_at, updated_at, status, num_prompts, pid, host, spec_json, record_json"
-
-
-def own_start_s() -> float:
-    """When this process started (Unix time): stored beside its pid, so that pid and start time name
-    one process for good, even after the system hands the pid to another one."""
-    return psutil.Process().create_time()
-
-
-def default_db_path() -> Path:
-    """``$JOULESCORE_DB``, else the XDG data directory."""
-    env = os.environ.get("JOULESCORE_DB")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "joulescore" / "joulescore.db"
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _storable(value: Any) -> Any:
-    """A string SQLite can hold: a lone surrogate (an undecodable byte of a file name, e.g. in an error text)
-    is kept as its escape, ``\\udcff``, instead of failing the write."""
-    if isinstance(value, str) and not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    return value
 
 
 def writable(path: Path) -> bool:
@@ -209,7 +178,7 @@ class Store:
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         self._check_writable()
         try:
-            return self._conn.execute(sql, tuple(map(_storable, params))).rowcount
+            return self._conn.execute(sql, tuple(map(storable, params))).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"cannot write to results database {self.path}: {exc}") from None
 
@@ -226,12 +195,14 @@ class Store:
             raise StoreError(f"cannot read results database {self.path}: {exc}") from None
 
     # runs -----------------------------------------------------------------
-    def create_run(self, run_id: str, num_prompts: int, spec: dict[str, Any]) -> None:
+    def create_run(self, run_id: str, num_prompts: int, spec: RunSpec | dict[str, Any]) -> None:
+        """Store a new run with its spec (a dict: one stored before, read back with ``get_run``)."""
+        stored = spec.stored() if isinstance(spec, RunSpec) else spec
         now = utc_now()
         self._write(
             "INSERT INTO runs (run_id, created_at, updated_at, status, num_prompts, pid, pid_started_s, host,"
             " spec_json) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-            (run_id, now, now, num_prompts, os.getpid(), own_start_s(), os.uname().nodename, json.dumps(spec)),
+            (run_id, now, now, num_prompts, os.getpid(), own_start_s(), os.uname().nodename, json.dumps(stored)),
         )
 
     def claim_run(self, run_id: str) -> None:
@@ -261,7 +232,7 @@ class Store:
 
     def get_run(self, run_id: str) -> RunRow:
         with self._reading():
-            row = self._conn.execute(f"{self._select_runs} WHERE run_id=?", (_storable(run_id),)).fetchone()
+            row = self._conn.execute(f"{self._select_runs} WHERE run_id=?", (storable(run_id),)).fetchone()
         if row is None:
             raise StoreError(f"no run {run_id!r} in {self.path}")
         return self._run_row(row)
@@ -278,9 +249,6 @@ class Store:
 
     def record(self, run_id: str) -> RunRecord:
         """The one way to get a run's record: rebuilt from its stored rows, so it is always exact."""
-        from joulescore import __version__
-        from joulescore.bench.record import build_record
-
         return build_record(self.get_run(run_id), self.results(run_id), __version__)
 
     def records(self) -> list[RunRecord]:
@@ -289,15 +257,12 @@ class Store:
         Read from the stored JSON (not rebuilt) so that a board over thousands of
         runs stays fast; a run that never ended (killed mid-run) has none yet.
         """
-        from joulescore.bench.record import run_status
-        from joulescore.model.record import RunRecord
-
         counts = self.result_counts()
         out = []
         for run in self.list_runs():
             if run.record:
                 status = run_status(run, *counts.get(run.run_id, (0, 0)))
-                out.append(RunRecord.model_validate({**run.record, "status": status}))
+                out.append(RunRecord.load({**run.record, "status": status}))
         return out
 
     # results --------------------------------------------------------------
@@ -402,7 +367,7 @@ class Store:
         """A sweep's plan and its variants in plan order."""
         with self._reading():
             row = self._conn.execute("SELECT plan_json FROM sweeps WHERE sweep_id=?",
-                                     (_storable(sweep_id),)).fetchone()
+                                     (storable(sweep_id),)).fetchone()
             if row is None:
                 raise StoreError(f"no sweep {sweep_id!r} in {self.path}")
             rows = self._conn.execute(

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from joulescore.errors import BadInput, DatasetError
-from joulescore.tasks.spec import Prompt, TaskSpec, read_jsonl, render_prompts
+from joulescore.errors import DatasetError
+from joulescore.tasks.spec import Prompt, TaskSpec, load_spec, read_jsonl, render_prompts, task_names
 
 #: the task's shipped data: clips synthesised from the chat prompts' sentences
 SPEECH_DATASET = "espeak:chat.jsonl"
@@ -69,9 +69,9 @@ def load_media_prompts(spec: TaskSpec, dataset: Path | None) -> tuple[list[Promp
     if dataset is not None:
         rows, path = user_rows(dataset, spec.inputs)
     elif spec.dataset == SPEECH_DATASET:
-        from joulescore.tasks import speech
+        from joulescore.tasks.speech import clip_folder, shipped_rows
 
-        rows, path = speech.shipped_rows(), speech.clip_folder()
+        rows, path = shipped_rows(), clip_folder()
     else:
         raise DatasetError(needs_data(spec))
     return render_prompts(spec, rows, path), path
@@ -85,22 +85,9 @@ def materialise(spec: TaskSpec, prompts: list[Prompt], dataset: Path | None) -> 
         ensure_clips([p.row for p in prompts])
 
 
-def check_backend(spec: TaskSpec, backend: str) -> None:
-    """A media task runs only on an engine that reads its files, and a text task never on one."""
-    from joulescore.backends import MEDIA_BACKENDS
-
-    reads = MEDIA_BACKENDS.get(backend, "text")
-    if reads != spec.inputs:
-        fits = [name for name, kind in MEDIA_BACKENDS.items() if kind == spec.inputs]
-        what = f"--backend {', '.join(fits)}" if fits else "a text backend (llama.cpp, transformers, ...)"
-        raise BadInput(f"task {spec.name!r} gives {spec.inputs} prompts and the {backend} backend reads {reads}: "
-                       f"use {what}")
-
 
 def config_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """A media task's run settings: its engine and model unless given, and no fixed-length protocol."""
-    from joulescore.tasks.spec import load_spec, task_names
-
     task = data.get("task")
     if not isinstance(task, str) or task not in task_names():
         return data

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from joulescore.tasks.metrics import Quality, Response
+from joulescore.tasks.scores import Quality, Response
 
 #: apostrophes kept inside words ("don't"); every other character that is not a letter or digit is a space
 _NOT_WORD = re.compile(r"[^\w']+|(?<!\w)'|'(?!\w)")

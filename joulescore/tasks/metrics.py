@@ -8,36 +8,10 @@ import statistics
 import string
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
+from joulescore.tasks.media_metrics import top_k_accuracy, word_error_rate
+from joulescore.tasks.scores import Quality, Response
 from joulescore.units import percentile
-
-
-@dataclass(frozen=True)
-class Response:
-    """What a metric sees of one answered prompt."""
-
-    text: str
-    output_tokens: int
-    reference: Any = None
-    row: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Quality:
-    """The quality figure recorded beside the energy."""
-
-    metric: str
-    value: float | None
-    n: int
-    higher_is_better: bool | None
-    details: dict[str, float] = field(default_factory=dict)
-    note: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 
 def length_stats(responses: Sequence[Response]) -> Quality:
@@ -225,15 +199,11 @@ def spearman(responses: Sequence[Response]) -> Quality:
 
 def wer(responses: Sequence[Response]) -> Quality:
     """ASR: word error rate (joulescore/tasks/media_metrics.py)."""
-    from joulescore.tasks.media_metrics import word_error_rate
-
     return word_error_rate(responses)
 
 
 def top_k(responses: Sequence[Response]) -> Quality:
     """Image classification: top-1 and top-5 accuracy (joulescore/tasks/media_metrics.py)."""
-    from joulescore.tasks.media_metrics import top_k_accuracy
-
     return top_k_accuracy(responses)
 
 

@@ -222,33 +222,8 @@ def render_prompts(spec: TaskSpec, rows: list[dict[str, Any]], source: Path,
     return prompts
 
 
-def load_prompts(spec: TaskSpec, dataset: Path | None = None,
-                 for_encoder: bool = False) -> tuple[list[Prompt], Path]:
-    """The task's prompts from its shipped set, or from a user's JSONL file (a media task: also a folder)."""
-    if spec.inputs != "text":
-        from joulescore.tasks.media import load_media_prompts
-
-        return load_media_prompts(spec, dataset)
+def load_text_prompts(spec: TaskSpec, dataset: Path | None = None,
+                      for_encoder: bool = False) -> tuple[list[Prompt], Path]:
+    """A text task's prompts from its shipped set, or from a user's JSONL file."""
     path = dataset if dataset is not None else data_path(spec.dataset)
     return render_prompts(spec, read_jsonl(path), path, for_encoder), path
-
-
-def task_catalogue() -> list[dict[str, Any]]:
-    """Every shipped task: its prompt set, how many prompts, its metric and which models fit."""
-    rows = []
-    for name in task_names():
-        spec = load_spec(name)
-        if spec.inputs != "text":
-            from joulescore.tasks.media import catalogue_row
-
-            rows.append(catalogue_row(spec))
-            continue
-        path = data_path(spec.dataset)
-        count = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.exists() else 0
-        fits = "generative (llama.cpp)"
-        if spec.encoder is not None:
-            fits += ", encoder: " + ("embedding model, e.g. minilm-l6" if spec.encoder.mode == "similarity"
-                                     else "sequence classifier folder (none ships offline)")
-        rows.append({"task": name, "dataset": spec.dataset, "prompts": count, "metric": spec.metric,
-                     "models": fits, "description": spec.description})
-    return rows

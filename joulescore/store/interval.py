@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from joulescore.bench.estimate import PLAIN, Population, percentile_interval, quick_half_pct, sampled_interval
+from joulescore.store.estimate import PLAIN, Population, percentile_interval, quick_half_pct, sampled_interval
 from joulescore.units import J_PER_WH
 
 LEVEL = 0.95
@@ -104,7 +104,7 @@ class PrecisionStop:
 
     It holds every stored prompt's energy and covariate (those stored before a resume included), is
     fed each new one, and says yes once at least :data:`MIN_PROMPTS` are stored and the interval of
-    the estimate (:mod:`joulescore.bench.estimate`: regression on the covariate where ``population``
+    the estimate (:mod:`joulescore.store.estimate`: regression on the covariate where ``population``
     is known, else the plain mean) has a half-width within ``precision_pct`` of it.  ``prompts`` is
     the run's N, whose J/query is estimated.
     """
@@ -177,7 +177,7 @@ def repeats_interval(records: Sequence[Any]) -> dict[str, Any] | None:
 def estimate_section(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] | None,
                      population: Population | None, prompts: int, refers_to: str) -> dict[str, Any] | None:
     """The record's ``interval`` for a sampled run: the estimate of the N prompts' J/query, how it was
-    made (estimator, covariate means, slope, n of N) and its interval (:mod:`joulescore.bench.estimate`)."""
+    made (estimator, covariate means, slope, n of N) and its interval (:mod:`joulescore.store.estimate`)."""
     est = sampled_interval(energy_j, ok, x, population, prompts)
     if est is None:
         return None

@@ -48,23 +48,8 @@ def summarize(rows: Sequence[dict[str, Any]], spec: dict[str, Any], others_pct_m
     if cpu_events:
         reasons.append(f"the CPU was thermally throttled ({cpu_events} events)")
     freq = [r["cpu_freq_min_pct"] for r in rows if "cpu_freq_min_pct" in r]
-    per_prompt = 0
-    for r in measured:
-        cap = r["capacity_s"]
-        if cap > 0 and (100 * r["others_s"] / cap > others_pct_max or 100 * r["steal_s"] / cap > steal_pct_max):
-            per_prompt += 1
-    notes: list[str] = []
-    if not measured:
-        notes.append("not measured: no /proc/stat here, or the prompts were run without a watch" if rows
-                     else "no prompt measured yet")
-    if not attributable:
-        notes.append("the engine runs outside joulescore's process tree (--endpoint): its own CPU time counts as "
-                     "others', so others' CPU does not mark the run disturbed")
-    if start.get("cpu_policy_capped"):
-        notes.append(f"CPU frequency capped by policy below the hardware maximum on CPUs "
-                     f"{start['cpu_policy_capped']}")
-    if "sw_power_cap" in throttle:
-        notes.append("the GPU ran at its power limit at times (sw_power_cap): normal under full load")
+    per_prompt = sum(1 for r in measured if r["capacity_s"] > 0 and (
+        100 * r["others_s"] / r["capacity_s"] > others_pct_max or 100 * r["steal_s"] / r["capacity_s"] > steal_pct_max))
     return {
         "measured": bool(measured),
         "disturbed": bool(reasons),
@@ -84,8 +69,26 @@ def summarize(rows: Sequence[dict[str, Any]], spec: dict[str, Any], others_pct_m
         "gpu_throttle_reasons": throttle,
         "gpu_other_pids": gpu_pids,
         "threads": start.get("threads"),
-        "notes": notes,
+        "notes": _notes(bool(rows), bool(measured), attributable, start, throttle),
     }
+
+
+def _notes(any_rows: bool, measured: bool, attributable: bool, start: dict[str, Any], throttle: list[str]
+           ) -> list[str]:
+    """What the section's figures do not show by themselves: why nothing was measured, what is not counted."""
+    notes: list[str] = []
+    if not measured:
+        notes.append("not measured: no /proc/stat here, or the prompts were run without a watch" if any_rows
+                     else "no prompt measured yet")
+    if not attributable:
+        notes.append("the engine runs outside joulescore's process tree (--endpoint): its own CPU time counts as "
+                     "others', so others' CPU does not mark the run disturbed")
+    if start.get("cpu_policy_capped"):
+        notes.append(f"CPU frequency capped by policy below the hardware maximum on CPUs "
+                     f"{start['cpu_policy_capped']}")
+    if "sw_power_cap" in throttle:
+        notes.append("the GPU ran at its power limit at times (sw_power_cap): normal under full load")
+    return notes
 
 
 def busy_warning(probe: BusyProbe | None, others_pct_max: float, attributable: bool) -> str | None:

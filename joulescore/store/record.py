@@ -12,14 +12,15 @@ from typing import Any
 
 import psutil
 
-from joulescore.bench.estimate import Population
-from joulescore.bench.interference import summarize
-from joulescore.bench.interval import MIN_PROMPTS, estimate_section, interval_section
-from joulescore.bench.media import media_section
-from joulescore.bench.population import REFERS_TO, row_x
-from joulescore.meters.interference import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
+from joulescore.model.config import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
 from joulescore.model.record import RunRecord
-from joulescore.store.sqlite import ResultRow, RunRow
+from joulescore.model.sections import Meter
+from joulescore.model.spec import RunSpec
+from joulescore.store.estimate import REFERS_TO, Population, row_x
+from joulescore.store.interference import summarize
+from joulescore.store.interval import MIN_PROMPTS, estimate_section, interval_section
+from joulescore.store.media import media_section
+from joulescore.store.rows import ResultRow, RunRow
 from joulescore.tasks.metrics import Quality, Response, score
 from joulescore.units import J_PER_WH
 from joulescore.units import percentiles as _percentiles
@@ -99,9 +100,9 @@ def reasoning_figures(ok: list[ResultRow]) -> tuple[dict[str, Any], dict[str, An
     return counts, energy
 
 
-def _net(meter: dict[str, Any], gross_j: float, duration_s: float) -> dict[str, Any]:
+def _net(meter: Meter, gross_j: float, duration_s: float) -> dict[str, Any]:
     """Net energy (gross minus idle power x measured time), only when an idle baseline was asked for."""
-    idle = meter.get("idle_power_w")
+    idle = meter.idle_power_w
     if idle is None:
         return {}
     idle_w = sum(idle.values())
@@ -110,17 +111,17 @@ def _net(meter: dict[str, Any], gross_j: float, duration_s: float) -> dict[str, 
         "idle_power_w": _r(idle_w),
         "idle_j": _r(idle_w * duration_s),
         "net_total_j": _r(gross_j - idle_w * duration_s),
-        "net_note": f"total_j is gross; net_total_j subtracts idle power ({meter['kind']}, "
-                    f"{meter.get('idle_baseline_s')} s baseline) x {duration_s:.3f} s measured",
+        "net_note": f"total_j is gross; net_total_j subtracts idle power ({meter.kind}, "
+                    f"{meter.idle_baseline_s} s baseline) x {duration_s:.3f} s measured",
     }
 
 
-def phases_withheld(spec: dict[str, Any], ok: list[ResultRow]) -> str | None:
+def phases_withheld(meter: Meter, config: dict[str, Any], ok: list[ResultRow]) -> str | None:
     """Why the prefill/decode split is withheld: a scraped meter's samples are further apart than a typical
     prefill lasts, so the split would be interpolation only (``--split-phases`` asks for it anyway)."""
-    per_domain = spec["meter"].get("per_domain") or {}
+    per_domain = meter.per_domain or {}
     res = [float(v["resolution_s"]) for v in per_domain.values() if "resolution_s" in v]
-    if spec["config"].get("split_phases") or not res or not ok:
+    if config.get("split_phases") or not res or not ok:
         return None
     prefill_s = statistics.median(r.prefill_s for r in ok)
     if max(res) <= prefill_s:
@@ -129,12 +130,23 @@ def phases_withheld(spec: dict[str, Any], ok: list[ResultRow]) -> str | None:
             f"median prefill ({prefill_s:.3g} s); the run's total stands; --split-phases gives the interpolated split")
 
 
+def phase_split_of(spec: RunSpec, results: list[ResultRow]) -> tuple[Meter, dict[str, float | None]]:
+    """The record's meter (with a note where the split is withheld) and its prefill/decode shares."""
+    total_j = sum(r.energy_j for r in results)
+    prefill_j, decode_j = sum(r.prefill_j for r in results), sum(r.decode_j for r in results)
+    withheld = phases_withheld(spec.meter, spec.config, [r for r in results if r.ok])
+    meter = spec.meter if withheld is None else spec.meter.model_copy(update={"notes": [*spec.meter.notes, withheld]})
+    shown = bool(total_j) and withheld is None
+    return meter, {"prefill_pct": _r(100 * prefill_j / total_j, 2) if shown else None,
+                   "decode_pct": _r(100 * decode_j / total_j, 2) if shown else None}
+
+
 def _latency_s(r: ResultRow) -> float:
     """A prompt's own wall time; in a batch its stored durations are shares of the window."""
     return float(r.extra.get("latency_s", r.duration_s))
 
 
-def steady_state(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any] | None:
+def steady_state(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | None:
     """Figures from the window in which each batch was full (the ML.ENERGY method).
 
     A batch's steady window opens when every row has its first token and closes
@@ -158,28 +170,29 @@ def steady_state(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, An
         "energy_j": _r(energy_j),
         "output_tokens": tokens,
         "batches": len(batches),
-        "kind": spec["meter"]["kind"],
+        "kind": spec.meter.kind,
         "note": "decode steps while every row of a batch was still generating; energy from the same meter "
                 "as the whole-run figures and covering the same domains",
     }
 
 
-def interference_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any] | None:
+def interference_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | None:
     """The record's interference section; None for a run stored before interference was recorded."""
     rows = [r.extra.get("interference", {}) for r in results]
-    if "interference" not in spec and not any(rows):
+    if "interference" not in spec.model_fields_set and not any(rows):
         return None
-    config = spec["config"]
-    return summarize(rows, spec, float(config.get("disturbed_cpu_pct", DEFAULT_OTHERS_CPU_PCT)),
+    config = spec.config
+    return summarize(rows, {"interference": spec.interference},
+                     float(config.get("disturbed_cpu_pct", DEFAULT_OTHERS_CPU_PCT)),
                      float(config.get("disturbed_steal_pct", DEFAULT_STEAL_PCT)))
 
 
-def interval_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any] | None:
+def interval_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | None:
     """The record's interval: of the prompts answered, or, for a sampled run, of its estimate of the full run."""
     energy, ok = [r.energy_j for r in results], [r.ok for r in results]
-    precision = spec["config"].get("precision")
+    precision = spec.config.get("precision")
     # an ordinary run answers all it was given; only a sampled run needs the task's full count
-    available = len(results) if precision is None else int(spec["task"]["num_prompts"])
+    available = len(results) if precision is None else spec.task.num_prompts
     if len(results) >= available:
         section = interval_section(energy, ok)
         if section is not None:
@@ -187,7 +200,7 @@ def interval_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any
             section["refers_to"] = (f"J/query of the {len(results)} prompts as answered{order}; the interval "
                                     "is over prompts like these")
         return section
-    population = Population.from_dict(spec.get("population"))
+    population = Population.from_dict(spec.population)
     if population is not None and population.prompts != available:
         population = None  # counted over other prompts than the run's: not this run's population
     refers = REFERS_TO.format(n=available)
@@ -198,13 +211,13 @@ def interval_of(spec: dict[str, Any], results: list[ResultRow]) -> dict[str, Any
                             available, refers)
 
 
-def sampling_of(spec: dict[str, Any], results: list[ResultRow], interval: dict[str, Any] | None
+def sampling_of(spec: RunSpec, results: list[ResultRow], interval: dict[str, Any] | None
                 ) -> dict[str, Any] | None:
     """What a ``--precision`` run says about its sample; None for an ordinary run."""
-    precision = spec["config"].get("precision")
+    precision = spec.config.get("precision")
     if precision is None:
         return None
-    available = int(spec["task"]["num_prompts"])
+    available = spec.task.num_prompts
     half = interval["half_width_pct"] if interval else None
     reached = len(results) >= min(MIN_PROMPTS, available) and half is not None and half <= precision
     if len(results) >= available:
@@ -215,10 +228,10 @@ def sampling_of(spec: dict[str, Any], results: list[ResultRow], interval: dict[s
         stopped = "not finished"
     ok = [r for r in results if r.ok]
     estimator = interval.get("estimator") if interval else None
-    return {"precision_pct": precision, "seed": spec["config"].get("seed", 0), "min_prompts": MIN_PROMPTS,
+    return {"precision_pct": precision, "seed": spec.config.get("seed", 0), "min_prompts": MIN_PROMPTS,
             "prompts_run": len(results), "prompts_available": available, "sampled": len(results) < available,
             "reached": reached, "stopped": stopped, "estimator": estimator,
-            "why_plain": (spec.get("population") or {}).get("why_plain") if len(results) < available else None,
+            "why_plain": (spec.population or {}).get("why_plain") if len(results) < available else None,
             "sample_j_per_query": _r(sum(r.energy_j for r in results) / len(ok)) if ok else None}
 
 
@@ -228,97 +241,82 @@ def _whole_machine(results: list[ResultRow]) -> float | None:
     return sum(float(r.extra.get("machine_j", r.energy_j)) for r in results)
 
 
-def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> RunRecord:
-    """The run record printed by ``run --json`` and written to run.json.
+def counts_of(run: RunRow, results: list[ResultRow]) -> dict[str, Any]:
+    """The record's ``counts``: prompts, tokens, truncations and the reasoning split's counts."""
+    ok = [r for r in results if r.ok]
+    return {
+        "prompts": run.num_prompts,
+        "done": len(results),
+        "succeeded": len(ok),
+        "failed": len(results) - len(ok),
+        "input_tokens": sum(r.input_tokens for r in ok),
+        #: of those, taken from the engine's KV cache (a prefix shared with the previous prompt)
+        "cached_input_tokens": sum(int(r.extra.get("cached_input_tokens", 0)) for r in ok),
+        "output_tokens": sum(r.output_tokens for r in ok),
+        "truncated": sum(1 for r in ok if r.finish_reason == "length"),
+        "output_tokens_per_query": _percentiles([float(r.output_tokens) for r in ok]),
+        **reasoning_figures(ok)[0],
+    }
 
-    ``tool_version`` is used only for runs stored before the spec kept the version that ran them.
-    """
-    spec = run.spec
+
+def energy_of(spec: RunSpec, results: list[ResultRow], covered: set[str]) -> dict[str, Any]:
+    """The record's ``energy``: totals by domain (null for a domain the meter does not cover) and by phase."""
     ok = [r for r in results if r.ok]
     domains: dict[str, float] = {}
     for r in results:
         for name, value in r.domains.items():
             domains[name] = domains.get(name, 0.0) + value
-    covered = set(spec["meter"].get("domains", domains.keys()))
-
-    def domain_j(name: str) -> float | None:
-        return _r(domains.get(name, 0.0)) if name in covered else None
-
     total_j = sum(r.energy_j for r in results)
-    prefill_j = sum(r.prefill_j for r in results)
-    decode_j = sum(r.decode_j for r in results)
+    whole_j = _whole_machine(results)
+    by_domain = {f"{key}_j": _r(domains.get(name, 0.0)) if name in covered else None
+                 for key, name in (("cpu", "cpu"), ("ram", "dram"), ("gpu", "gpu"), ("system", "system"))}
+    return {
+        "total_j": _r(total_j), **by_domain,
+        "prefill_j": _r(sum(r.prefill_j for r in results)),
+        "decode_j": _r(sum(r.decode_j for r in results)),
+        **reasoning_figures(ok)[1],
+        "low_j": _r(sum(r.low_j for r in results)),
+        "high_j": _r(sum(r.high_j for r in results)),
+        "per_query_j": {k: _r(v) for k, v in _percentiles([r.energy_j for r in ok]).items()},
+        **_net(spec.meter, total_j, sum(r.duration_s for r in results)),
+        "whole_machine_j": _r(whole_j),
+        "attribution": None if whole_j is None else
+        "total_j is the run's share: idle CPU and DRAM power shared out by the run's share of busy CPU "
+        "time while other processes were busy; whole_machine_j is the whole machine (docs/methodology.md)",
+    }
+
+
+def per_query_of(results: list[ResultRow], sampling: dict[str, Any] | None, interval: dict[str, Any] | None,
+                 covered: set[str]) -> dict[str, Any]:
+    """The headline rates: Wh per 1,000 queries (all, GPU only, whole machine), J/query and J/token.
+
+    A sampled run's J/query is its estimate of the full run (``sampling.sample_j_per_query`` keeps the sample's).
+    """
+    ok = [r for r in results if r.ok]
+    total_j = sum(r.energy_j for r in results)
     output_tokens = sum(r.output_tokens for r in ok)
-    duration_s = sum(r.duration_s for r in results)
-    interval = interval_of(spec, results)
-    sampling = sampling_of(spec, results, interval)
-    # a sampled run's headline is its estimate of the full run (sampling.sample_j_per_query keeps the sample's own)
+    gpu_j = sum(r.domains.get("gpu", 0.0) for r in results)
+    whole_j = _whole_machine(results)
     per_query = interval["j_per_query"] if sampling and sampling["sampled"] and interval else \
         total_j / len(ok) if ok else None
-    quality = quality_of(spec["task"]["metric"], results)
-    ttft = [float(r.extra.get("ttft_s", r.prefill_s)) for r in ok]
-    reasoning_counts, reasoning_energy = reasoning_figures(ok)
-    config = dict(spec["config"])
-    if "reasoning" in spec:
-        config["reasoning"] = spec["reasoning"]
-    batch_size = spec["config"].get("batch_size", 1)
-    whole_j = _whole_machine(results)
-    withheld = phases_withheld(spec, ok)
-    meter = spec["meter"] if withheld is None else {**spec["meter"], "notes": [*spec["meter"].get("notes", []), withheld]}
-    return RunRecord.model_validate({
-        "run_id": run.run_id,
-        "status": run_status(run, len(results), len(ok)),
-        "tool": {"name": "joulescore", "version": spec.get("tool_version", tool_version)},
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "model": spec["model"],
-        "task": spec["task"],
-        "config": config,
-        "hardware": spec["hardware"],
-        "meter": meter,
-        "counts": {
-            "prompts": run.num_prompts,
-            "done": len(results),
-            "succeeded": len(ok),
-            "failed": len(results) - len(ok),
-            "input_tokens": sum(r.input_tokens for r in ok),
-            #: of those, taken from the engine's KV cache (a prefix shared with the previous prompt)
-            "cached_input_tokens": sum(int(r.extra.get("cached_input_tokens", 0)) for r in ok),
-            "output_tokens": output_tokens,
-            "truncated": sum(1 for r in ok if r.finish_reason == "length"),
-            "output_tokens_per_query": _percentiles([float(r.output_tokens) for r in ok]),
-            **reasoning_counts,
-        },
-        "energy": {
-            "total_j": _r(total_j),
-            "cpu_j": domain_j("cpu"),
-            "ram_j": domain_j("dram"),
-            "gpu_j": domain_j("gpu"),
-            "system_j": domain_j("system"),
-            "prefill_j": _r(prefill_j),
-            "decode_j": _r(decode_j),
-            **reasoning_energy,
-            "low_j": _r(sum(r.low_j for r in results)),
-            "high_j": _r(sum(r.high_j for r in results)),
-            "per_query_j": {k: _r(v) for k, v in _percentiles([r.energy_j for r in ok]).items()},
-            **_net(spec["meter"], total_j, duration_s),
-            "whole_machine_j": _r(whole_j),
-            "attribution": None if whole_j is None else
-            "total_j is the run's share: idle CPU and DRAM power shared out by the run's share of busy CPU "
-            "time while other processes were busy; whole_machine_j is the whole machine (docs/methodology.md)",
-        },
-        "phase_split": {
-            "prefill_pct": _r(100 * prefill_j / total_j, 2) if total_j and not withheld else None,
-            "decode_pct": _r(100 * decode_j / total_j, 2) if total_j and not withheld else None,
-        },
+    return {
         "wh_per_1000_queries": _r(per_query * 1000 / J_PER_WH) if per_query is not None else None,
         "j_per_query": _r(per_query),
-        "gpu_wh_per_1000_queries": _r(domains.get("gpu", 0.0) / len(ok) * 1000 / J_PER_WH)
-        if ok and "gpu" in covered else None,
+        "gpu_wh_per_1000_queries": _r(gpu_j / len(ok) * 1000 / J_PER_WH) if ok and "gpu" in covered else None,
         "whole_machine_wh_per_1000_queries": _r(whole_j / len(ok) * 1000 / J_PER_WH)
         if ok and whole_j is not None else None,
-        "interval": interval,
-        "sampling": sampling,
         "j_per_output_token": _r(total_j / output_tokens) if output_tokens else None,
+    }
+
+
+def timing_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any]:
+    """Duration, throughput, latency, batching and the steady state."""
+    ok = [r for r in results if r.ok]
+    duration_s = sum(r.duration_s for r in results)
+    output_tokens = sum(r.output_tokens for r in ok)
+    ttft = [float(r.extra.get("ttft_s", r.prefill_s)) for r in ok]
+    batch_size = spec.config.get("batch_size", 1)
+    return {
         "duration_s": _r(duration_s, 3),
         "tokens_per_s": _r(output_tokens / duration_s, 3) if duration_s and output_tokens else None,
         "queries_per_s": _r(len(ok) / duration_s, 3) if duration_s else None,
@@ -329,17 +327,49 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         },
         "batching": {
             "batch_size": batch_size,
-            "mode": spec["model"].get("extra", {}).get("batching", "sequential"),
+            "mode": spec.model.extra.get("batching", "sequential"),
             "attribution": None if batch_size == 1 else
             "a batch's prefill energy split by input tokens, decode energy by output tokens",
         },
         "steady_state": steady_state(spec, results) if batch_size > 1 else None,
-        "quality": quality.as_dict(),
+    }
+
+
+def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> RunRecord:
+    """The run record printed by ``run --json`` and written to run.json.
+
+    ``tool_version`` is used only for runs stored before the spec kept the version that ran them.
+    """
+    spec = RunSpec.load(run.spec)
+    ok = [r for r in results if r.ok]
+    covered = set(spec.meter.domains if "domains" in spec.meter.model_fields_set else
+                  {name for r in results for name in r.domains})
+    meter, phase_split = phase_split_of(spec, results)
+    interval = interval_of(spec, results)
+    sampling = sampling_of(spec, results, interval)
+    config = dict(spec.config)
+    if "reasoning" in spec.model_fields_set:
+        config["reasoning"] = spec.reasoning
+    return RunRecord.build({
+        "run_id": run.run_id,
+        "status": run_status(run, len(results), len(ok)),
+        "tool": {"name": "joulescore", "version": spec.tool_version or tool_version},
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "model": spec.model, "task": spec.task, "config": config, "hardware": spec.hardware, "meter": meter,
+        "counts": counts_of(run, results),
+        "energy": energy_of(spec, results, covered),
+        "phase_split": phase_split,
+        **per_query_of(results, sampling, interval, covered),
+        "interval": interval,
+        "sampling": sampling,
+        **timing_of(spec, results),
+        "quality": quality_of(spec.task.metric, results).as_dict(),
         "media": media_section(spec, results),
         "interference": interference_of(spec, results),
         "errors": sorted({r.error for r in results if r.error})[:10],
-        "sweep": spec.get("sweep"),
-        "probe": spec.get("probe"),
+        "sweep": spec.sweep,
+        "probe": spec.probe,
     })
 
 
@@ -347,13 +377,14 @@ def summary_row(run: RunRow, done: int, succeeded: int) -> dict[str, Any]:
     """One line of ``joulescore runs``: its status and prompt counts from the stored rows (as ``show``
     has them), its figures from the stored record where the run has one."""
     rec = run.record or {}
+    spec = RunSpec.load(run.spec)
     return {
         "run_id": run.run_id,
         "status": run_status(run, done, succeeded),
-        "model": run.spec["model"]["name"],
-        "task": run.spec["task"]["name"],
+        "model": spec.model.name,
+        "task": spec.task.name,
         "prompts": f"{done}/{run.num_prompts}",
         "wh": rec.get("wh_per_1000_queries"),
         "jpt": rec.get("j_per_output_token"),
-        "kind": run.spec["meter"]["kind"],
+        "kind": spec.meter.kind,
     }

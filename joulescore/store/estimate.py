@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from joulescore.store.rows import ResultRow
 from joulescore.units import J_PER_WH
 
 
@@ -177,3 +178,13 @@ def quick_half_pct(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[fl
 def wh(j: float) -> float:
     """J/query as Wh per 1,000 queries."""
     return j * 1000 / J_PER_WH
+
+
+#: what a sampled run's estimate refers to, as the record states it
+REFERS_TO = ("J/query of the full run: all {n} prompts of this run answered in dataset order after the same "
+             "warm-up (prefix-cache reuse predicted for that order)")
+
+
+def row_x(row: ResultRow) -> float:
+    """A stored row's covariate: the input tokens the engine really prefilled (0 for a failed prompt)."""
+    return row_covariate(row.ok, row.input_tokens, int(row.extra.get("cached_input_tokens", 0)))

@@ -53,7 +53,7 @@ class SyntheticRun:
                        "max_new_tokens": 10},
             "hardware": {"cpu": self.cpu, "cpu_microarchitecture": self.microarchitecture, "logical_cpus": 2,
                          "ram_gb": 8.0, "gpus": self.gpus},
-            "meter": {"kind": self.kind, "sources": ["synthetic: written by joulescore.report.synthetic"],
+            "meter": {"kind": self.kind, "sources": ["synthetic: written by tests/synthetic.py"],
                       "includes": ["cpu", "dram"] if self.domain == "cpu" else [self.domain],
                       "uncertainty_pct": self.uncertainty_pct, "domains": [self.domain], "notes": self.notes},
         }
