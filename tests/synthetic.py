@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from joulescore.store.rows import RowExtra
 from joulescore.store.sqlite import ResultRow, Store
 
 
@@ -74,7 +75,7 @@ class SyntheticRun:
                 input_tokens=tokens, output_tokens=10, prefill_s=pre_s, decode_s=seconds - pre_s,
                 prefill_j=pre_j, decode_j=e - pre_j, low_j=e * (1 - band), high_j=e * (1 + band),
                 domains={self.domain: e}, text="positive" if ok else "negative",
-                extra={"reference": "positive", "ttft_s": pre_s, "latency_s": seconds}))
+                extra=RowExtra(reference="positive", ttft_s=pre_s, latency_s=seconds)))
         return out
 
 

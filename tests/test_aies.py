@@ -181,7 +181,7 @@ def _stored_run(db: Path, run_id: str = "run-a") -> None:
             store.add_result(run_id, ResultRow(
                 prompt_index=i, prompt_id=f"p{i}", ok=True, error=None, finish_reason="length", input_tokens=40,
                 output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=2.0, decode_j=6.0, low_j=5.6, high_j=10.4,
-                domains={"cpu": 6.4, "dram": 1.6}, text="x " * 10, extra={}))
+                domains={"cpu": 6.4, "dram": 1.6}, text="x " * 10))
         store.set_status(run_id, "complete", build_record(store.get_run(run_id), store.results(run_id), __version__))
 
 

@@ -28,7 +28,7 @@ def _store_run(db: Path, run_id: str, model: str = "SmolLM2-135M-Instruct", task
         store.add_result(run_id, ResultRow(
             prompt_index=0, prompt_id="p0", ok=True, error=None, finish_reason="length", input_tokens=20,
             output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=1.0, decode_j=3.0, low_j=3.0, high_j=6.0,
-            domains={"cpu": 4.0}, text="hello", extra={}))
+            domains={"cpu": 4.0}, text="hello"))
         store.set_status(run_id, "complete", store.record(run_id))
 
 

@@ -13,6 +13,7 @@ from joulescore.bench.replay import replay
 from joulescore.model.generation import GenerationConfig
 from joulescore.store.estimate import LEVEL, PLAIN, REGRESSION, Population, sampled_interval
 from joulescore.store.interval import PrecisionStop
+from joulescore.store.rows import RowExtra
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.tasks.prompts import load_prompts
 from joulescore.tasks.spec import load_spec
@@ -140,7 +141,7 @@ def _sampled_run(db: Path, population: dict[str, object]) -> Store:
         store.add_result("r1", ResultRow(
             prompt_index=i, prompt_id=f"p{i}", ok=True, error=None, finish_reason="length", input_tokens=tokens,
             output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=j * 0.9, decode_j=j * 0.1, low_j=j, high_j=j,
-            domains={"cpu": j}, text="hi", extra={"cached_input_tokens": 40}))
+            domains={"cpu": j}, text="hi", extra=RowExtra(cached_input_tokens=40)))
     store.set_num_prompts("r1", 150)
     return store
 

@@ -49,7 +49,7 @@ def _row(i: int, decode_j: float = 6.0) -> ResultRow:
     return ResultRow(prompt_index=i, prompt_id=f"p{i}", ok=True, error=None, finish_reason="length",
                      input_tokens=40, output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=2.0,
                      decode_j=decode_j, low_j=0.7 * total, high_j=1.3 * total,
-                     domains={"cpu": 0.8 * total, "dram": 0.2 * total}, text="x " * 10, extra={})
+                     domains={"cpu": 0.8 * total, "dram": 0.2 * total}, text="x " * 10)
 
 
 def make_run(db: Path, run_id: str = "run-a", *, served: bool = False, stored: int = 4, decode_j: float = 6.0,

@@ -282,7 +282,7 @@ def test_failed_prompts_are_answered_again_on_resume_and_count_once(db: Path) ->
         store.add_result(run_id, ResultRow(
             prompt_index=2, prompt_id=prompt_id, ok=False, error="RuntimeError: engine fell over",
             finish_reason=None, input_tokens=0, output_tokens=0, prefill_s=0.1, decode_s=0.0, prefill_j=0.5,
-            decode_j=0.0, low_j=0.4, high_j=0.6, domains={"cpu": 0.5}, text="", extra={}))
+            decode_j=0.0, low_j=0.4, high_j=0.6, domains={"cpu": 0.5}, text=""))
     shown = json.loads(cli("show", run_id, "--json", db=db).stdout)
     assert shown["counts"]["failed"] == 1
 

@@ -73,11 +73,11 @@ def _store_run(store: Store, run_id: str, text: str, reasoning: str | None = Non
     store.add_result(run_id, ResultRow(
         prompt_index=0, prompt_id="p0", ok=True, error=None, finish_reason="length", input_tokens=20,
         output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=1.0, decode_j=3.0, low_j=3.0, high_j=6.0,
-        domains={"cpu": 4.0}, text="hello", extra={}))
+        domains={"cpu": 4.0}, text="hello"))
     store.add_result(run_id, ResultRow(
         prompt_index=1, prompt_id="p1", ok=False, error=text, finish_reason="error", input_tokens=0,
         output_tokens=0, prefill_s=0.0, decode_s=0.0, prefill_j=0.0, decode_j=0.0, low_j=0.0, high_j=0.0,
-        domains={"cpu": 0.0}, text="", extra={}))
+        domains={"cpu": 0.0}, text=""))
     store.set_status(run_id, "complete", store.record(run_id))
 
 
@@ -276,7 +276,7 @@ def test_an_error_text_with_an_undecodable_file_name_byte_is_stored_and_shown_es
         store.add_result("r-sur", ResultRow(
             prompt_index=2, prompt_id="p2", ok=False, error="cannot open /m/bad\udcff.gguf", finish_reason="error",
             input_tokens=0, output_tokens=0, prefill_s=0.0, decode_s=0.0, prefill_j=0.0, decode_j=0.0, low_j=0.0,
-            high_j=0.0, domains={}, text="", extra={}))
+            high_j=0.0, domains={}, text=""))
         assert store.record("r-sur").errors[0] == "cannot open /m/bad\\udcff.gguf"
     out, _ = joulescore("show", "r-sur", db=db)
     assert "2 prompt(s) failed" in out and "cannot open /m/bad\\udcff.gguf" in out

@@ -50,7 +50,7 @@ def make_run(db: Path, run_id: str = "run-a", prefill_j: float = 2.0, decode_j: 
                 prompt_index=i, prompt_id=f"p{i}", ok=True, error=None, finish_reason="length",
                 input_tokens=40, output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=prefill_j,
                 decode_j=decode_j, low_j=0.7 * total, high_j=1.3 * total,
-                domains={"cpu": 0.8 * total, "dram": 0.2 * total}, text="x " * 10, extra={}))
+                domains={"cpu": 0.8 * total, "dram": 0.2 * total}, text="x " * 10))
         return build_record(store.get_run(run_id), store.results(run_id), __version__)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from joulescore.meters.nvml import NvmlMeter
 from joulescore.report.board import BoardRow, build_board, rate, row_from_record
 from joulescore.store.interference import summarize
 from joulescore.store.record import build_record
+from joulescore.store.rows import RowExtra, WindowFigures
 from joulescore.store.sqlite import ResultRow, RunRow
 from tests.fake_nvml import FakeGpu, FakeNvml
 from tests.records import make_record
@@ -54,8 +56,8 @@ def test_others_are_the_busy_time_that_is_not_the_run_trees() -> None:
     assert w.others_pct == pytest.approx(40.0) and w.steal_pct == pytest.approx(5.0)
 
 
-def rows(others_s: float, steal_s: float = 0.0, n: int = 4, **extra: object) -> list[dict[str, object]]:
-    return [{"wall_s": 1.0, "capacity_s": 2.0, "own_s": 1.0, "others_s": others_s, "steal_s": steal_s, **extra}
+def rows(others_s: float, steal_s: float = 0.0, n: int = 4, **extra: Any) -> list[WindowFigures]:
+    return [WindowFigures(wall_s=1.0, capacity_s=2.0, own_s=1.0, others_s=others_s, steal_s=steal_s, **extra)
             for _ in range(n)]
 
 
@@ -74,7 +76,7 @@ def test_a_run_above_a_threshold_is_disturbed_and_says_why() -> None:
 
 def test_per_prompt_noise_is_summed_not_clamped() -> None:
     # a clock tick either way in short windows: the sums cancel, nothing is marked
-    noisy = [{"wall_s": 0.02, "capacity_s": 0.04, "own_s": 0.02, "others_s": s, "steal_s": 0.0}
+    noisy = [WindowFigures(wall_s=0.02, capacity_s=0.04, own_s=0.02, others_s=s, steal_s=0.0)
              for s in (0.01, -0.01) * 50]
     assert summarize(noisy, {}, 10.0, 5.0)["others_cpu_pct"] == 0.0
 
@@ -199,7 +201,7 @@ def test_gpu_throttling_and_other_processes_mark_the_run() -> None:
     figures = watch.end()
     assert figures["gpu_throttle"] == ["sw_power_cap", "hw_thermal_slowdown"]
     assert figures["gpu_other_pids"] == [1]
-    out = summarize([figures], {}, 10.0, 5.0)
+    out = summarize([WindowFigures(**figures)], {}, 10.0, 5.0)
     assert out["disturbed"]
     assert "the GPU clocks were slowed (hw_thermal_slowdown)" in out["reasons"]
     assert any("other compute processes ran on the GPU (pid 1)" in r for r in out["reasons"])
@@ -210,8 +212,8 @@ def test_a_gpu_at_its_power_cap_alone_is_not_disturbed() -> None:
     gpu = FakeGpu(throttle_reasons=0x4, processes=[(os.getpid(), 10**9)])
     watch = InterferenceWatch(lambda: 0.0, NvmlMeter(nvml=FakeNvml(gpu), sync=None, env={}))
     watch.begin()
-    assert summarize([watch.end()], {}, 10.0, 5.0)["gpu_throttle_reasons"] == ["sw_power_cap"]
-    assert not summarize([watch.end()], {}, 10.0, 5.0)["disturbed"]
+    assert summarize([WindowFigures(**watch.end())], {}, 10.0, 5.0)["gpu_throttle_reasons"] == ["sw_power_cap"]
+    assert not summarize([WindowFigures(**watch.end())], {}, 10.0, 5.0)["disturbed"]
 
 
 def test_a_driver_without_throttle_reasons_reports_none() -> None:
@@ -221,11 +223,11 @@ def test_a_driver_without_throttle_reasons_reports_none() -> None:
 
 # -- the record and the board --------------------------------------------------------------------------
 
-def _row(i: int, energy_j: float, interference: dict[str, object]) -> ResultRow:
+def _row(i: int, energy_j: float, interference: dict[str, Any]) -> ResultRow:
     return ResultRow(prompt_index=i, prompt_id=f"p{i}", ok=True, error=None, finish_reason="length", input_tokens=10,
                      output_tokens=10, prefill_s=0.5, decode_s=0.5, prefill_j=energy_j / 2, decode_j=energy_j / 2,
                      low_j=energy_j, high_j=energy_j, domains={"cpu": energy_j}, text="x",
-                     extra={"interference": interference, "machine_j": 2 * energy_j})
+                     extra=RowExtra(interference=WindowFigures(**interference), machine_j=2 * energy_j))
 
 
 def test_the_record_carries_interference_interval_and_the_whole_machine() -> None:

@@ -203,7 +203,7 @@ def test_phases_are_withheld_from_a_meter_coarser_than_them() -> None:
     def row(prefill_s: float) -> ResultRow:
         return ResultRow(prompt_index=0, prompt_id="p", ok=True, error=None, finish_reason="length", input_tokens=5,
                          output_tokens=10, prefill_s=prefill_s, decode_s=0.5, prefill_j=1.0, decode_j=2.0, low_j=3.0,
-                         high_j=3.0, domains={"gpu": 3.0}, text="", extra={})
+                         high_j=3.0, domains={"gpu": 3.0}, text="")
 
     coarse = Meter(kind="measured", per_domain={"gpu": {"kind": "measured", "resolution_s": "30"}})
     note = phases_withheld(coarse, {}, [row(0.05), row(0.07)])

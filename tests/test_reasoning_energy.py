@@ -78,12 +78,12 @@ def _run(pieces: list[str], finish: str, family: str, mode: str = "on", referenc
 def test_decode_energy_splits_at_the_token_that_closed_the_reasoning() -> None:
     # 4 reasoning tokens (the last closes </think>), then 2 answer tokens; 1 s each at 20 W.
     row, backend = _run(["<think>", "6*7", " is 42", "</think>", "\n\n", "42"], "stop", "qwen3")
-    r = row.extra["reasoning"]
-    assert (r["state"], r["tokens"], r["answer_tokens"]) == ("closed", 4, 2)
+    r = row.extra.reasoning
+    assert r is not None and (r.state, r.tokens, r.answer_tokens) == ("closed", 4, 2)
     assert row.prefill_j == pytest.approx(2 * POWER_W)
-    assert r["reasoning_j"] == pytest.approx(4 * POWER_W) and r["answer_j"] == pytest.approx(2 * POWER_W)
-    assert r["reasoning_j"] + r["answer_j"] == pytest.approx(row.decode_j)
-    assert row.extra["answer"] == "42"
+    assert r.reasoning_j == pytest.approx(4 * POWER_W) and r.answer_j == pytest.approx(2 * POWER_W)
+    assert r.reasoning_j + r.answer_j == pytest.approx(row.decode_j)
+    assert row.extra.answer == "42"
     messages, config = backend.seen[0]
     assert config.template_kwargs == {"enable_thinking": True} and config.keep_special_tokens
 
@@ -93,7 +93,7 @@ def test_prompted_reasoning_reaches_the_backend_as_a_system_instruction() -> Non
     messages, config = backend.seen[0]
     assert messages[0]["role"] == "system" and "Final answer" in messages[0]["content"]
     assert config.template_kwargs == {}
-    assert row.extra["reasoning"]["tokens"] == 3 and row.extra["answer"] == "42"
+    assert row.extra.reasoning is not None and row.extra.reasoning.tokens == 3 and row.extra.answer == "42"
 
 
 def test_record_counts_truncated_reasoning_and_does_not_score_it() -> None:
@@ -128,7 +128,8 @@ def test_a_run_without_a_reasoning_mode_is_unchanged() -> None:
     backend = ScriptedBackend(clock, ["<think>", "x", "</think>", "42"], "stop")
     row = run_prompt(backend, FlatMeter(clock), Prompt(0, "q", [{"role": "user", "content": "hi"}]),
                      GenerationConfig(4))
-    assert "reasoning" not in row.extra and "answer" not in row.extra
+    assert row.extra.reasoning is None and row.extra.answer is None
+    assert "reasoning" not in row.extra.as_json() and "answer" not in row.extra.as_json()
     assert backend.seen[0][1].template_kwargs == {} and not backend.seen[0][1].keep_special_tokens
 
 

@@ -35,7 +35,7 @@ def _store_run(db: Path) -> Store:
         store.add_result("r1", ResultRow(
             prompt_index=i, prompt_id=f"p{i}", ok=True, error=None, finish_reason="length", input_tokens=20,
             output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=1.0, decode_j=3.0, low_j=3.0, high_j=6.0,
-            domains={"cpu": 4.0}, text="hello", extra={}))
+            domains={"cpu": 4.0}, text="hello"))
     return store
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from joulescore.errors import StoreError
 from joulescore.store import ResultRow, Store, default_db_path
+from joulescore.store.rows import RowExtra
 
 
 def _row(index: int, energy: float = 1.0) -> ResultRow:
@@ -16,7 +17,7 @@ def _row(index: int, energy: float = 1.0) -> ResultRow:
         prompt_index=index, prompt_id=f"p{index}", ok=True, error=None, finish_reason="length",
         input_tokens=5, output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=energy / 4,
         decode_j=3 * energy / 4, low_j=energy / 2, high_j=energy * 2, domains={"cpu": energy},
-        text="hello", extra={"reference": "x"},
+        text="hello", extra=RowExtra(reference="x"),
     )
 
 
@@ -30,7 +31,7 @@ def test_results_count_exactly_once(tmp_path: Path) -> None:
     rows = store.results("run1")
     assert [r.prompt_index for r in rows] == [0, 1]
     assert rows[1].energy_j == pytest.approx(1.0)
-    assert rows[0].extra == {"reference": "x"}
+    assert rows[0].extra == RowExtra(reference="x")
 
 
 def test_rows_survive_a_new_connection(tmp_path: Path) -> None:

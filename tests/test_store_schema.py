@@ -45,7 +45,7 @@ def _row(index: int, text: str = "hello") -> ResultRow:
     return ResultRow(
         prompt_index=index, prompt_id=f"p{index}", ok=True, error=None, finish_reason="length",
         input_tokens=5, output_tokens=10, prefill_s=0.1, decode_s=0.4, prefill_j=0.25, decode_j=0.75,
-        low_j=0.5, high_j=2.0, domains={"cpu": 1.0}, text=text, extra={},
+        low_j=0.5, high_j=2.0, domains={"cpu": 1.0}, text=text,
     )
 
 

@@ -34,9 +34,7 @@ def prompt_scores(metric: str, results: Sequence[ResultRow]) -> list[float | Non
         return None
     out: list[float | None] = []
     for r in results:
-        text = r.extra.get("answer", r.text) if "reasoning" in r.extra else r.text
-        value = score(metric, [Response(text, r.output_tokens, r.extra.get("reference"),
-                                        r.extra.get("row", {}))]).value if r.ok else None
+        value = score(metric, [Response(r.scored_text, r.output_tokens, r.extra.reference)]).value if r.ok else None
         out.append(value)
     return out
 
@@ -52,7 +50,7 @@ def per_prompt_section(metric: str, results: Sequence[ResultRow]) -> dict[str, A
         "output_tokens": [r.output_tokens for r in results],
         "gpu_j": [round(float(r.domains["gpu"]), 6) for r in results] if all("gpu" in r.domains for r in results)
         and results else None,
-        "latency_s": [round(float(r.extra.get("latency_s", r.duration_s)), 6) for r in results],
+        "latency_s": [round(r.latency_s, 6) for r in results],
         "score": prompt_scores(metric, results),
     }
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from joulescore.backends.base import Generation
 from joulescore.meters.base import Domain, Measurement, Reading
-from joulescore.meters.interference import scale_row
+from joulescore.store.rows import RowExtra, WindowFigures
 from joulescore.tasks.spec import Prompt
 
 
@@ -24,20 +24,21 @@ def whole_machine_j(window: Measurement) -> float | None:
     return window.total_j + sum(v - window.energy_j.get(Domain(d), 0.0) for d, v in machine.items())
 
 
-def keep_watched(extra: dict[str, Any], window: Measurement, figures: dict[str, Any], share: float = 1.0) -> None:
+def keep_watched(extra: RowExtra, window: Measurement, figures: dict[str, Any], share: float = 1.0) -> None:
     """Keep a window's whole-machine energy and interference figures with its row (a batch row: its share)."""
     machine = whole_machine_j(window)
     if machine is not None:
-        extra["machine_j"] = machine * share
+        extra.machine_j = machine * share
     if figures:
-        extra["interference"] = scale_row(figures, share) if share != 1.0 else figures
+        watched = WindowFigures(**figures)
+        extra.interference = watched.scaled(share) if share != 1.0 else watched
 
 
-def common_extra(prompt: Prompt, gen: Generation) -> dict[str, Any]:
-    """What every stored row keeps beside its figures: the reference answer and the cache reuse."""
-    extra: dict[str, Any] = {}
+def common_extra(prompt: Prompt, gen: Generation, **more: Any) -> RowExtra:
+    """What every stored row keeps beside its figures: the reference answer and the cache reuse (and ``more``)."""
+    kept: dict[str, Any] = {}
     if prompt.reference is not None:
-        extra["reference"] = prompt.reference
+        kept["reference"] = prompt.reference
     if gen.cached_input_tokens:
-        extra["cached_input_tokens"] = gen.cached_input_tokens
-    return extra
+        kept["cached_input_tokens"] = gen.cached_input_tokens
+    return RowExtra(**more, **kept)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from joulescore.backends.base import Backend, Generation
 from joulescore.backends.media import MediaBackend
@@ -28,6 +28,7 @@ from joulescore.meters.base import Meter, Reading, shares
 from joulescore.meters.interference import InterferenceWatch
 from joulescore.model.generation import GenerationConfig
 from joulescore.model.reasoning import ReasoningPlan, split_text, split_tokens
+from joulescore.store.rows import BatchWindow, ReasoningSplit
 from joulescore.store.sqlite import ResultRow, Store
 from joulescore.tasks.spec import Prompt
 
@@ -74,8 +75,8 @@ def with_plan(config: GenerationConfig, plan: ReasoningPlan | None) -> Generatio
 
 
 def reasoning_extra(plan: ReasoningPlan, gen: Generation, first_s: float, end_s: float,
-                    decode_j: float) -> dict[str, Any]:
-    """The reasoning/answer split of one response, with decode energy divided at the boundary.
+                    decode_j: float) -> tuple[str, ReasoningSplit]:
+    """The answer section and the reasoning split of one response, decode energy divided at the boundary.
 
     Decode energy is split in proportion to decode *time* before and after the
     token that closed the reasoning (the meter is read only at first and last
@@ -92,19 +93,16 @@ def reasoning_extra(plan: ReasoningPlan, gen: Generation, first_s: float, end_s:
         share = min(1.0, max(0.0, (ts.boundary_s - first_s) / span))
     else:  # no per-token times from this backend: split by tokens instead
         share = ts.reasoning_tokens / gen.output_tokens
-    return {
-        "answer": split.answer if split.scored else "",
-        "reasoning": {
-            "state": split.state,
-            "tokens": ts.reasoning_tokens,
-            "answer_tokens": ts.answer_tokens,
-            "tokens_estimated": ts.estimated,
-            "reasoning_j": decode_j * share,
-            "answer_j": decode_j * (1.0 - share),
-            "boundary_s": None if ts.boundary_s is None or ts.reasoning_tokens in (0, gen.output_tokens)
-            else ts.boundary_s - first_s,
-        },
-    }
+    return split.answer if split.scored else "", ReasoningSplit(
+        state=split.state,
+        tokens=ts.reasoning_tokens,
+        answer_tokens=ts.answer_tokens,
+        tokens_estimated=ts.estimated,
+        reasoning_j=decode_j * share,
+        answer_j=decode_j * (1.0 - share),
+        boundary_s=None if ts.boundary_s is None or ts.reasoning_tokens in (0, gen.output_tokens)
+        else ts.boundary_s - first_s,
+    )
 
 
 
@@ -134,7 +132,7 @@ def run_prompt(backend: Backend, meter: Meter, prompt: Prompt, config: Generatio
     e2, l2, h2 = energy_sums(end)
     extra = common_extra(prompt, gen)
     if plan is not None and gen.ok:
-        extra.update(reasoning_extra(plan, gen, first.timestamp_s, end.timestamp_s, e2 - e1))
+        extra.answer, extra.reasoning = reasoning_extra(plan, gen, first.timestamp_s, end.timestamp_s, e2 - e1)
     keep_watched(extra, window, figures)
     return ResultRow(
         prompt_index=prompt.index,
@@ -192,17 +190,16 @@ def run_batch(backend: Backend, meter: Meter, prompts: Sequence[Prompt], config:
     pre_s, dec_s = first_r.timestamp_s - begin.timestamp_s, end.timestamp_s - first_r.timestamp_s
     w_in = shares([g.input_tokens for g in gens])
     w_out = shares([g.output_tokens for g in gens])
-    batch: dict[str, Any] = {"id": batch_id, "size": len(prompts), "window_s": end.timestamp_s - begin.timestamp_s}
+    batch = BatchWindow(id=batch_id, size=len(prompts), window_s=end.timestamp_s - begin.timestamp_s)
     if steady and "first" in marks:
         s_end = steady[0]
-        batch.update(steady_j=energy_sums(s_end)[0] - e1, steady_s=s_end.timestamp_s - first_r.timestamp_s,
-                     steady_tokens=steady_tokens[0])
+        batch.steady_j = energy_sums(s_end)[0] - e1
+        batch.steady_s, batch.steady_tokens = s_end.timestamp_s - first_r.timestamp_s, steady_tokens[0]
     rows = []
     for prompt, gen, a, b in zip(prompts, gens, w_in, w_out):
         row_j = pre_j * a + dec_j * b
         share = row_j / total_j if total_j else 1.0 / len(prompts)
-        extra = {"ttft_s": gen.prefill_s, "latency_s": gen.prefill_s + gen.decode_s, "batch": batch,
-                 **common_extra(prompt, gen)}
+        extra = common_extra(prompt, gen, ttft_s=gen.prefill_s, latency_s=gen.prefill_s + gen.decode_s, batch=batch)
         keep_watched(extra, window, figures, 1.0 / len(prompts))
         rows.append(ResultRow(
             prompt_index=prompt.index, prompt_id=prompt.id, ok=gen.ok, error=gen.error,

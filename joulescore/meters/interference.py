@@ -304,11 +304,6 @@ class InterferenceWatch:
         return out
 
 
-def scale_row(figures: dict[str, Any], share: float) -> dict[str, Any]:
-    """A batch's window figures as one row's share of them (seconds scaled, the rest as is)."""
-    return {k: round(v * share, 6) if k.endswith("_s") else v for k, v in figures.items()}
-
-
 # -- before a run --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

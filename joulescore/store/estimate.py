@@ -187,4 +187,4 @@ REFERS_TO = ("J/query of the full run: all {n} prompts of this run answered in d
 
 def row_x(row: ResultRow) -> float:
     """A stored row's covariate: the input tokens the engine really prefilled (0 for a failed prompt)."""
-    return row_covariate(row.ok, row.input_tokens, int(row.extra.get("cached_input_tokens", 0)))
+    return row_covariate(row.ok, row.input_tokens, row.extra.cached_input_tokens)

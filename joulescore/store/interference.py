@@ -11,25 +11,26 @@ from collections.abc import Sequence
 from typing import Any
 
 from joulescore.meters.interference import BusyProbe, disturbing_throttle, read_cpu_freq
+from joulescore.store.rows import WindowFigures
 
 
 def _pct(part: float, whole: float) -> float | None:
     return round(100.0 * max(0.0, part) / whole, 2) if whole > 0 else None
 
 
-def summarize(rows: Sequence[dict[str, Any]], spec: dict[str, Any], others_pct_max: float,
+def summarize(rows: Sequence[WindowFigures], spec: dict[str, Any], others_pct_max: float,
               steal_pct_max: float) -> dict[str, Any]:
     """The record's ``interference`` section from each prompt's stored figures and the run's start facts.
 
-    ``rows``: each measured prompt's stored window figures (empty dicts for prompts stored before
+    ``rows``: each measured prompt's stored window figures (empty ones for prompts stored before
     interference was recorded).  ``spec``: what was stored at the start (``spec["interference"]``).
     """
     start: dict[str, Any] = dict(spec.get("interference") or {})
-    measured = [r for r in rows if "capacity_s" in r]
-    capacity = sum(r["capacity_s"] for r in measured)
-    others = sum(r["others_s"] for r in measured)
-    steal = sum(r["steal_s"] for r in measured)
-    own = sum(r["own_s"] for r in measured)
+    measured = [r.cpu() for r in rows if r.capacity_s is not None]
+    capacity = sum(c.capacity_s for c in measured)
+    others = sum(c.others_s for c in measured)
+    steal = sum(c.steal_s for c in measured)
+    own = sum(c.own_s for c in measured)
     attributable = start.get("attributable", True)
     others_pct, steal_pct = _pct(others, capacity), _pct(steal, capacity)
     reasons: list[str] = []
@@ -37,19 +38,19 @@ def summarize(rows: Sequence[dict[str, Any]], spec: dict[str, Any], others_pct_m
         reasons.append(f"other processes used {others_pct:.0f}% of the machine's CPU")
     if steal_pct is not None and steal_pct > steal_pct_max:
         reasons.append(f"the hypervisor stole {steal_pct:.0f}% of the CPU time (steal)")
-    throttle = sorted({n for r in rows for n in r.get("gpu_throttle", [])})
+    throttle = sorted({n for r in rows for n in r.gpu_throttle})
     bad_throttle = disturbing_throttle(throttle)
     if bad_throttle:
         reasons.append(f"the GPU clocks were slowed ({', '.join(bad_throttle)})")
-    gpu_pids = sorted({p for r in rows for p in r.get("gpu_other_pids", [])})
+    gpu_pids = sorted({p for r in rows for p in r.gpu_other_pids})
     if gpu_pids and attributable:
         reasons.append(f"other compute processes ran on the GPU (pid {', '.join(map(str, gpu_pids[:5]))})")
-    cpu_events = sum(int(r.get("cpu_throttle_events", 0)) for r in rows)
+    cpu_events = sum(r.cpu_throttle_events for r in rows)
     if cpu_events:
         reasons.append(f"the CPU was thermally throttled ({cpu_events} events)")
-    freq = [r["cpu_freq_min_pct"] for r in rows if "cpu_freq_min_pct" in r]
-    per_prompt = sum(1 for r in measured if r["capacity_s"] > 0 and (
-        100 * r["others_s"] / r["capacity_s"] > others_pct_max or 100 * r["steal_s"] / r["capacity_s"] > steal_pct_max))
+    freq = [r.cpu_freq_min_pct for r in rows if r.cpu_freq_min_pct is not None]
+    per_prompt = sum(1 for c in measured if c.capacity_s > 0 and (
+        100 * c.others_s / c.capacity_s > others_pct_max or 100 * c.steal_s / c.capacity_s > steal_pct_max))
     return {
         "measured": bool(measured),
         "disturbed": bool(reasons),

@@ -20,7 +20,7 @@ from joulescore.store.estimate import REFERS_TO, Population, row_x
 from joulescore.store.interference import summarize
 from joulescore.store.interval import MIN_PROMPTS, estimate_section, interval_section
 from joulescore.store.media import media_section
-from joulescore.store.rows import ResultRow, RunRow
+from joulescore.store.rows import BatchWindow, ResultRow, RunRow, WindowFigures
 from joulescore.tasks.metrics import Quality, Response, score
 from joulescore.units import J_PER_WH
 from joulescore.units import percentiles as _percentiles
@@ -73,30 +73,28 @@ def run_status(run: RunRow, done: int, succeeded: int) -> str:
 
 def quality_of(metric: str, results: list[ResultRow]) -> Quality:
     """Score the answers; under a reasoning mode the metric sees only the answer section."""
-    responses = [Response(r.extra.get("answer", r.text) if "reasoning" in r.extra else r.text, r.output_tokens,
-                          r.extra.get("reference"), r.extra.get("row", {}))
-                 for r in results if r.ok]
+    responses = [Response(r.scored_text, r.output_tokens, r.extra.reference) for r in results if r.ok]
     return score(metric, responses)
 
 
 def reasoning_figures(ok: list[ResultRow]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Counts and energy of the reasoning/answer split; all null for a run without a reasoning mode."""
-    split = [r.extra["reasoning"] for r in ok if "reasoning" in r.extra]
+    split = [r.extra.reasoning for r in ok if r.extra.reasoning is not None]
     if not split:
         keys = ("reasoning_tokens", "answer_tokens", "reasoning_truncated", "reasoning_unclosed",
                 "reasoning_unmarked", "reasoning_tokens_per_query")
         return dict.fromkeys(keys), {"reasoning_j": None, "answer_j": None}
-    states = [s["state"] for s in split]
+    states = [s.state for s in split]
     counts = {
-        "reasoning_tokens": sum(s["tokens"] for s in split),
-        "answer_tokens": sum(s["answer_tokens"] for s in split),
+        "reasoning_tokens": sum(s.tokens for s in split),
+        "answer_tokens": sum(s.answer_tokens for s in split),
         "reasoning_truncated": states.count("truncated"),
         "reasoning_unclosed": states.count("unclosed"),
         "reasoning_unmarked": states.count("unmarked"),
-        "reasoning_tokens_per_query": _percentiles([float(s["tokens"]) for s in split]),
+        "reasoning_tokens_per_query": _percentiles([float(s.tokens) for s in split]),
     }
-    energy = {"reasoning_j": _r(sum(s["reasoning_j"] for s in split)),
-              "answer_j": _r(sum(s["answer_j"] for s in split))}
+    energy = {"reasoning_j": _r(sum(s.reasoning_j for s in split)),
+              "answer_j": _r(sum(s.answer_j for s in split))}
     return counts, energy
 
 
@@ -141,11 +139,6 @@ def phase_split_of(spec: RunSpec, results: list[ResultRow]) -> tuple[Meter, dict
                    "decode_pct": _r(100 * decode_j / total_j, 2) if shown else None}
 
 
-def _latency_s(r: ResultRow) -> float:
-    """A prompt's own wall time; in a batch its stored durations are shares of the window."""
-    return float(r.extra.get("latency_s", r.duration_s))
-
-
 def steady_state(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | None:
     """Figures from the window in which each batch was full (the ML.ENERGY method).
 
@@ -153,16 +146,16 @@ def steady_state(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | No
     when its first row finishes, so ramp-up (prefill) and drain are left out.
     None for batch 1, or where the engine ran the batch one prompt at a time.
     """
-    batches: dict[int, dict[str, Any]] = {}
+    batches: dict[int, BatchWindow] = {}
     for r in results:
-        b = r.extra.get("batch")
-        if b and "steady_j" in b:
-            batches.setdefault(int(b["id"]), b)
+        b = r.extra.batch
+        if b is not None and b.steady_j is not None:
+            batches.setdefault(b.id, b)
     if not batches:
         return None
-    energy_j = sum(b["steady_j"] for b in batches.values())
-    window_s = sum(b["steady_s"] for b in batches.values())
-    tokens = sum(b["steady_tokens"] for b in batches.values())
+    energy_j = sum(b.steady_j or 0.0 for b in batches.values())
+    window_s = sum(b.steady_s or 0.0 for b in batches.values())
+    tokens = sum(b.steady_tokens or 0 for b in batches.values())
     return {
         "j_per_output_token": _r(energy_j / tokens) if tokens else None,
         "tokens_per_s": _r(tokens / window_s, 3) if window_s else None,
@@ -178,8 +171,8 @@ def steady_state(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | No
 
 def interference_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | None:
     """The record's interference section; None for a run stored before interference was recorded."""
-    rows = [r.extra.get("interference", {}) for r in results]
-    if "interference" not in spec.model_fields_set and not any(rows):
+    rows = [r.extra.interference or WindowFigures() for r in results]
+    if "interference" not in spec.model_fields_set and all(r.extra.interference is None for r in results):
         return None
     config = spec.config
     return summarize(rows, {"interference": spec.interference},
@@ -236,9 +229,9 @@ def sampling_of(spec: RunSpec, results: list[ResultRow], interval: dict[str, Any
 
 
 def _whole_machine(results: list[ResultRow]) -> float | None:
-    if not any("machine_j" in r.extra for r in results):
+    if not any(r.extra.machine_j is not None for r in results):
         return None
-    return sum(float(r.extra.get("machine_j", r.energy_j)) for r in results)
+    return sum(r.extra.machine_j if r.extra.machine_j is not None else r.energy_j for r in results)
 
 
 def counts_of(run: RunRow, results: list[ResultRow]) -> dict[str, Any]:
@@ -251,7 +244,7 @@ def counts_of(run: RunRow, results: list[ResultRow]) -> dict[str, Any]:
         "failed": len(results) - len(ok),
         "input_tokens": sum(r.input_tokens for r in ok),
         #: of those, taken from the engine's KV cache (a prefix shared with the previous prompt)
-        "cached_input_tokens": sum(int(r.extra.get("cached_input_tokens", 0)) for r in ok),
+        "cached_input_tokens": sum(r.extra.cached_input_tokens for r in ok),
         "output_tokens": sum(r.output_tokens for r in ok),
         "truncated": sum(1 for r in ok if r.finish_reason == "length"),
         "output_tokens_per_query": _percentiles([float(r.output_tokens) for r in ok]),
@@ -314,7 +307,7 @@ def timing_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any]:
     ok = [r for r in results if r.ok]
     duration_s = sum(r.duration_s for r in results)
     output_tokens = sum(r.output_tokens for r in ok)
-    ttft = [float(r.extra.get("ttft_s", r.prefill_s)) for r in ok]
+    ttft = [r.ttft_s for r in ok]
     batch_size = spec.config.get("batch_size", 1)
     return {
         "duration_s": _r(duration_s, 3),
@@ -322,8 +315,8 @@ def timing_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any]:
         "queries_per_s": _r(len(ok) / duration_s, 3) if duration_s else None,
         "latency": {
             "ttft_s": {k: _r(v) for k, v in _percentiles(ttft).items()},
-            "e2e_s": {k: _r(v) for k, v in _percentiles([_latency_s(r) for r in ok]).items()},
-            "mean_s": _r(statistics.fmean(_latency_s(r) for r in ok)) if ok else None,
+            "e2e_s": {k: _r(v) for k, v in _percentiles([r.latency_s for r in ok]).items()},
+            "mean_s": _r(statistics.fmean(r.latency_s for r in ok)) if ok else None,
         },
         "batching": {
             "batch_size": batch_size,

@@ -39,6 +39,7 @@ from joulescore.store.migrations import (
 )
 from joulescore.store.record import build_record, run_status
 from joulescore.store.rows import ResultRow as ResultRow
+from joulescore.store.rows import RowExtra
 from joulescore.store.rows import RunRow as RunRow
 
 RESULT_COLUMNS = (
@@ -294,7 +295,7 @@ class Store:
             result.prompt_index, result.prompt_id, int(result.ok), result.error, result.finish_reason,
             result.input_tokens, result.output_tokens, result.prefill_s, result.decode_s,
             result.prefill_j, result.decode_j, result.low_j, result.high_j,
-            json.dumps(result.domains), result.text, json.dumps(result.extra),
+            json.dumps(result.domains), result.text, result.extra.as_json(),
         )
         cols = ", ".join(("run_id", *RESULT_COLUMNS, "created_at"))
         marks = ", ".join("?" * (len(RESULT_COLUMNS) + 2))
@@ -333,7 +334,7 @@ class Store:
                     prompt_index=r[0], prompt_id=r[1], ok=bool(r[2]), error=r[3], finish_reason=r[4],
                     input_tokens=r[5], output_tokens=r[6], prefill_s=r[7], decode_s=r[8],
                     prefill_j=r[9], decode_j=r[10], low_j=r[11], high_j=r[12],
-                    domains=json.loads(r[13]), text=r[14], extra=json.loads(r[15]),
+                    domains=json.loads(r[13]), text=r[14], extra=RowExtra.load(json.loads(r[15])),
                 )
 
     def answered_figures(self) -> dict[str, list[tuple[Any, ...]]]:
