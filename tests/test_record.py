@@ -102,3 +102,19 @@ def test_records_of_the_0_1_0_database_load_on_the_tolerant_path(tmp_path: Path)
     with pytest.raises(ValidationError):
         RunRecord.build(older)
     assert RunRecord.load(older).hardware == records[0].hardware
+
+
+def test_the_gpus_are_typed_strict_when_built_and_tolerant_when_loaded(tmp_path: Path) -> None:
+    record = _store_run(tmp_path / "r.db").record("r1").as_json()
+    gpu = {"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-1", "memory_gb": 85.0, "power_limit_w": 700.0,
+           "driver_version": "550.54", "energy_method": "counter"}
+    process = {"gpu": "gpu0", "pid": 42, "name": "python", "memory_mb": 512}
+    record["hardware"] = {**record["hardware"], "gpus": [gpu, gpu], "other_gpu_processes": [process]}
+    built = RunRecord.build(record)
+    assert built.hardware.gpus[0].power_limit_w == 700.0 and built.hardware.other_gpu_processes[0].pid == 42
+    assert built.hardware.hardware_class() == "GPU NVIDIA H100 80GB HBM3 x2"
+    assert built.as_json()["hardware"]["gpus"][0] == gpu  # the same keys as the meter wrote
+    typo = {**record, "hardware": {**record["hardware"], "gpus": [{**gpu, "power_limt_w": 1.0}]}}
+    with pytest.raises(ValidationError, match="power_limt_w"):
+        RunRecord.build(typo)
+    assert RunRecord.load(typo).hardware.gpus[0] == built.hardware.gpus[0]

@@ -136,7 +136,7 @@ def run_chip(record: RunRecord) -> tuple[ChipSpec | None, str]:
     hw = record.hardware
     gpus = hw.gpus
     if gpus and "gpu" in " ".join(record.meter.includes).lower():
-        name = str(gpus[0].get("name", "")) if isinstance(gpus[0], dict) else str(gpus[0])
+        name = gpus[0].name or ""
         # nvidia-smi says e.g. "NVIDIA H100 80GB HBM3": try the whole name, then each model-like word
         words = [name.replace("NVIDIA", "").strip()] + [t for t in name.split() if any(ch.isdigit() for ch in t)]
         for query in words:

@@ -84,15 +84,42 @@ class TaskInfo(Section):
     prompts_sha256: Optional[str] = None
 
 
+class GpuInfo(Section):
+    """One GPU the meter covers, as the meter described it (meters/nvml_devices.py ``device_facts``)."""
+
+    index: Optional[int] = None
+    name: Optional[str] = None
+    uuid: Optional[str] = None
+    memory_gb: Optional[float] = None
+    power_limit_w: Optional[float] = None
+    driver_version: Optional[str] = None
+    #: how its energy was read: counter, polling or estimate
+    energy_method: Optional[str] = None
+
+    @property
+    def label(self) -> str:
+        """Its name, or ``GPU`` where the meter could not tell."""
+        return self.name or "GPU"
+
+
+class GpuProcess(Section):
+    """Another process's compute work on a metered GPU (meters/nvml_devices.py ``other_processes``)."""
+
+    gpu: Optional[str] = None
+    pid: int
+    name: str = "?"
+    memory_mb: Optional[int] = None
+
+
 class Hardware(Section):
     cpu: str = "unknown CPU"
     cpu_microarchitecture: Optional[str] = None
     logical_cpus: int = 0
     ram_gb: float = 0.0
     #: each GPU the meter covers: name, UUID, memory, power limit, driver
-    gpus: list[dict[str, Any]] = []
+    gpus: list[GpuInfo] = []
     #: compute processes of others seen on those GPUs at the start (their energy is in the GPU's counter)
-    other_gpu_processes: list[dict[str, Any]] = []
+    other_gpu_processes: list[GpuProcess] = []
     os: str = ""
     machine: str = ""
 
@@ -100,13 +127,13 @@ class Hardware(Section):
         """The accelerator when there is one (model and count), else the CPU's microarchitecture: what a
         board groups by and ``compare`` refuses to mix."""
         if self.gpus:
-            names = sorted({str(g.get("name", "GPU")) for g in self.gpus})
+            names = sorted({g.label for g in self.gpus})
             return f"GPU {'+'.join(names)} x{len(self.gpus)}"
         return f"CPU {self.cpu_microarchitecture or self.cpu or 'unknown'}"
 
     def parts(self) -> list[str]:
         """The machine as whole items: the CPU, how many CPUs, each GPU model with how many (label and board)."""
-        gpus = Counter(str(g.get("name") or "GPU") for g in self.gpus)
+        gpus = Counter(g.label for g in self.gpus)
         return [self.cpu, f"{self.logical_cpus} CPUs", *(name if n == 1 else f"{name} x{n}" for name, n in gpus.items())]
 
     def describe(self) -> str:

@@ -161,7 +161,7 @@ def _comparable_gpu(record: RunRecord) -> str | None:
     gpus = record.hardware.gpus
     per = (record.meter.per_domain or {}).get("gpu") or {}
     measured = per.get("kind") == "measured" or (record.meter.kind == "measured" and "gpu" in record.meter.domains)
-    names = {str(g.get("name", "")) for g in gpus}
+    names = {g.name or "" for g in gpus}
     if not gpus or not measured or record.gpu_wh_per_1000_queries is None or len(names) != 1:
         return None
     name = names.pop()
