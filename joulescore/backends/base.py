@@ -109,6 +109,8 @@ class Backend(ABC):
     name: str = "backend"
     #: "generative" backends write text; "encoder" backends run only tasks with an encoder section
     kind: str = "generative"
+    #: what one prompt is: "text", or a file ("audio", "image"; ``joulescore.backends.media``)
+    inputs: str = "text"
     #: how ``generate_batch`` runs a batch: "sequential" (one prompt after another),
     #: "static" (one padded batch through the model) or "concurrent" (requests in flight together)
     batching: str = "sequential"

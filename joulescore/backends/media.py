@@ -50,7 +50,7 @@ class MediaBackend(Backend):
     """An engine that reads one file per prompt.  ``inputs`` says which kind: "audio" or "image"."""
 
     kind = "media"
-    inputs: str = "audio"
+    inputs = "audio"
 
     @abstractmethod
     def decode(self, path: Path) -> Decoded:

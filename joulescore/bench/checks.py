@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from joulescore.backends import ENCODER_BACKENDS, MEDIA_BACKENDS
+from joulescore.backends import ENGINES
 from joulescore.backends.gguf import context_length
 from joulescore.backends.models import check_gguf, resolve_model
 from joulescore.errors import BadInput, JoulescoreError
@@ -42,7 +42,7 @@ def check_context(config: RunConfig, model_context: int | None) -> None:
     The window is --n-ctx, or the model's own context where that is smaller.  An encoder writes
     no tokens, and a server's window is the server's own, so neither is checked here.
     """
-    if config.backend in (*ENCODER_BACKENDS, *MEDIA_BACKENDS) or isinstance(config.engine, OpenAIOptions):
+    if not ENGINES[config.backend].writes_tokens or isinstance(config.engine, OpenAIOptions):
         return
     window, whose = config.n_ctx, "--n-ctx"
     if model_context and model_context < window:
@@ -53,8 +53,8 @@ def check_context(config: RunConfig, model_context: int | None) -> None:
 
 
 def _gguf_context(config: RunConfig) -> int | None:
-    """A llama.cpp model's trained context, from its file's header: known before the engine loads it."""
-    if config.backend != "llama.cpp":
+    """A GGUF model's trained context, from its file's header (llama.cpp): known before the engine loads it."""
+    if not ENGINES[config.backend].reads_gguf_header:
         return None
     try:
         path = resolve_model(config.model).path
@@ -77,15 +77,15 @@ def check_inputs(config: RunConfig) -> None:
     if config.meter != "auto":
         # unknown, or not available here: said now (the meter is not started)
         select_meter(config.meter, options=config.scrape_options())
-    if config.backend == "llama.cpp":
+    if ENGINES[config.backend].reads_gguf_header:
         check_gguf(resolve_model(config.model).path)
 
 
 def check_backend(spec: TaskSpec, backend: str) -> None:
     """A media task runs only on an engine that reads its files, and a text task never on one."""
-    reads = MEDIA_BACKENDS.get(backend, "text")
+    reads = ENGINES[backend].inputs
     if reads != spec.inputs:
-        fits = [name for name, kind in MEDIA_BACKENDS.items() if kind == spec.inputs]
+        fits = [name for name, e in ENGINES.items() if e.inputs == spec.inputs and e.inputs != "text"]
         what = f"--backend {', '.join(fits)}" if fits else "a text backend (llama.cpp, transformers, ...)"
         raise BadInput(f"task {spec.name!r} gives {spec.inputs} prompts and the {backend} backend reads {reads}: "
                        f"use {what}")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from joulescore import __version__
-from joulescore.backends import ENCODER_BACKENDS, load_backend
+from joulescore.backends import ENGINES, load_backend
 from joulescore.backends.base import Backend
 from joulescore.bench.checks import check_backend, check_context, check_settings, task_spec
 from joulescore.bench.compare_data import per_prompt_section
@@ -112,7 +112,8 @@ def prepare(config: RunConfig) -> Prepared:
     """
     check_settings(config)
     spec = task_spec(config)
-    encoder = config.backend in ENCODER_BACKENDS
+    engine = ENGINES[config.backend]
+    encoder = engine.kind == "encoder"
     if encoder and spec.encoder is None:
         fits = [t for t in task_names() if load_spec(t).encoder is not None]
         raise BadInput(f"task {spec.name!r} needs a generative model; the {config.backend} backend "
@@ -126,7 +127,7 @@ def prepare(config: RunConfig) -> Prepared:
         prompts = prompts[: config.limit]
     materialise(spec, prompts, dataset)  # the shipped speech clips this run needs, made once into the cache
     # A served engine (and vLLM's engine core) is a live child: count its process tree's CPU time, not just ours.
-    serving = (isinstance(config.engine, OpenAIOptions) and config.engine.serve) or config.backend == "vllm"
+    serving = (isinstance(config.engine, OpenAIOptions) and config.engine.serve) or engine.runs_a_child_process
     # An engine behind --endpoint runs outside our tree: its CPU time would count as others'.
     attributable = not (isinstance(config.engine, OpenAIOptions) and not config.engine.serve)
     cpu_seconds: Callable[[], float] = tree_cpu_s if serving else own_cpu_s

@@ -1,6 +1,6 @@
 """Every energy source joulescore knows, in one table, imported only when used.
 
-Like ``joulescore.backends.BACKENDS``: adding a source is one entry here.  The
+Like ``joulescore.backends.ENGINES``: adding a source is one entry here.  The
 entries drive ``select_meter``, the ``auto`` composite and ``joulescore meters``,
 so a source is never listed twice and a missing driver costs nothing until it
 is asked for.

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any, Literal
 
+from joulescore.backends import engine_of
 from joulescore.errors import BadInput
 from joulescore.model.record import RunRecord
 from joulescore.reference import as_float, load_table
@@ -174,7 +175,8 @@ def _projected_h100(record: RunRecord) -> tuple[float, float, float] | str:
     from joulescore.impact.hardware_specs import find_accelerator
     from joulescore.impact.summary import chip_for_floor
 
-    if record.model.backend == "encoder":
+    engine = engine_of(record.model.backend)
+    if engine is not None and engine.kind == "encoder":
         return "no projection for an encoder model: the projection model is built on decoder LLM runs"
     try:
         chip, name = chip_for_floor(record, None, None, None)
