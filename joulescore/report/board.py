@@ -82,7 +82,9 @@ class BoardRow:
     wh_per_1000_low: float | None = None
     wh_per_1000_high: float | None = None
     half_width_pct: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: a published reference row only: its own task name and where it was published (not in ``as_dict``)
+    published_task: str = field(default="", compare=False)
+    citation: str = field(default="", compare=False)
 
     @property
     def is_reference(self) -> bool:
@@ -92,7 +94,7 @@ class BoardRow:
         return (self.task, self.hardware_class, self.protocol, self.size_class or "?")
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "extra"}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("published_task", "citation")}
         d["peer_group"] = " / ".join(self.peer_key())
         return d
 
@@ -122,7 +124,6 @@ def row_from_record(record: RunRecord) -> BoardRow:
         wh_per_1000_low=iv.wh_per_1000_queries_low if iv else None,
         wh_per_1000_high=iv.wh_per_1000_queries_high if iv else None,
         half_width_pct=iv.half_width_pct if iv else None,
-        extra={"prompts": record.counts.succeeded, "backend": model.backend},
     )
 
 
@@ -154,7 +155,7 @@ def reference_rows(task: str) -> list[BoardRow]:
             hardware_class=f"published: {hw}", protocol=f"{r['source_project']}: {r['metric']}",
             size_class=None, kind="published", source=r["source_project"],
             stars_note="reference figure, not rated (other protocol and boundary)",
-            extra={"published_task": r["task"], "citation": r["source"]},
+            published_task=r["task"], citation=r["source"],
         ))
     return rows
 

@@ -156,7 +156,7 @@ def reference_row(row: BoardRow) -> dict[str, Any]:
     """A published figure beside the runs: labelled with its source, never rated."""
     return {"task": row.task, "model": row.model, "hardware": row.hardware, "wh": row.wh_per_1000,
             "j_per_token": row.j_per_token, "source": row.source, "protocol": row.protocol,
-            "citation": row.extra.get("citation", ""), "published_task": row.extra.get("published_task", ""),
+            "citation": row.citation, "published_task": row.published_task,
             "note": row.stars_note}
 
 

@@ -8,10 +8,24 @@ and ``disturbed_steal_pct``), so the record rebuilt from the rows always says th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
 
 from joulescore.meters.interference import BusyProbe, disturbing_throttle, read_cpu_freq
-from joulescore.store.rows import WindowFigures
+from joulescore.store.rows import LOADING, RowPart, WindowFigures
+
+
+class StartFacts(RowPart):
+    """What a run stores about the machine at its start (``spec["interference"]``, from ``start_facts``)."""
+
+    cpus: Optional[int] = None
+    #: False for an engine behind --endpoint: its CPU time is outside the run's process tree
+    attributable: bool = True
+    #: others' share of the CPU while the model loaded (``BusyProbe.as_dict``)
+    before_run: Optional[dict[str, Any]] = None
+    cpu_freq_readable: Optional[bool] = None
+    cpu_policy_capped: list[int] = []
+    #: ``--threads auto``: the threads chosen and why
+    threads: Optional[dict[str, Any]] = None
 
 
 def _pct(part: float, whole: float) -> float | None:
@@ -25,13 +39,13 @@ def summarize(rows: Sequence[WindowFigures], spec: dict[str, Any], others_pct_ma
     ``rows``: each measured prompt's stored window figures (empty ones for prompts stored before
     interference was recorded).  ``spec``: what was stored at the start (``spec["interference"]``).
     """
-    start: dict[str, Any] = dict(spec.get("interference") or {})
+    start = StartFacts.model_validate(spec.get("interference") or {}, context={LOADING: True})
     measured = [r.cpu() for r in rows if r.capacity_s is not None]
     capacity = sum(c.capacity_s for c in measured)
     others = sum(c.others_s for c in measured)
     steal = sum(c.steal_s for c in measured)
     own = sum(c.own_s for c in measured)
-    attributable = start.get("attributable", True)
+    attributable = start.attributable
     others_pct, steal_pct = _pct(others, capacity), _pct(steal, capacity)
     reasons: list[str] = []
     if attributable and others_pct is not None and others_pct > others_pct_max:
@@ -59,22 +73,22 @@ def summarize(rows: Sequence[WindowFigures], spec: dict[str, Any], others_pct_ma
         "others_cpu_pct": others_pct,
         "steal_pct": steal_pct,
         "own_cpu_pct": _pct(own, capacity),
-        "cpus": start.get("cpus"),
+        "cpus": start.cpus,
         "thresholds": {"others_cpu_pct": others_pct_max, "steal_pct": steal_pct_max},
         "prompts_disturbed": per_prompt,
         "prompts_measured": len(measured),
-        "before_run": start.get("before_run"),
+        "before_run": start.before_run,
         "cpu_freq_min_pct": min(freq) if freq else None,
-        "cpu_freq_readable": start.get("cpu_freq_readable"),
-        "cpu_throttle_events": cpu_events if start.get("cpu_freq_readable") else None,
+        "cpu_freq_readable": start.cpu_freq_readable,
+        "cpu_throttle_events": cpu_events if start.cpu_freq_readable else None,
         "gpu_throttle_reasons": throttle,
         "gpu_other_pids": gpu_pids,
-        "threads": start.get("threads"),
+        "threads": start.threads,
         "notes": _notes(bool(rows), bool(measured), attributable, start, throttle),
     }
 
 
-def _notes(any_rows: bool, measured: bool, attributable: bool, start: dict[str, Any], throttle: list[str]
+def _notes(any_rows: bool, measured: bool, attributable: bool, start: StartFacts, throttle: list[str]
            ) -> list[str]:
     """What the section's figures do not show by themselves: why nothing was measured, what is not counted."""
     notes: list[str] = []
@@ -84,9 +98,9 @@ def _notes(any_rows: bool, measured: bool, attributable: bool, start: dict[str, 
     if not attributable:
         notes.append("the engine runs outside joulescore's process tree (--endpoint): its own CPU time counts as "
                      "others', so others' CPU does not mark the run disturbed")
-    if start.get("cpu_policy_capped"):
+    if start.cpu_policy_capped:
         notes.append(f"CPU frequency capped by policy below the hardware maximum on CPUs "
-                     f"{start['cpu_policy_capped']}")
+                     f"{start.cpu_policy_capped}")
     if "sw_power_cap" in throttle:
         notes.append("the GPU ran at its power limit at times (sw_power_cap): normal under full load")
     return notes
@@ -104,11 +118,11 @@ def start_facts(cpus: Sequence[int], probe: BusyProbe | None, attributable: bool
                 threads: dict[str, Any] | None) -> dict[str, Any]:
     """What a run stores about the machine at its start (``spec["interference"]``)."""
     freq = read_cpu_freq(cpus)
-    return {
-        "cpus": len(cpus),
-        "attributable": attributable,
-        "before_run": probe.as_dict() if probe is not None else None,
-        "cpu_freq_readable": freq is not None,
-        "cpu_policy_capped": freq.policy_capped if freq is not None else [],
-        "threads": threads,
-    }
+    return StartFacts(
+        cpus=len(cpus),
+        attributable=attributable,
+        before_run=probe.as_dict() if probe is not None else None,
+        cpu_freq_readable=freq is not None,
+        cpu_policy_capped=freq.policy_capped if freq is not None else [],
+        threads=threads,
+    ).model_dump()
