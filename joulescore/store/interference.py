@@ -15,7 +15,7 @@ from joulescore.store.rows import LOADING, RowPart, WindowFigures
 
 
 class StartFacts(RowPart):
-    """What a run stores about the machine at its start (``spec["interference"]``, from ``start_facts``)."""
+    """What a run stores about the machine at its start (``RunSpec.interference``, from ``start_facts``)."""
 
     cpus: Optional[int] = None
     #: False for an engine behind --endpoint: its CPU time is outside the run's process tree
