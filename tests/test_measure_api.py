@@ -16,6 +16,7 @@ from joulescore.errors import BadInput
 from joulescore.meters.base import Domain
 from joulescore.meters.monitor import Monitor, idle_power_w
 from joulescore.meters.rapl import RaplMeter
+from joulescore.model.sections import Meter
 from joulescore.store.record import _net
 from tests.burn import burn_cpu_s
 from tests.powercap_tree import add_zone, server_tree, set_uj
@@ -77,11 +78,11 @@ def test_idle_power_and_net_energy(tmp_path: Path) -> None:
     server_tree(tmp_path)
     watts = idle_power_w(RaplMeter(tmp_path), 0.05)
     assert watts == {Domain.CPU: 0.0, Domain.DRAM: 0.0}  # the fake counters did not move
-    meter = {"kind": "measured", "idle_power_w": {"cpu": 10.0, "dram": 2.0}, "idle_baseline_s": 5}
+    meter = Meter(kind="measured", idle_power_w={"cpu": 10.0, "dram": 2.0}, idle_baseline_s=5)
     net = _net(meter, gross_j=100.0, duration_s=5.0)
     assert net["gross_total_j"] == 100.0 and net["idle_power_w"] == 12.0
     assert net["net_total_j"] == pytest.approx(40.0) and "gross" in net["net_note"]
-    assert _net({"kind": "measured"}, 100.0, 5.0) == {}  # subtracted only on request
+    assert _net(Meter(kind="measured"), 100.0, 5.0) == {}  # subtracted only on request
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
