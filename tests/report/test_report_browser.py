@@ -2,7 +2,7 @@
 
 One browser and one report serve every test.  With ``JOULESCORE_SCREENSHOTS=DIR`` the
 leaderboard and a run section are saved there (the README's pictures come from here:
-``JOULESCORE_SCREENSHOTS=docs pytest tests/test_report_browser.py``).
+``JOULESCORE_SCREENSHOTS=docs pytest tests/report/test_report_browser.py``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from joulescore.model.record import RunRecord
 from joulescore.store.record import build_record
 from joulescore.store.sqlite import ResultRow, Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spec(gpus: list[dict[str, Any]] | None = None, includes: list[str] | None = None) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from joulescore.impact.hardware_specs import find_accelerator
 from joulescore.impact.latency_model import Case, Row, energy_j, fit, reference_rows
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _hand_made_rows(eta: dict[str, float], floor_w: dict[str, float]) -> list[Row]:

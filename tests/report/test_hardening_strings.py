@@ -292,7 +292,7 @@ def test_a_model_name_with_undecodable_bytes_is_one_line_before_anything_runs(tm
 
 
 # --- the HTML report: what the page gets, and the page itself --------------------------------------------
-# Chromium is not installed on every machine (tests/test_report_browser.py skips without it), so these read
+# Chromium is not installed on every machine (tests/report/test_report_browser.py skips without it), so these read
 # the data the page's script lays out, unpacked from the written file, and the file's own text.
 
 def _page(html: Path) -> tuple[str, dict[str, Any]]:

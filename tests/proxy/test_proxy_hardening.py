@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests import proxy_upstream
 from tests.conftest import assert_one_line_error, cli
-from tests.test_proxy import Running, rows
+from tests.proxy.test_proxy import Running, rows
 
 CHAT = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 6}
 
@@ -365,7 +365,7 @@ def test_requests_never_creates_a_database(tmp_path: Path) -> None:
 def test_streams_interrupted_by_llama_cpp_python_are_stored_as_cut(tmp_path: Path, smollm2_gguf: Path) -> None:
     """The server's default ``--interrupt_requests`` ends a running stream with ``[DONE]`` and no finish reason
     as soon as another request waits: those rows must not read as ok."""
-    from tests.test_proxy import free_port, serve_command
+    from tests.proxy.test_proxy import free_port, serve_command
 
     port = free_port()
     serve = serve_command(smollm2_gguf, port).replace("--interrupt_requests False", "--interrupt_requests True")

@@ -19,7 +19,7 @@ from conftest import Cli, assert_one_line_error, cli, cli_in_process
 from joulescore.hardware import logical_cpus
 from joulescore.store.sqlite import ResultRow, Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CPUS = logical_cpus()  # what --threads is checked against, from the same boundary
 
 

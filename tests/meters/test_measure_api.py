@@ -21,7 +21,7 @@ from joulescore.store.record import _net
 from tests.burn import burn_cpu_s
 from tests.powercap_tree import add_zone, server_tree, set_uj
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_import_is_light() -> None:

@@ -20,9 +20,9 @@ from joulescore.store import ResultRow, Store, migrations
 from joulescore.store import sqlite as store_sqlite
 from joulescore.store.migrations import APPLICATION_ID, CURRENT_VERSION
 
-FIXTURE = Path(__file__).parent / "fixtures" / "joulescore-0.1.0.db"
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "joulescore-0.1.0.db"
 FIXTURE_RUN_ID = "20261202-002358-a47230"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sha256(path: Path) -> str:

@@ -18,8 +18,8 @@ from conftest import cli
 from joulescore.meters.nvml import NvmlMeter
 from tests.fake_nvml import FakeGpu, FakeNvml
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIM = Path(__file__).resolve().parent / "fake_nvml_rising"
+ROOT = Path(__file__).resolve().parents[2]
+SHIM = Path(__file__).resolve().parents[1] / "fake_nvml_rising"
 
 
 def test_the_meter_describes_its_gpus_and_who_shares_them() -> None:

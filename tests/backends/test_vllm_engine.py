@@ -21,7 +21,7 @@ from conftest import Cli, assert_one_line_error, cli
 
 from joulescore.backends.vllm_facts import count_safetensors, request_times, split_revision, weights_summary
 
-FAKE = Path(__file__).parent / "fake_vllm"
+FAKE = Path(__file__).parents[1] / "fake_vllm"
 RUN = ("run", "--backend", "vllm", "--model", "some/model", "--warmup", "0", "--json", "--no-progress")
 
 
@@ -210,7 +210,7 @@ def test_docs_llama_cpp_python_recipe_is_the_one_tested() -> None:
     """docs/engines.md says its llama-cpp-python recipe is what test_openai_http runs: keep them one command."""
     from test_openai_http import server_command
 
-    doc = (Path(__file__).parent.parent / "docs" / "engines.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).parents[2] / "docs" / "engines.md").read_text(encoding="utf-8")
     served = next(line for line in doc.splitlines() if "-m llama_cpp.server" in line)
     documented = served.split('--serve "', 1)[1].rstrip('"').split()
     tested = [str(a) for a in server_command(Path("$MODEL"), 8000)]

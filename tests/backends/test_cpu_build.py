@@ -12,7 +12,7 @@ import pytest
 from joulescore.backends import cpu_build
 from joulescore.backends.cpu_build import cmake_args, fast_options, isa_of, parse_system_info
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AVX2 = frozenset("fpu sse sse2 avx avx2 fma f16c bmi2".split())
 ZEN4 = AVX2 | frozenset("avx512f avx512cd avx512vl avx512dq avx512bw avx512vbmi avx512_vnni avx512_bf16".split())
 SPR = ZEN4 | frozenset("avx_vnni amx_tile amx_int8 amx_bf16".split())

@@ -218,7 +218,7 @@ def test_cut_shard_and_random_pickle_are_one_line(tmp_path: Path, db: Path) -> N
 
 
 def test_fifo_as_model_path_on_vllm(tmp_path: Path, db: Path) -> None:
-    fake = Path(__file__).parent / "fake_vllm"  # vLLM's API without a GPU: the check comes before it loads
+    fake = Path(__file__).parents[1] / "fake_vllm"  # vLLM's API without a GPU: the check comes before it loads
     env = {"PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")])}
     with _fifo(tmp_path / "pipe") as fifo:
         res = cli(*RUN, "--backend", "vllm", "--model", str(fifo), db=db, env=env, timeout=120)

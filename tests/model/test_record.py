@@ -14,7 +14,7 @@ from joulescore.model.record import SCHEMA_VERSION, RunRecord, record_schema
 from joulescore.store.sqlite import ResultRow, Store
 from tests.records import BASE, make_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = {
     "config": {"model": "m", "task": "chat", "protocol": "energy-score", "max_new_tokens": 10, "batch_size": 1},
     "model": {"name": "tiny", "path": None, "backend": "llama.cpp", "quantization": "Q4_1", "parameters": 1000},
@@ -91,7 +91,7 @@ def test_a_typo_in_a_record_field_fails_where_a_stored_record_loads(tmp_path: Pa
 
 def test_records_of_the_0_1_0_database_load_on_the_tolerant_path(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    shutil.copy(Path(__file__).parent / "fixtures" / "joulescore-0.1.0.db", db)
+    shutil.copy(Path(__file__).parents[1] / "fixtures" / "joulescore-0.1.0.db", db)
     with Store(db) as store:
         records = store.records()
         stored = [run.record for run in store.list_runs() if run.record]

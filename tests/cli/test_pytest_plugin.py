@@ -20,7 +20,7 @@ else:  # pragma: no cover  (3.10: tomli ships with pytest's own dependencies the
 
 pytest_plugins = ("pytester",)
 PLUGIN = ("-p", "joulescore.pytest_plugin", "-p", "no:cacheprovider")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 #: a test file whose work is ``WORK`` x 100 ms of one core's pure-Python loop, metered in 3 rounds
 WORK_TESTS = """

@@ -15,7 +15,7 @@ from joulescore.backends import ENGINES, load_backend
 from joulescore.backends.base import SteadyWindow, context_overflow
 from joulescore.backends.hf_common import OFFLINE_ENV, offline_env, overflow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_importing_hf_common_leaves_the_environment_alone() -> None:

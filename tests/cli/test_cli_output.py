@@ -66,7 +66,7 @@ def test_list_commands_take_json(db: Path) -> None:
 def test_install_hints_keep_their_brackets(tmp_path: Path) -> None:
     """A machine without the NVML binding is told `pip install 'joulescore[nvidia]'`, brackets and all."""
     (tmp_path / "pynvml.py").write_text("raise ImportError('no NVML binding here')\n", encoding="utf-8")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     proc = cli("meters", env={"PYTHONPATH": f"{tmp_path}:{root}"})
     assert proc.returncode == 0
     assert "pip install 'joulescore[nvidia]'" in proc.stdout

@@ -13,7 +13,7 @@ from joulescore.impact.floor import floor_report
 from joulescore.impact.hardware_specs import ChipSpec, _cpu_row_spec, derived_cpu_peak
 from joulescore.reference import as_float, load_table
 from tests.conftest import cli
-from tests.test_impact import _spec, make_run
+from tests.impact.test_impact import _spec, make_run
 
 N = 134_515_008  # make_run's parameter count; 4 queries x 40 input / 10 output tokens, 98e6 bytes of weights
 
