@@ -152,19 +152,12 @@ def _runs(config: RunConfig | None, resume: str | None, force: bool, store: Stor
 
 def _report(store: Store, records: list[RunRecord], as_json: bool, single: bool) -> None:
     """Print the run (or the repeats and their spread), and how to answer failed prompts again."""
-    from joulescore.cli.render import print_summary
-
     stored = store.records()
     for rec in records:
         rate_record(rec, stored)
     record = records[-1]
     if single:
-        if as_json:
-            print_json(out, record.as_json())
-        else:
-            print_summary(out, record)
-            out.print(stars_row(record.stars))
-            out.print(aies_row(record), soft_wrap=True)
+        print_record(record, as_json)
     else:
         from joulescore.bench.repeats import repeat_variance
         from joulescore.cli.render import variance_table
@@ -173,9 +166,7 @@ def _report(store: Store, records: list[RunRecord], as_json: bool, single: bool)
         if as_json:
             print_json(out, {"runs": [r.as_json() for r in records], "repeat_variance": variance})
         else:
-            print_summary(out, record)
-            out.print(stars_row(record.stars))
-            out.print(aies_row(record), soft_wrap=True)
+            print_record(record, False)
             out.print(variance_table(variance))
     failed = record.counts.failed
     if failed:
@@ -221,20 +212,26 @@ def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
         out.print(runs_table(rows))
 
 
-@app.command()
-def show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
-    """One stored run in full."""
+def print_record(record: RunRecord, as_json: bool) -> None:
+    """One run: its JSON, or its summary with the stars and the AI Energy Score line."""
     from joulescore.cli.render import print_summary
 
-    store = read_store(db)
-    record = store.record(run_id)
-    rate_record(record, store.records())
     if as_json:
         print_json(out, record.as_json())
     else:
         print_summary(out, record)
         out.print(stars_row(record.stars))
         out.print(aies_row(record), soft_wrap=True)
+
+
+@app.command()
+def show(run_id: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """One stored run in full."""
+
+    store = read_store(db)
+    record = store.record(run_id)
+    rate_record(record, store.records())
+    print_record(record, as_json)
     disturbed_warning(record)
 
 

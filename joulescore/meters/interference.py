@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from joulescore.hardware import allowed_cpus
-from joulescore.meters.poller import Poller
+from joulescore.meters.poller import Polled, Poller
 
 if TYPE_CHECKING:
     from joulescore.meters.base import Meter
@@ -209,7 +209,7 @@ def disturbing_throttle(names: Iterable[str]) -> list[str]:
     return [n for n in names if n in bad]
 
 
-class InterferenceWatch:
+class InterferenceWatch(Polled):
     """Watches the machine around each measured window; ``end()`` gives the window's stored figures.
 
     CPU time comes from cumulative counters read at the window's edges (no thread
@@ -257,14 +257,6 @@ class InterferenceWatch:
                 self._gpu_mask |= int(gpu.get("throttle_mask", 0))
                 for proc in gpu.get("other_processes", []):
                     self._gpu_others.setdefault(int(proc["pid"]), proc)
-
-    def start(self) -> None:
-        if self._poller is not None:
-            self._poller.start()
-
-    def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.stop()
 
     def _snapshot(self) -> tuple[float, CpuStat, float] | None:
         stat = read_proc_stat(self.cpus, self._stat_path)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from joulescore.errors import MeterUnavailable
 from joulescore.meters.base import Domain, Meter, MeterKind, MeterStatus, Provenance, Reading, now_s
 from joulescore.meters.nvml_devices import device_facts, other_processes, own_pids, running_pids
-from joulescore.meters.poller import Poller
+from joulescore.meters.poller import Polled, Poller
 from joulescore.reference import as_float, load_table
 
 Method = Literal["counter", "polling", "estimate"]
@@ -213,7 +213,7 @@ class _Integral:
         self.t_s, self.w = t_s, w
 
 
-class NvmlMeter(Meter):
+class NvmlMeter(Polled, Meter):
     """Per-GPU cumulative energy; the GPU domain is the sum over measured GPUs."""
 
     name = "nvml"
@@ -280,14 +280,6 @@ class NvmlMeter(Meter):
         # the process tree is walked only when a GPU lists a process other than this one (rare, and costly)
         listed = any(pid != os.getpid() for pid in running_pids(self.nvml, [p.handle for p in self.gpus]))
         return {"throttle_mask": mask, "other_processes": self.sharing() if listed else []}
-
-    def start(self) -> None:
-        if self._poller is not None:
-            self._poller.start()
-
-    def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.stop()
 
     def read(self) -> Reading:
         if self._sync is not None:

@@ -53,3 +53,18 @@ class Poller:
         if self._thread is not None:
             self._thread.join(timeout=max(2.0, 2 * self.interval_s))
         self._thread = None
+
+
+class Polled:
+    """``start``/``stop`` for an owner that samples in the background only when it needs to (``_poller`` None:
+    nothing runs, and both are no-ops)."""
+
+    _poller: Poller | None = None
+
+    def start(self) -> None:
+        if self._poller is not None:
+            self._poller.start()
+
+    def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.stop()

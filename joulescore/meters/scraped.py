@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from joulescore.errors import BadInput, MeterUnavailable
 from joulescore.meters.base import Domain, Measurement, Meter, Provenance, Reading, now_s
-from joulescore.meters.poller import Poller
+from joulescore.meters.poller import Polled, Poller
 from joulescore.meters.presets import Preset, matches, parse_selector, selection
 from joulescore.model.scrape import ScrapeOptions
 
@@ -119,7 +119,7 @@ class CounterSeries:
         return statistics.median(gaps) if gaps else None
 
 
-class ScrapedMeter(Meter):
+class ScrapedMeter(Polled, Meter):
     """Cumulative per-domain energy from scraped counters: the common part of the exporter and Prometheus meters."""
 
     #: what the source is called in errors and the record
@@ -155,14 +155,6 @@ class ScrapedMeter(Meter):
         # a long-running reader (the proxy) reads from the event loop: the source is asked in the background only
         interval = self.poll_s if self.poll_s is not None else BACKGROUND_S if options.keep_going else None
         self._poller = Poller(interval, self.refresh, name=f"joulescore-{self.name}") if interval else None
-
-    def start(self) -> None:
-        if self._poller is not None:
-            self._poller.start()
-
-    def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.stop()
 
     @abstractmethod
     def fetch(self) -> list[Sample]:
