@@ -12,7 +12,8 @@ from joulescore.hardware import logical_cpus
 from joulescore.meters import select_meter
 from joulescore.model.config import RunConfig
 from joulescore.model.options import OpenAIOptions
-from joulescore.tasks.spec import TaskSpec, custom_spec, load_spec
+from joulescore.tasks.prompts import load_prompts
+from joulescore.tasks.spec import Prompt, TaskSpec, custom_spec, load_spec, task_names
 
 
 def task_spec(config: RunConfig) -> TaskSpec:
@@ -89,3 +90,18 @@ def check_backend(spec: TaskSpec, backend: str) -> None:
         what = f"--backend {', '.join(fits)}" if fits else "a text backend (llama.cpp, transformers, ...)"
         raise BadInput(f"task {spec.name!r} gives {spec.inputs} prompts and the {backend} backend reads {reads}: "
                        f"use {what}")
+
+
+def task_prompts(config: RunConfig) -> tuple[TaskSpec, list[Prompt], Path]:
+    """The task, its prompts in the dataset's order and where they came from, checked against the engine:
+    all a new run can refuse before its results database is made or its model loads."""
+    spec = task_spec(config)
+    encoder = ENGINES[config.backend].kind == "encoder"
+    if encoder and spec.encoder is None:
+        fits = [t for t in task_names() if load_spec(t).encoder is not None]
+        raise BadInput(f"task {spec.name!r} needs a generative model; the {config.backend} backend "
+                       f"runs only: {', '.join(fits)}")
+    check_backend(spec, config.backend)
+    dataset = Path(config.dataset).expanduser() if config.dataset else None
+    prompts, dataset_path = load_prompts(spec, dataset, for_encoder=encoder)
+    return spec, prompts, dataset_path

@@ -24,7 +24,7 @@ from typing import Any
 from joulescore import __version__
 from joulescore.backends import ENGINES, load_backend
 from joulescore.backends.base import Backend
-from joulescore.bench.checks import check_backend, check_context, check_settings, task_spec
+from joulescore.bench.checks import check_context, check_settings, task_prompts
 from joulescore.bench.compare_data import per_prompt_section
 from joulescore.bench.population import population_of
 from joulescore.bench.probe import probe_after, probe_before
@@ -49,8 +49,7 @@ from joulescore.store.interval import PrecisionStop, shuffled
 from joulescore.store.record import owner_alive
 from joulescore.store.sqlite import RunRow, Store
 from joulescore.tasks.media import materialise
-from joulescore.tasks.prompts import load_prompts
-from joulescore.tasks.spec import Prompt, TaskSpec, load_spec, task_names
+from joulescore.tasks.spec import Prompt, TaskSpec
 
 #: (prompts in the run, prompts already stored, the meter's kind) -> a progress sink
 ProgressFactory = Callable[[int, int, str], ProgressSink]
@@ -111,16 +110,9 @@ def prepare(config: RunConfig) -> Prepared:
     says so when it is, and ``--threads auto`` leaves the cores others hold to them.
     """
     check_settings(config)
-    spec = task_spec(config)
+    spec, prompts, dataset_path = task_prompts(config)
     engine = ENGINES[config.backend]
-    encoder = engine.kind == "encoder"
-    if encoder and spec.encoder is None:
-        fits = [t for t in task_names() if load_spec(t).encoder is not None]
-        raise BadInput(f"task {spec.name!r} needs a generative model; the {config.backend} backend "
-                       f"runs only: {', '.join(fits)}")
-    check_backend(spec, config.backend)
     dataset = Path(config.dataset).expanduser() if config.dataset else None
-    prompts, dataset_path = load_prompts(spec, dataset, for_encoder=encoder)
     if config.precision is not None:
         prompts = shuffled(prompts, config.seed)  # the sampled order: --resume repeats it
     if config.limit is not None:

@@ -72,6 +72,11 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
     if force and not resume:
         raise BadInput("--force applies only with --resume RUN_ID")
     config = None if resume else RunConfig.model_validate(settings)
+    if config is not None:  # a bad task, dataset or thread count leaves no results database behind
+        from joulescore.bench.checks import check_settings, task_prompts
+
+        check_settings(config)
+        task_prompts(config)
     if target_dir is not None:
         check_out_dir(target_dir)
     target = run_json_dir(db, target_dir)

@@ -38,6 +38,16 @@ def test_corrupt_model_file(db: Path, tmp_path: Path) -> None:
 
 def test_unknown_task(db: Path) -> None:
     assert_one_line_error(cli("run", "--task", "poetry", db=db), "unknown task 'poetry'")
+    assert not db.exists()  # refused before the results database is made
+
+
+def test_a_bad_dataset_or_engine_leaves_no_database(tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "fine"}\n{oops\n', encoding="utf-8")
+    db = tmp_path / "new.db"
+    assert_one_line_error(cli("run", "--dataset", str(data), db=db), "d.jsonl:2: not valid JSON")
+    assert_one_line_error(cli("run", "--task", "asr", "--backend", "llama.cpp", db=db), "reads text")
+    assert not db.exists()
 
 
 def test_malformed_dataset_line(db: Path, tmp_path: Path) -> None:
