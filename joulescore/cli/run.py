@@ -73,10 +73,14 @@ def run(settings: dict[str, Any], *, resume: str | None, force: bool, db: Path |
         raise BadInput("--force applies only with --resume RUN_ID")
     config = None if resume else RunConfig.model_validate(settings)
     if config is not None:  # a bad task, dataset or thread count leaves no results database behind
-        from joulescore.bench.checks import check_settings, task_prompts
+        from joulescore.bench.checks import check_threads, task_prompts
 
-        check_settings(config)
-        task_prompts(config)
+        try:
+            check_threads(config)
+            task_prompts(config)
+        except KeyboardInterrupt:
+            err.print("interrupted before the run was stored: nothing stored")
+            raise typer.Exit(130) from None
     if target_dir is not None:
         check_out_dir(target_dir)
     target = run_json_dir(db, target_dir)
