@@ -70,7 +70,7 @@ class RunData:
 
     @property
     def prompts_sha256(self) -> str | None:
-        return (self.record.task.model_extra or {}).get("prompts_sha256")
+        return self.record.task.prompts_sha256
 
 
 def _arrays(section: dict[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
