@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -200,6 +201,30 @@ def smollm2_gguf() -> Path:
     return resolve_model("smollm2-135m").path
 
 
+@functools.cache
+def _gguf_cached() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """gguf's reader and tensor-name map, each kept by its arguments for the session (taken before any patch)."""
+    import gguf
+
+    return functools.cache(gguf.GGUFReader), functools.cache(gguf.get_tensor_name_map)
+
+
+@contextlib.contextmanager
+def gguf_read_once() -> Iterator[None]:
+    """transformers parsing a GGUF once a session, for the fixtures that build folders from it.
+
+    transformers reads the file's metadata anew for its tokenizer, its config and its weights, and rebuilds
+    gguf's tensor-name map for every module it walks (~10 s of CPU for SmolLM2 together).  Here the reader
+    is one per file (read-only, memory-mapped) and the map one per architecture; what is built is byte for
+    byte the same.  The CLI's own GGUF runs are untouched.
+    """
+    import gguf
+
+    reader, names = _gguf_cached()
+    with mock.patch.object(gguf, "GGUFReader", reader), mock.patch.object(gguf, "get_tensor_name_map", names):
+        yield
+
+
 @pytest.fixture(scope="session")
 def smol_tokenizer(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
     """SmolLM2's tokenizer (and chat template), read from its GGUF file and saved as a tokenizer folder."""
@@ -207,7 +232,9 @@ def smol_tokenizer(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path)
     from transformers import AutoTokenizer
 
     target = tmp_path_factory.mktemp("smol-tokenizer")
-    AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name).save_pretrained(target)
+    with gguf_read_once():
+        tokenizer = AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
+    tokenizer.save_pretrained(target)
     return target
 
 
@@ -233,8 +260,9 @@ def smollm2_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path,
     import torch
     from transformers import AutoModelForCausalLM
 
-    net = AutoModelForCausalLM.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name,
-                                               dtype=torch.float32)
+    with gguf_read_once():
+        net = AutoModelForCausalLM.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name,
+                                                   dtype=torch.float32)
     plain = AutoModelForCausalLM.from_config(net.config, dtype=torch.float32)
     plain.load_state_dict(net.state_dict())
     plain.generation_config = net.generation_config
