@@ -42,10 +42,13 @@ def test_transformers_fp32_batch_1(smollm2_transformers_run: tuple[dict, list[st
     assert record["steady_state"] is None and record["batching"]["batch_size"] == 1
 
 
+@pytest.mark.filterwarnings("ignore:torch.ao.quantization is deprecated:DeprecationWarning",
+                            "ignore:torch.quantize_per_tensor:UserWarning")  # torch's, raised in this process
 def test_transformers_int8_batches_with_a_steady_window(db: Path, smollm2_folder: Path) -> None:
     # SmolLM2 as a model folder (shared this session): the same weights, without dequantizing the GGUF again
+    # in this process, where the folder was built (its import of torch and transformers already paid)
     record = _run(db, "--backend", "transformers", "--model", str(smollm2_folder), "--quantization", "int8",
-                  "--batch-size", "2", "--limit", "4")
+                  "--batch-size", "2", "--limit", "4", run=cli_in_process)
     _check(record, "transformers", "int8-dynamic", prompts=4)
     assert record["batching"] == {**record["batching"], "batch_size": 2, "mode": "static"}
     steady = record["steady_state"]
