@@ -185,7 +185,9 @@ def smollm2_transformers_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[
     tests and the model-folder tests both check this same run.
     """
     db = tmp_path_factory.mktemp("smollm2-transformers") / "results.db"
-    proc = cli("run", *ENGINE_FAST, "--backend", "transformers", "--model", "smollm2-135m", "--dtype", "fp32", db=db)
+    # in this process (no subprocess boundary is under test): the session's other fixtures load torch here anyway
+    proc = cli_in_process("run", *ENGINE_FAST, "--backend", "transformers", "--model", "smollm2-135m", "--dtype", "fp32",
+                          db=db)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     with sqlite3.connect(db) as conn:
