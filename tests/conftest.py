@@ -113,7 +113,8 @@ def cli_in_process(*args: str, db: Path | None = None, env: dict[str, str] | Non
     """What :func:`cli` returns, from ``joulescore.cli.main`` called in this process: no interpreter start-up.
 
     For cases answered before any model loads (argument, file and range checks) whose kind of answer a
-    :func:`cli` subprocess run also checks.  argv, the environment (with ``COLUMNS=200``), stdout and stderr
+    :func:`cli` subprocess run also checks, and for model runs whose engine (torch, transformers, onnxruntime)
+    this process has loaded already, where no subprocess boundary is under test.  argv, the environment (with ``COLUMNS=200``), stdout and stderr
     are the subprocess's: strict UTF-8 on stdout, backslash escapes on stderr, piped consoles; an uncaught
     exception prints its traceback and exits 1 as the interpreter would.  ``timeout`` is not enforced.
     """
