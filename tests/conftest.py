@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -112,7 +113,8 @@ def cli_in_process(*args: str, db: Path | None = None, env: dict[str, str] | Non
     """What :func:`cli` returns, from ``joulescore.cli.main`` called in this process: no interpreter start-up.
 
     For cases answered before any model loads (argument, file and range checks) whose kind of answer a
-    :func:`cli` subprocess run also checks.  argv, the environment (with ``COLUMNS=200``), stdout and stderr
+    :func:`cli` subprocess run also checks, and for model runs whose engine (torch, transformers, onnxruntime)
+    this process has loaded already, where no subprocess boundary is under test.  argv, the environment (with ``COLUMNS=200``), stdout and stderr
     are the subprocess's: strict UTF-8 on stdout, backslash escapes on stderr, piped consoles; an uncaught
     exception prints its traceback and exits 1 as the interpreter would.  ``timeout`` is not enforced.
     """
@@ -184,7 +186,9 @@ def smollm2_transformers_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[
     tests and the model-folder tests both check this same run.
     """
     db = tmp_path_factory.mktemp("smollm2-transformers") / "results.db"
-    proc = cli("run", *ENGINE_FAST, "--backend", "transformers", "--model", "smollm2-135m", "--dtype", "fp32", db=db)
+    # in this process (no subprocess boundary is under test): the session's other fixtures load torch here anyway
+    proc = cli_in_process("run", *ENGINE_FAST, "--backend", "transformers", "--model", "smollm2-135m", "--dtype", "fp32",
+                          db=db)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     with sqlite3.connect(db) as conn:
@@ -200,6 +204,30 @@ def smollm2_gguf() -> Path:
     return resolve_model("smollm2-135m").path
 
 
+@functools.cache
+def _gguf_cached() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """gguf's reader and tensor-name map, each kept by its arguments for the session (taken before any patch)."""
+    import gguf
+
+    return functools.cache(gguf.GGUFReader), functools.cache(gguf.get_tensor_name_map)
+
+
+@contextlib.contextmanager
+def gguf_read_once() -> Iterator[None]:
+    """transformers parsing a GGUF once a session, for the fixtures that build folders from it.
+
+    transformers reads the file's metadata anew for its tokenizer, its config and its weights, and rebuilds
+    gguf's tensor-name map for every module it walks (~10 s of CPU for SmolLM2 together).  Here the reader
+    is one per file (read-only, memory-mapped) and the map one per architecture; what is built is byte for
+    byte the same.  The CLI's own GGUF runs are untouched.
+    """
+    import gguf
+
+    reader, names = _gguf_cached()
+    with mock.patch.object(gguf, "GGUFReader", reader), mock.patch.object(gguf, "get_tensor_name_map", names):
+        yield
+
+
 @pytest.fixture(scope="session")
 def smol_tokenizer(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path) -> Path:
     """SmolLM2's tokenizer (and chat template), read from its GGUF file and saved as a tokenizer folder."""
@@ -207,7 +235,9 @@ def smol_tokenizer(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path)
     from transformers import AutoTokenizer
 
     target = tmp_path_factory.mktemp("smol-tokenizer")
-    AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name).save_pretrained(target)
+    with gguf_read_once():
+        tokenizer = AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
+    tokenizer.save_pretrained(target)
     return target
 
 
@@ -233,8 +263,9 @@ def smollm2_folder(tmp_path_factory: pytest.TempPathFactory, smollm2_gguf: Path,
     import torch
     from transformers import AutoModelForCausalLM
 
-    net = AutoModelForCausalLM.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name,
-                                               dtype=torch.float32)
+    with gguf_read_once():
+        net = AutoModelForCausalLM.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name,
+                                                   dtype=torch.float32)
     plain = AutoModelForCausalLM.from_config(net.config, dtype=torch.float32)
     plain.load_state_dict(net.state_dict())
     plain.generation_config = net.generation_config

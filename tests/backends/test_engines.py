@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import ENGINE_FAST, assert_one_line_error, cli, cli_in_process
+from conftest import ENGINE_FAST, Cli, assert_one_line_error, cli, cli_in_process
 
 FAST = ENGINE_FAST
 
@@ -20,8 +20,8 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _run(db: Path, *args: str) -> dict:
-    proc = cli("run", *FAST, *args, db=db)
+def _run(db: Path, *args: str, run: Cli = cli) -> dict:
+    proc = run("run", *FAST, *args, db=db)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -42,10 +42,13 @@ def test_transformers_fp32_batch_1(smollm2_transformers_run: tuple[dict, list[st
     assert record["steady_state"] is None and record["batching"]["batch_size"] == 1
 
 
+@pytest.mark.filterwarnings("ignore:torch.ao.quantization is deprecated:DeprecationWarning",
+                            "ignore:torch.quantize_per_tensor:UserWarning")  # torch's, raised in this process
 def test_transformers_int8_batches_with_a_steady_window(db: Path, smollm2_folder: Path) -> None:
     # SmolLM2 as a model folder (shared this session): the same weights, without dequantizing the GGUF again
+    # in this process, where the folder was built (its import of torch and transformers already paid)
     record = _run(db, "--backend", "transformers", "--model", str(smollm2_folder), "--quantization", "int8",
-                  "--batch-size", "2", "--limit", "4")
+                  "--batch-size", "2", "--limit", "4", run=cli_in_process)
     _check(record, "transformers", "int8-dynamic", prompts=4)
     assert record["batching"] == {**record["batching"], "batch_size": 2, "mode": "static"}
     steady = record["steady_state"]
@@ -59,9 +62,10 @@ def test_onnxruntime_fp32_and_int8_share_one_cached_export(db: Path, onnx_cache:
     first = _run(db, *model, "--batch-size", "2")
     _check(first, "onnxruntime", "fp32")
     assert first["model"]["extra"]["kv_cache"] is True and first["model"]["extra"]["export"] == "exported for this run"
-    int8 = _run(db, *model, "--quantization", "int8")
+    # the later runs in this process (what is on disk is what is shared, not the process): no second start-up
+    int8 = _run(db, *model, "--quantization", "int8", run=cli_in_process)
     _check(int8, "onnxruntime", "int8-dynamic")
-    again = _run(db, *model)
+    again = _run(db, *model, run=cli_in_process)
     assert again["model"]["extra"]["export"] == "cached"
     assert again["model"]["extra"]["onnx_file"] == first["model"]["extra"]["onnx_file"]
     assert str(onnx_cache) in again["model"]["extra"]["onnx_file"]

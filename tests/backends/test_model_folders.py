@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ENGINE_FAST, assert_one_line_error, cli, cli_in_process, copy_tokenizer
+from conftest import ENGINE_FAST, Cli, assert_one_line_error, cli, cli_in_process, copy_tokenizer
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported by a fixture: this process never downloads
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -77,8 +77,8 @@ def lay_out_hub(cache: Path, repo_id: str, folder: Path, commit: str, refs: tupl
     return snapshot
 
 
-def _run(db: Path, env: dict[str, str], *args: str) -> dict:
-    proc = cli("run", *FAST, *args, db=db, env=env)
+def _run(db: Path, env: dict[str, str], *args: str, run: Cli = cli) -> dict:
+    proc = run("run", *FAST, *args, db=db, env=env)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)
     assert record["status"] == "complete" and record["counts"]["succeeded"] == 2
@@ -213,7 +213,8 @@ def test_a_model_folder_runs_on_transformers_and_onnxruntime(db: Path, env: dict
     assert extra["weights_file_bytes"] == (tiny_llama / "model.safetensors").stat().st_size
     assert extra["weights_format"] == "safetensors" and extra["trust_remote_code"] is False
     assert record["counts"]["output_tokens"] == 6
-    onnx = _run(db, env, "--backend", "onnxruntime", "--model", str(tiny_llama))
+    # in this process: a folder needs nothing from the environment's hub settings, and torch is loaded here
+    onnx = _run(db, env, "--backend", "onnxruntime", "--model", str(tiny_llama), run=cli_in_process)
     assert onnx["model"]["path"] == str(tiny_llama) and onnx["model"]["parameters"] == params
     assert onnx["model"]["extra"]["export"] == "exported for this run"
     assert onnx["model"]["extra"]["size_bytes"] == Path(onnx["model"]["extra"]["onnx_file"]).stat().st_size
@@ -258,7 +259,8 @@ def test_encoder_takes_a_minilm_folder_and_hub_id(tmp_path: Path, db: Path, env:
 @pytest.mark.slow
 def test_the_smollm2_folder_answers_like_its_gguf(db: Path, env: dict[str, str], smollm2_folder: Path,
                                                   smollm2_transformers_run: tuple[dict, list[str]]) -> None:
-    folder = _run(db, env, "--backend", "transformers", "--model", str(smollm2_folder))
+    # in this process, where the folder was built (its import of torch and transformers already paid)
+    folder = _run(db, env, "--backend", "transformers", "--model", str(smollm2_folder), run=cli_in_process)
     assert folder["model"]["parameters"] == 134_515_008 and folder["model"]["architecture"] == "llama"
     assert folder["model"]["extra"]["size_bytes"] == 4 * 134_515_008 and folder["model"]["extra"]["source"] == "folder"
     gguf, gguf_texts = smollm2_transformers_run  # run --backend transformers --model smollm2-135m (fp32, the default)

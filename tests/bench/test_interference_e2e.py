@@ -156,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def steady() -> Iterator[float]:
     while True:
-        yield 0.2  # long enough that a busy machine's scheduling jitter is a few percent of it
+        yield 0.1  # long enough that a busy machine's scheduling jitter is a few percent of it
 
 
 def wild() -> Iterator[float]:

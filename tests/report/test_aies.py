@@ -221,7 +221,7 @@ def test_a_stand_in_h200_run_gets_a_comparable_line(db: Path, tmp_path: Path, sm
     env = {"PYTHONPATH": os.pathsep.join([str(SHIM), str(ROOT)]), "FAKE_NVML_POWER_W": "300",
            "CUDA_VISIBLE_DEVICES": "0", "FAKE_NVML_OTHER_PIDS": ""}
     proc = cli("run", "--backend", "transformers", "--model", str(smollm2_folder), "--device", "cpu",
-               "--limit", "2", "--warmup", "0",
+               "--limit", "2", "--warmup", "0", "--max-new-tokens", "3",
                "--disturbed-cpu-pct", "100", "--disturbed-steal-pct", "100",
                "--json", "--no-progress", "--out", str(tmp_path / "out"), db=db, env=env)
     assert proc.returncode == 0, proc.stderr

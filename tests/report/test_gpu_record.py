@@ -40,12 +40,14 @@ def test_a_driver_without_a_query_leaves_that_fact_empty() -> None:
 
 
 @pytest.mark.slow
-def test_a_gpu_run_records_the_gpu_everywhere(db: Path, tmp_path: Path) -> None:
+def test_a_gpu_run_records_the_gpu_everywhere(db: Path, tmp_path: Path, smollm2_folder: Path) -> None:
     # the stand-in's one GPU made visible: the suite hides the machine's own GPUs (conftest.py)
     env = {"PYTHONPATH": os.pathsep.join([str(SHIM), str(ROOT)]), "FAKE_NVML_POWER_W": "300",
            "CUDA_VISIBLE_DEVICES": "0"}
     # transformers on the CPU here (no CUDA), metered by the stand-in GPU: the path a GPU user takes
-    proc = cli("run", "--backend", "transformers", "--device", "cpu", "--limit", "2", "--warmup", "0",
+    # (SmolLM2 as the session's model folder: the same weights, without dequantizing the GGUF again)
+    proc = cli("run", "--backend", "transformers", "--model", str(smollm2_folder), "--device", "cpu",
+               "--limit", "2", "--warmup", "0",
                "--max-new-tokens", "3", "--json", "--no-progress", "--out", str(tmp_path / "out"), db=db, env=env)
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout)

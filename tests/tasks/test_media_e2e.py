@@ -169,8 +169,9 @@ def test_image_classification_on_generated_images_with_a_planted_label_set(tmp_p
     rows += [{"file": "cut.png", "reference": 1}, {"file": "text.jpg", "reference": 2}]
     (folder / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     db = tmp_path / "j.db"
-    record = _record(cli("run", "--task", "image-classification", "--dataset", str(folder), "--warmup", "1",
-                         "--json", "--no-progress", db=db))
+    # in this process, where the model above already ran (torch loaded): no subprocess boundary is tested here
+    record = _record(cli_in_process("run", "--task", "image-classification", "--dataset", str(folder),
+                                    "--warmup", "1", "--json", "--no-progress", db=db))
     assert record["model"]["name"] == "efficientnet-lite0" and record["counts"]["prompts"] == 6
     assert record["counts"]["succeeded"] == 4 and record["counts"]["failed"] == 2
     q = record["quality"]
