@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import cache
 from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -297,10 +298,16 @@ def _is_default(name: str, value: Any) -> bool:
 
 def engine_option_names() -> list[str]:
     """Every engine option's name, in a stable order (one flag each on the command line)."""
+    return list(_engine_option_names())
+
+
+@cache
+def _engine_option_names() -> tuple[str, ...]:
+    """Read once: every stored run's settings are checked against them (``RunConfig.load``)."""
     names: list[str] = []
     for options in ENGINE_OPTIONS.values():
         names.extend(n for n in options.model_fields if n not in names and n != "backend")
-    return names
+    return tuple(names)
 
 
 def flag_of(field: str) -> str:
