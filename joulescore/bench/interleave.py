@@ -21,6 +21,7 @@ from joulescore.bench.stopping import stopping
 from joulescore.errors import BadInput
 from joulescore.meters.interference import InterferenceWatch
 from joulescore.model.config import RunConfig
+from joulescore.model.spec import RunSpec
 from joulescore.store.sqlite import Store
 
 
@@ -108,9 +109,9 @@ def _alternate(store: Store, out_dir: Path | None, pa: session.Prepared, pb: ses
                 break
         with stop.held():
             for run_id, p in sides.items():
-                spec = store.get_run(run_id).spec
-                if finished:
-                    probe_after(store, run_id, spec["probe"], p.meter)
+                probe = RunSpec.load(store.get_run(run_id).spec).probe
+                if finished and probe is not None:
+                    probe_after(store, run_id, probe, p.meter)
                 session.finish(store, run_id, out_dir)
     if not finished:
         raise KeyboardInterrupt

@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 import statistics
 import time
-from typing import Any
 
 from joulescore.meters.base import Meter
+from joulescore.model.spec import SpeedProbe
 from joulescore.store.sqlite import Store
 
 #: the workload, in words, stored with each probe: a different workload is a different probe
@@ -48,8 +48,9 @@ def timed_probe() -> tuple[float, float]:
     return statistics.median(cpu), statistics.median(wall)
 
 
-def measure_probe(meter: Meter) -> dict[str, float]:
-    """The probe's time and energy under ``meter`` (started and stopped here, as the idle baseline does)."""
+def measure_probe(meter: Meter) -> tuple[float, float, float]:
+    """The probe's CPU seconds, wall seconds and energy (J) under ``meter`` (started and stopped here, as the
+    idle baseline does)."""
     meter.start()
     try:
         begin = meter.read()
@@ -59,16 +60,19 @@ def measure_probe(meter: Meter) -> dict[str, float]:
         meter.stop()
     m = meter.measurement(begin, end)
     # the energy is of the whole window: REPEATS runs of the workload; kept per run like the times
-    return {"cpu_s": round(cpu_s, 6), "wall_s": round(wall_s, 6), "energy_j": round(m.total_j / REPEATS, 6)}
+    return round(cpu_s, 6), round(wall_s, 6), round(m.total_j / REPEATS, 6)
 
 
-def probe_before(meter: Meter) -> dict[str, Any]:
-    """The record's ``probe`` as the run starts: each figure as a list, [before] now, [before, after] later."""
-    taken = measure_probe(meter)
-    return {"workload": WORKLOAD, "meter_kind": meter.provenance().kind, **{k: [v] for k, v in taken.items()}}
+def probe_before(meter: Meter) -> SpeedProbe:
+    """The spec's ``probe`` as the run starts: each figure as a list, [before] now, [before, after] later."""
+    cpu_s, wall_s, energy_j = measure_probe(meter)
+    return SpeedProbe(workload=WORKLOAD, meter_kind=meter.provenance().kind, cpu_s=[cpu_s], wall_s=[wall_s],
+                      energy_j=[energy_j])
 
 
-def probe_after(store: Store, run_id: str, section: dict[str, Any], meter: Meter) -> None:
+def probe_after(store: Store, run_id: str, before: SpeedProbe, meter: Meter) -> None:
     """Time the probe again once the run has answered, and store [before, after] with the run."""
-    taken = measure_probe(meter)
-    store.set_spec_value(run_id, "probe", {**section, **{k: [*section[k][:1], v] for k, v in taken.items()}})
+    cpu_s, wall_s, energy_j = measure_probe(meter)
+    after = before.model_copy(update={"cpu_s": [*before.cpu_s[:1], cpu_s], "wall_s": [*before.wall_s[:1], wall_s],
+                                      "energy_j": [*before.energy_j[:1], energy_j]})
+    store.set_spec_value(run_id, "probe", after.model_dump(mode="json", exclude_unset=True))

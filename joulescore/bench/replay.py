@@ -54,7 +54,7 @@ def replay(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float], pr
             break
         stop.add(energy_j[i], ok[i], x[i])
     est = sampled_interval(stop.energy_j, stop.ok, stop.x if regression else None, population, n_all)
-    if est is None:
+    if est is None or est.half_width_pct is None:  # no figure, or J/query 0: nothing to be within a share of
         return None
-    return Replay(est["estimator"], precision_pct, seed, len(stop.energy_j), reached, est["j_per_query"],
-                  est["low"], est["high"], est["half_width_pct"])
+    return Replay(est.estimator, precision_pct, seed, len(stop.energy_j), reached, est.j_per_query,
+                  est.low, est.high, est.half_width_pct)

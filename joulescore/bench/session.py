@@ -74,7 +74,7 @@ class Prepared:
     family_source: str | None = None
     #: the run's process-tree CPU time (what the estimator and the interference watch count as the run's own)
     cpu_seconds: Callable[[], float] = own_cpu_s
-    #: what the machine was doing at the start, stored as ``spec["interference"]``
+    #: what the machine was doing at the start, stored as ``RunSpec.interference``
     interference: dict[str, Any] | None = None
     #: the machine was already busy while the model loaded: said once the run is sure to start
     busy_warning: str | None = None
@@ -167,7 +167,7 @@ def run_spec(p: Prepared, idle_w: dict[Domain, float] | None = None,
     reasoning = None if p.plan is None else {**p.plan.as_dict(), "family_source": p.family_source}
     return RunSpec.build({
         "reasoning": reasoning,
-        "config": p.config.model_dump(),
+        "config": p.config,
         "model": p.backend.info().as_dict(),
         "task": {
             "name": p.spec.name,
@@ -319,7 +319,8 @@ def resume(run_id: str, store: Store, out_dir: Path | None, progress: ProgressFa
     ``force`` takes over a run whose owner process looks alive.  Ctrl-C at any point after the run is
     read finishes it as partial.
     """
-    config = RunConfig.model_validate(store.get_run(run_id).spec["config"])
+    # strict: the settings are run again (a stored run's record is built from RunSpec.load's tolerant ones)
+    config = RunConfig.model_validate(RunSpec.load(store.get_run(run_id).spec).config_as_stored())
     run = take_over(store, run_id, force)
     with stopping() as stop:
         p: Prepared | None = None

@@ -13,9 +13,11 @@ uses it, a test and the docs.  The CLI's flags are made from these fields.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from functools import cache
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from joulescore.errors import BadInput
@@ -225,6 +227,26 @@ class RunConfig(BaseModel):
             raise ValueError(f"unknown backend {value!r}; choose one of: {', '.join(ENGINE_OPTIONS)}")
         return value
 
+    @classmethod
+    def load(cls, data: Mapping[str, Any]) -> RunConfig:
+        """A stored run's settings, whichever joulescore wrote them: never refused, so an old run stays readable.
+
+        Keys this version does not know are left out; a run stored before the disturbance thresholds were kept
+        gets the defaults (not this machine's ``$JOULESCORE_DISTURBED_*``: the record builder always judged such
+        runs by the defaults); a setting that no longer validates (an option since renamed, a bound since
+        tightened) falls back to its default.  ``--resume`` validates strictly instead: it runs them again.
+        """
+        known = {*cls.model_fields, *engine_option_names()}
+        given = {k: v for k, v in data.items() if k in known}
+        while True:
+            try:
+                return cls.model_validate({**_STORED_THRESHOLDS, **given})
+            except ValidationError as exc:
+                failing = _failing(given, exc)
+                if not failing:
+                    raise
+                given = {k: v for k, v in given.items() if k not in failing}
+
     def scrape_options(self) -> ScrapeOptions:
         """The scraped meters' flags, as ``select_meter`` takes them."""
         return ScrapeOptions(self.prometheus_url, self.exporter_url, self.preset, self.query, self.selector, self.unit)
@@ -247,6 +269,24 @@ class RunConfig(BaseModel):
         return {"threads": self.threads, "n_ctx": self.n_ctx, "seed": self.seed, **own}
 
 
+#: what a stored run without the thresholds was judged by (``RunConfig.load``)
+_STORED_THRESHOLDS = {"disturbed_cpu_pct": DEFAULT_OTHERS_CPU_PCT, "disturbed_steal_pct": DEFAULT_STEAL_PCT}
+#: what a check across settings (no one field named) may be failing on, the least telling first
+_CROSS_CHECKED = ("engine", "protocol", "reasoning", "limit", "precision")
+
+
+def _failing(given: dict[str, Any], error: ValidationError) -> set[str]:
+    """The stored settings ``error`` is about: the fields it names, else (a check across settings) the first of
+    :data:`_CROSS_CHECKED` still given, else all of them.  An engine option stands for all of the engine's."""
+    engine = {"engine", *engine_option_names()}
+    named = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+    if not named:
+        named = next(({k} for k in _CROSS_CHECKED if (engine if k == "engine" else {k}) & set(given)), set(given))
+    if named & engine:
+        named |= engine
+    return named & set(given)
+
+
 def _is_default(name: str, value: Any) -> bool:
     """Whether an engine option holds the default of the engine that defines it."""
     for options in ENGINE_OPTIONS.values():
@@ -258,10 +298,16 @@ def _is_default(name: str, value: Any) -> bool:
 
 def engine_option_names() -> list[str]:
     """Every engine option's name, in a stable order (one flag each on the command line)."""
+    return list(_engine_option_names())
+
+
+@cache
+def _engine_option_names() -> tuple[str, ...]:
+    """Read once: every stored run's settings are checked against them (``RunConfig.load``)."""
     names: list[str] = []
     for options in ENGINE_OPTIONS.values():
         names.extend(n for n in options.model_fields if n not in names and n != "backend")
-    return names
+    return tuple(names)
 
 
 def flag_of(field: str) -> str:

@@ -170,6 +170,8 @@ class ReasoningApplied(Section):
     assistant_prefix: str = ""
     system_suffix: str = ""
     note: str = ""
+    #: "detected" (from the model's metadata and template) or "override" (``--reasoning-family``)
+    family_source: Optional[str] = None
 
 
 class SweepLink(Section):

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from joulescore.model.spec import SamplePopulation
 from joulescore.store.rows import ResultRow
 from joulescore.units import J_PER_WH
 
@@ -71,11 +72,11 @@ class Population:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Population | None:
-        if not data or data.get("covariate_mean") is None:
+    def from_spec(cls, stored: SamplePopulation | None) -> Population | None:
+        """The population a run stored with its spec; None where it had none (the plain mean)."""
+        if stored is None or stored.covariate_mean is None or stored.prompts is None:
             return None
-        return cls(int(data["prompts"]), float(data["covariate_mean"]), str(data["source"]),
-                   str(data.get("covariate", COVARIATE)))
+        return cls(stored.prompts, stored.covariate_mean, stored.source or "", stored.covariate or COVARIATE)
 
 
 def row_covariate(ok: bool, input_tokens: int, cached_input_tokens: int) -> float:
@@ -133,9 +134,27 @@ def bootstrap(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] 
     return percentile_interval(stats, level)
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A sampled run's estimate of the N prompts' J/query, how it was made, and its interval."""
+
+    j_per_query: float
+    #: None for the plain mean
+    slope_j_per_token: float | None
+    covariate_population_mean: float | None
+    covariate_sample_mean: float | None
+    estimator: str
+    #: prompts measured (n) and the prompts the estimate refers to (N)
+    n: int
+    prompts: int
+    low: float
+    high: float
+    half_width_pct: float | None
+
+
 def sampled_interval(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] | None,
                      population: Population | None, prompts: int, resamples: int = RESAMPLES,
-                     seed: int = SEED) -> dict[str, Any] | None:
+                     seed: int = SEED) -> Estimate | None:
     """The estimate of the N prompts' J/query from a sample of n, with its interval.
 
     ``population`` None (or no ``x``): the plain mean.  ``prompts`` is N.
@@ -147,11 +166,11 @@ def sampled_interval(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[
         return None
     j, slope = point
     lo, hi = bounds
-    return {"j_per_query": j, "slope_j_per_token": slope if x_pop is not None else None,
-            "covariate_population_mean": x_pop,
-            "covariate_sample_mean": float(np.mean(np.asarray(x, dtype=float))) if x_pop is not None else None,
-            "estimator": REGRESSION if x_pop is not None else PLAIN, "n": len(energy_j), "prompts": prompts,
-            "low": lo, "high": hi, "half_width_pct": 100.0 * (hi - lo) / 2 / j if j else None}
+    return Estimate(j_per_query=j, slope_j_per_token=slope if x_pop is not None else None,
+                    covariate_population_mean=x_pop,
+                    covariate_sample_mean=float(np.mean(np.asarray(x, dtype=float))) if x_pop is not None else None,
+                    estimator=REGRESSION if x_pop is not None else PLAIN, n=len(energy_j), prompts=prompts,
+                    low=lo, high=hi, half_width_pct=100.0 * (hi - lo) / 2 / j if j else None)
 
 
 def quick_half_pct(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] | None,

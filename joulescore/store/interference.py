@@ -32,14 +32,14 @@ def _pct(part: float, whole: float) -> float | None:
     return round(100.0 * max(0.0, part) / whole, 2) if whole > 0 else None
 
 
-def summarize(rows: Sequence[WindowFigures], spec: dict[str, Any], others_pct_max: float,
+def summarize(rows: Sequence[WindowFigures], stored: dict[str, Any] | None, others_pct_max: float,
               steal_pct_max: float) -> dict[str, Any]:
     """The record's ``interference`` section from each prompt's stored figures and the run's start facts.
 
     ``rows``: each measured prompt's stored window figures (empty ones for prompts stored before
-    interference was recorded).  ``spec``: what was stored at the start (``spec["interference"]``).
+    interference was recorded).  ``stored``: what was stored at the start (``RunSpec.interference``).
     """
-    start = StartFacts.model_validate(spec.get("interference") or {}, context={LOADING: True})
+    start = StartFacts.model_validate(stored or {}, context={LOADING: True})
     measured = [r.cpu() for r in rows if r.capacity_s is not None]
     capacity = sum(c.capacity_s for c in measured)
     others = sum(c.others_s for c in measured)
@@ -116,7 +116,7 @@ def busy_warning(probe: BusyProbe | None, others_pct_max: float, attributable: b
 
 def start_facts(cpus: Sequence[int], probe: BusyProbe | None, attributable: bool,
                 threads: dict[str, Any] | None) -> dict[str, Any]:
-    """What a run stores about the machine at its start (``spec["interference"]``)."""
+    """What a run stores about the machine at its start (``RunSpec.interference``)."""
     freq = read_cpu_freq(cpus)
     return StartFacts(
         cpus=len(cpus),

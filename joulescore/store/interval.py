@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from joulescore.model.record import Interval
 from joulescore.store.estimate import PLAIN, Population, percentile_interval, quick_half_pct, sampled_interval
 from joulescore.units import J_PER_WH
 
@@ -72,7 +73,11 @@ def _r(value: float, digits: int = 6) -> float:
     return round(value, digits)
 
 
-def interval_section(energy_j: Sequence[float], ok: Sequence[bool]) -> dict[str, Any] | None:
+def _opt(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def interval_section(energy_j: Sequence[float], ok: Sequence[bool]) -> Interval | None:
     """The record's ``interval``: J/query and Wh per 1,000 queries, low and high, and the relative half-width."""
     answered = sum(1 for x in ok if x)
     if not answered:
@@ -84,19 +89,13 @@ def interval_section(energy_j: Sequence[float], ok: Sequence[bool]) -> dict[str,
     lo, hi = bounds
     half_pct = 100.0 * (hi - lo) / 2 / point if point else None
     wh = 1000 / J_PER_WH
-    return {
-        "level": LEVEL,
-        "method": METHOD,
-        "n": len(energy_j),
-        "j_per_query_low": _r(lo),
-        "j_per_query_high": _r(hi),
-        "wh_per_1000_queries_low": _r(lo * wh),
-        "wh_per_1000_queries_high": _r(hi * wh),
-        "half_width_pct": _r(half_pct, 3) if half_pct is not None else None,
-        "estimator": PLAIN,
-        "j_per_query": _r(point),
-        "prompts": len(energy_j),
-    }
+    return Interval(
+        level=LEVEL, method=METHOD, n=len(energy_j),
+        j_per_query_low=_r(lo), j_per_query_high=_r(hi),
+        wh_per_1000_queries_low=_r(lo * wh), wh_per_1000_queries_high=_r(hi * wh),
+        half_width_pct=_r(half_pct, 3) if half_pct is not None else None,
+        estimator=PLAIN, j_per_query=_r(point), prompts=len(energy_j),
+    )
 
 
 class PrecisionStop:
@@ -136,7 +135,7 @@ class PrecisionStop:
         if quick is None or quick > PRECHECK_SLACK * self.precision_pct:
             return False
         section = sampled_interval(self.energy_j, self.ok, x, self.population, self.prompts)
-        self.last_half_pct = None if section is None else section["half_width_pct"]
+        self.last_half_pct = None if section is None else section.half_width_pct
         return self.last_half_pct is not None and self.last_half_pct <= self.precision_pct
 
 
@@ -175,30 +174,30 @@ def repeats_interval(records: Sequence[Any]) -> dict[str, Any] | None:
 
 
 def estimate_section(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] | None,
-                     population: Population | None, prompts: int, refers_to: str) -> dict[str, Any] | None:
+                     population: Population | None, prompts: int, refers_to: str) -> Interval | None:
     """The record's ``interval`` for a sampled run: the estimate of the N prompts' J/query, how it was
     made (estimator, covariate means, slope, n of N) and its interval (:mod:`joulescore.store.estimate`)."""
     est = sampled_interval(energy_j, ok, x, population, prompts)
     if est is None:
         return None
-    regression = est["slope_j_per_token"] is not None
+    regression = est.slope_j_per_token is not None and population is not None
     wh = 1000 / J_PER_WH
-    return {
-        "level": LEVEL,
-        "method": f"{METHOD} of the {est['estimator']} (no finite population correction)",
-        "n": est["n"],
-        "j_per_query_low": _r(est["low"]),
-        "j_per_query_high": _r(est["high"]),
-        "wh_per_1000_queries_low": _r(est["low"] * wh),
-        "wh_per_1000_queries_high": _r(est["high"] * wh),
-        "half_width_pct": _r(est["half_width_pct"], 3) if est["half_width_pct"] is not None else None,
-        "estimator": est["estimator"],
-        "j_per_query": _r(est["j_per_query"]),
-        "prompts": prompts,
-        "covariate": population.covariate if regression and population is not None else None,
-        "covariate_population_mean": _r(est["covariate_population_mean"], 3) if regression else None,
-        "covariate_sample_mean": _r(est["covariate_sample_mean"], 3) if regression else None,
-        "slope_j_per_token": _r(est["slope_j_per_token"], 9) if regression else None,
-        "covariate_source": population.source if regression and population is not None else None,
-        "refers_to": refers_to,
-    }
+    return Interval(
+        level=LEVEL,
+        method=f"{METHOD} of the {est.estimator} (no finite population correction)",
+        n=est.n,
+        j_per_query_low=_r(est.low),
+        j_per_query_high=_r(est.high),
+        wh_per_1000_queries_low=_r(est.low * wh),
+        wh_per_1000_queries_high=_r(est.high * wh),
+        half_width_pct=_r(est.half_width_pct, 3) if est.half_width_pct is not None else None,
+        estimator=est.estimator,
+        j_per_query=_r(est.j_per_query),
+        prompts=prompts,
+        covariate=population.covariate if regression and population is not None else None,
+        covariate_population_mean=_opt(est.covariate_population_mean, 3) if regression else None,
+        covariate_sample_mean=_opt(est.covariate_sample_mean, 3) if regression else None,
+        slope_j_per_token=_opt(est.slope_j_per_token, 9) if regression else None,
+        covariate_source=population.source if regression and population is not None else None,
+        refers_to=refers_to,
+    )

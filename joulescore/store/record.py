@@ -12,8 +12,7 @@ from typing import Any
 
 import psutil
 
-from joulescore.model.config import DEFAULT_OTHERS_CPU_PCT, DEFAULT_STEAL_PCT
-from joulescore.model.record import RunRecord
+from joulescore.model.record import Interval, RunRecord, Sampling
 from joulescore.model.sections import Meter
 from joulescore.model.spec import RunSpec
 from joulescore.store.estimate import REFERS_TO, Population, row_x
@@ -114,12 +113,12 @@ def _net(meter: Meter, gross_j: float, duration_s: float) -> dict[str, Any]:
     }
 
 
-def phases_withheld(meter: Meter, config: dict[str, Any], ok: list[ResultRow]) -> str | None:
+def phases_withheld(meter: Meter, split_phases: bool, ok: list[ResultRow]) -> str | None:
     """Why the prefill/decode split is withheld: a scraped meter's samples are further apart than a typical
     prefill lasts, so the split would be interpolation only (``--split-phases`` asks for it anyway)."""
     per_domain = meter.per_domain or {}
     res = [float(v["resolution_s"]) for v in per_domain.values() if "resolution_s" in v]
-    if config.get("split_phases") or not res or not ok:
+    if split_phases or not res or not ok:
         return None
     prefill_s = statistics.median(r.prefill_s for r in ok)
     if max(res) <= prefill_s:
@@ -132,7 +131,7 @@ def phase_split_of(spec: RunSpec, results: list[ResultRow]) -> tuple[Meter, dict
     """The record's meter (with a note where the split is withheld) and its prefill/decode shares."""
     total_j = sum(r.energy_j for r in results)
     prefill_j, decode_j = sum(r.prefill_j for r in results), sum(r.decode_j for r in results)
-    withheld = phases_withheld(spec.meter, spec.config, [r for r in results if r.ok])
+    withheld = phases_withheld(spec.meter, spec.config.split_phases, [r for r in results if r.ok])
     meter = spec.meter if withheld is None else spec.meter.model_copy(update={"notes": [*spec.meter.notes, withheld]})
     shown = bool(total_j) and withheld is None
     return meter, {"prefill_pct": _r(100 * prefill_j / total_j, 2) if shown else None,
@@ -174,26 +173,23 @@ def interference_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] |
     rows = [r.extra.interference or WindowFigures() for r in results]
     if "interference" not in spec.model_fields_set and all(r.extra.interference is None for r in results):
         return None
-    config = spec.config
-    return summarize(rows, {"interference": spec.interference},
-                     float(config.get("disturbed_cpu_pct", DEFAULT_OTHERS_CPU_PCT)),
-                     float(config.get("disturbed_steal_pct", DEFAULT_STEAL_PCT)))
+    return summarize(rows, spec.interference, spec.config.disturbed_cpu_pct, spec.config.disturbed_steal_pct)
 
 
-def interval_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | None:
+def interval_of(spec: RunSpec, results: list[ResultRow]) -> Interval | None:
     """The record's interval: of the prompts answered, or, for a sampled run, of its estimate of the full run."""
     energy, ok = [r.energy_j for r in results], [r.ok for r in results]
-    precision = spec.config.get("precision")
+    precision = spec.config.precision
     # an ordinary run answers all it was given; only a sampled run needs the task's full count
     available = len(results) if precision is None else spec.task.num_prompts
     if len(results) >= available:
         section = interval_section(energy, ok)
         if section is not None:
             order = " in the shuffled order" if precision is not None else ""
-            section["refers_to"] = (f"J/query of the {len(results)} prompts as answered{order}; the interval "
+            section.refers_to = (f"J/query of the {len(results)} prompts as answered{order}; the interval "
                                     "is over prompts like these")
         return section
-    population = Population.from_dict(spec.population)
+    population = Population.from_spec(spec.population)
     if population is not None and population.prompts != available:
         population = None  # counted over other prompts than the run's: not this run's population
     refers = REFERS_TO.format(n=available)
@@ -204,14 +200,13 @@ def interval_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any] | Non
                             available, refers)
 
 
-def sampling_of(spec: RunSpec, results: list[ResultRow], interval: dict[str, Any] | None
-                ) -> dict[str, Any] | None:
+def sampling_of(spec: RunSpec, results: list[ResultRow], interval: Interval | None) -> Sampling | None:
     """What a ``--precision`` run says about its sample; None for an ordinary run."""
-    precision = spec.config.get("precision")
+    precision = spec.config.precision
     if precision is None:
         return None
     available = spec.task.num_prompts
-    half = interval["half_width_pct"] if interval else None
+    half = interval.half_width_pct if interval else None
     reached = len(results) >= min(MIN_PROMPTS, available) and half is not None and half <= precision
     if len(results) >= available:
         stopped = "all prompts answered"
@@ -220,12 +215,12 @@ def sampling_of(spec: RunSpec, results: list[ResultRow], interval: dict[str, Any
     else:
         stopped = "not finished"
     ok = [r for r in results if r.ok]
-    estimator = interval.get("estimator") if interval else None
-    return {"precision_pct": precision, "seed": spec.config.get("seed", 0), "min_prompts": MIN_PROMPTS,
-            "prompts_run": len(results), "prompts_available": available, "sampled": len(results) < available,
-            "reached": reached, "stopped": stopped, "estimator": estimator,
-            "why_plain": (spec.population or {}).get("why_plain") if len(results) < available else None,
-            "sample_j_per_query": _r(sum(r.energy_j for r in results) / len(ok)) if ok else None}
+    sampled = len(results) < available
+    return Sampling(precision_pct=precision, seed=spec.config.seed, min_prompts=MIN_PROMPTS,
+                    prompts_run=len(results), prompts_available=available, sampled=sampled, reached=reached,
+                    stopped=stopped, estimator=interval.estimator if interval else None,
+                    why_plain=spec.population.why_plain if sampled and spec.population else None,
+                    sample_j_per_query=_r(sum(r.energy_j for r in results) / len(ok)) if ok else None)
 
 
 def _whole_machine(results: list[ResultRow]) -> float | None:
@@ -279,7 +274,7 @@ def energy_of(spec: RunSpec, results: list[ResultRow], covered: set[str]) -> dic
     }
 
 
-def per_query_of(results: list[ResultRow], sampling: dict[str, Any] | None, interval: dict[str, Any] | None,
+def per_query_of(results: list[ResultRow], sampling: Sampling | None, interval: Interval | None,
                  covered: set[str]) -> dict[str, Any]:
     """The headline rates: Wh per 1,000 queries (all, GPU only, whole machine), J/query and J/token.
 
@@ -290,7 +285,7 @@ def per_query_of(results: list[ResultRow], sampling: dict[str, Any] | None, inte
     output_tokens = sum(r.output_tokens for r in ok)
     gpu_j = sum(r.domains.get("gpu", 0.0) for r in results)
     whole_j = _whole_machine(results)
-    per_query = interval["j_per_query"] if sampling and sampling["sampled"] and interval else \
+    per_query = interval.j_per_query if sampling and sampling.sampled and interval else \
         total_j / len(ok) if ok else None
     return {
         "wh_per_1000_queries": _r(per_query * 1000 / J_PER_WH) if per_query is not None else None,
@@ -308,7 +303,7 @@ def timing_of(spec: RunSpec, results: list[ResultRow]) -> dict[str, Any]:
     duration_s = sum(r.duration_s for r in results)
     output_tokens = sum(r.output_tokens for r in ok)
     ttft = [r.ttft_s for r in ok]
-    batch_size = spec.config.get("batch_size", 1)
+    batch_size = spec.config.batch_size
     return {
         "duration_s": _r(duration_s, 3),
         "tokens_per_s": _r(output_tokens / duration_s, 3) if duration_s and output_tokens else None,
@@ -340,9 +335,9 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
     meter, phase_split = phase_split_of(spec, results)
     interval = interval_of(spec, results)
     sampling = sampling_of(spec, results, interval)
-    config = dict(spec.config)
-    if "reasoning" in spec.model_fields_set:
-        config["reasoning"] = spec.reasoning
+    config = spec.config_as_stored()
+    if "reasoning" in spec.model_fields_set:  # the plan applied, in place of the mode asked for
+        config["reasoning"] = spec.reasoning.model_dump(mode="json", exclude_unset=True) if spec.reasoning else None
     return RunRecord.build({
         "run_id": run.run_id,
         "status": run_status(run, len(results), len(ok)),
@@ -362,7 +357,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         "interference": interference_of(spec, results),
         "errors": sorted({r.error for r in results if r.error})[:10],
         "sweep": spec.sweep,
-        "probe": spec.probe,
+        "probe": spec.probe.model_dump(mode="json", exclude_unset=True) if spec.probe else None,
     })
 
 

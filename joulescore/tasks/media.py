@@ -9,6 +9,7 @@ on first use, see :mod:`joulescore.tasks.speech`) or from the user:
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -86,15 +87,21 @@ def materialise(spec: TaskSpec, prompts: list[Prompt], dataset: Path | None) -> 
 
 
 
+@cache
+def _inputs_of(task: str) -> str:
+    """A shipped task's inputs (text, audio, image), read once: every stored run's settings are checked for it."""
+    return load_spec(task).inputs
+
+
 def config_defaults(data: dict[str, Any]) -> dict[str, Any]:
     """A media task's run settings: its engine and model unless given, and no fixed-length protocol."""
     task = data.get("task")
     if not isinstance(task, str) or task not in task_names():
         return data
-    spec = load_spec(task)
-    if spec.inputs == "text":
+    inputs = _inputs_of(task)
+    if inputs == "text":
         return data
-    backend, model = DEFAULTS[spec.inputs]
+    backend, model = DEFAULTS[inputs]
     data.setdefault("backend", backend)
     if data["backend"] == backend:
         data.setdefault("model", model)

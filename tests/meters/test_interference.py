@@ -82,7 +82,7 @@ def test_per_prompt_noise_is_summed_not_clamped() -> None:
 
 
 def test_an_engine_outside_the_tree_is_not_counted_as_a_neighbour() -> None:
-    out = summarize(rows(1.5), {"interference": {"attributable": False}}, 10.0, 5.0)
+    out = summarize(rows(1.5), {"attributable": False}, 10.0, 5.0)
     assert out["disturbed"] is False and out["others_cpu_pct"] == 75.0
     assert any("--endpoint" in n for n in out["notes"])
 

@@ -206,12 +206,12 @@ def test_phases_are_withheld_from_a_meter_coarser_than_them() -> None:
                          high_j=3.0, domains={"gpu": 3.0}, text="")
 
     coarse = Meter(kind="measured", per_domain={"gpu": {"kind": "measured", "resolution_s": "30"}})
-    note = phases_withheld(coarse, {}, [row(0.05), row(0.07)])
+    note = phases_withheld(coarse, False, [row(0.05), row(0.07)])
     assert note is not None and "30 s apart" in note and "--split-phases" in note
-    assert phases_withheld(coarse, {"split_phases": True}, [row(0.05)]) is None
+    assert phases_withheld(coarse, True, [row(0.05)]) is None
     fine = Meter(kind="measured", per_domain={"gpu": {"resolution_s": "0.01"}})
-    assert phases_withheld(fine, {}, [row(0.05)]) is None
-    assert phases_withheld(Meter(kind="measured"), {}, [row(0.05)]) is None  # a local counter: always split
+    assert phases_withheld(fine, False, [row(0.05)]) is None
+    assert phases_withheld(Meter(kind="measured"), False, [row(0.05)]) is None  # a local counter: always split
 
 
 def test_proxy_shares_the_counter_difference_among_requests_and_idle(cluster: Cluster, tmp_path: Path) -> None:

@@ -41,9 +41,9 @@ def coverage(residual: str, draws: int = 300, n: int = 150, seed: int = 11) -> t
         pick = rng.choice(N, n, replace=False)
         est = sampled_interval(y[pick], [True] * n, x[pick], Population(N, float(x.mean()), "synthetic"), N,
                                resamples=500, seed=d)
-        assert est is not None and est["estimator"] == REGRESSION
-        hits += est["low"] <= y.mean() <= est["high"]
-        widths.append(est["half_width_pct"])
+        assert est is not None and est.estimator == REGRESSION
+        hits += est.low <= y.mean() <= est.high
+        widths.append(est.half_width_pct)
     return hits / draws, float(np.mean(widths))
 
 
@@ -69,8 +69,8 @@ def test_with_tokens_that_say_nothing_it_still_covers_and_is_no_wider_than_the_p
         reg = sampled_interval(y[pick], [True] * 150, x[pick], Population(N, float(x.mean()), "s"), N,
                                resamples=500, seed=d)
         plain = sampled_interval(y[pick], [True] * 150, None, None, N, resamples=500, seed=d)
-        assert reg is not None and plain is not None and plain["estimator"] == PLAIN
-        ratios.append(reg["half_width_pct"] / plain["half_width_pct"])
+        assert reg is not None and plain is not None and plain.estimator == PLAIN
+        ratios.append(reg.half_width_pct / plain.half_width_pct)
     assert float(np.mean(ratios)) <= 1.03, np.mean(ratios)
 
 
@@ -90,9 +90,9 @@ def test_with_tokens_that_predict_energy_it_needs_far_fewer_prompts() -> None:
     est = sampled_interval(stop.energy_j, stop.ok, stop.x, population, 5000)
     plain = sampled_interval(stop.energy_j, stop.ok, None, None, 5000)
     assert est is not None and plain is not None
-    assert abs(est["j_per_query"] - y.mean()) / y.mean() < 0.03
+    assert abs(est.j_per_query - y.mean()) / y.mean() < 0.03
     # prompts needed go as the square of the half-width: over 25x fewer here
-    assert (plain["half_width_pct"] / est["half_width_pct"]) ** 2 > 25, (plain, est)
+    assert (plain.half_width_pct / est.half_width_pct) ** 2 > 25, (plain, est)
 
 
 def test_the_interval_does_not_narrow_as_the_last_prompts_near() -> None:
@@ -103,7 +103,7 @@ def test_the_interval_does_not_narrow_as_the_last_prompts_near() -> None:
     near_end = sampled_interval(y[2:], [True] * 118, None, None, 120)
     alone = sampled_interval(y[2:], [True] * 118, None, None, 0)
     assert near_end is not None and alone is not None
-    assert near_end["half_width_pct"] == alone["half_width_pct"] > 20  # no finite population correction
+    assert near_end.half_width_pct == alone.half_width_pct > 20  # no finite population correction
     stop = PrecisionStop(5.0, list(y[2:]), [True] * 118, prompts=120)
     assert not stop()
 
@@ -113,8 +113,8 @@ def test_failed_prompts_cost_energy_but_answer_nothing_in_the_estimate_too() -> 
     y = 1.0 + 0.1 * x
     ok = [i % 10 != 0 for i in range(100)]  # a tenth failed, but their energy was spent
     est = sampled_interval(y, ok, x, Population(1000, float(x.mean()), "s"), 1000)
-    assert est is not None and est["j_per_query"] == pytest.approx(y.mean() / 0.9)
-    assert est["slope_j_per_token"] == pytest.approx(0.1)
+    assert est is not None and est.j_per_query == pytest.approx(y.mean() / 0.9)
+    assert est.slope_j_per_token == pytest.approx(0.1)
 
 
 SPEC = {

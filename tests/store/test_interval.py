@@ -40,8 +40,8 @@ def test_failed_prompts_cost_energy_but_answer_nothing() -> None:
     section = interval_section([10.0] * 50 + [2.0] * 10, [True] * 50 + [False] * 10)
     assert section is not None
     # J/query = 520 J / 50 answers = 10.4: the interval is around the ratio, not the mean of the rows
-    assert section["j_per_query_low"] <= 10.4 <= section["j_per_query_high"]
-    assert section["wh_per_1000_queries_low"] == pytest.approx(section["j_per_query_low"] / 3.6, rel=1e-5)
+    assert section.j_per_query_low <= 10.4 <= section.j_per_query_high
+    assert section.wh_per_1000_queries_low == pytest.approx(section.j_per_query_low / 3.6, rel=1e-5)
     assert interval_section([1.0], [True]) is None  # one prompt: no interval
 
 
