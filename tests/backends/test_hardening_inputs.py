@@ -155,7 +155,7 @@ def test_fifo_as_dataset_and_sweep_plan_is_refused(tmp_path: Path, db: Path) -> 
 
 
 def test_fifo_as_grid_and_accelerator_file_is_refused(tmp_path: Path, db: Path) -> None:
-    from test_impact import make_run
+    from tests.impact.test_impact import make_run
 
     make_run(db)
     with _fifo(tmp_path / "grid.csv") as fifo:

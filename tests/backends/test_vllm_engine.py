@@ -208,7 +208,7 @@ def test_a_damaged_safetensors_header_is_noted_not_raised(tmp_path: Path) -> Non
 
 def test_docs_llama_cpp_python_recipe_is_the_one_tested() -> None:
     """docs/engines.md says its llama-cpp-python recipe is what test_openai_http runs: keep them one command."""
-    from test_openai_http import server_command
+    from tests.backends.test_openai_http import server_command
 
     doc = (Path(__file__).parents[2] / "docs" / "engines.md").read_text(encoding="utf-8")
     served = next(line for line in doc.splitlines() if "-m llama_cpp.server" in line)

@@ -294,10 +294,10 @@ def test_a_copied_database_shows_its_proxy_traffic_once(two: Path, tmp_path: Pat
 
 @pytest.mark.parametrize("answered", ["none-stored", "all-failed"])
 def test_project_refuses_a_run_with_no_answered_prompt(tmp_path: Path, cli_case: Cli, answered: str) -> None:
-    from test_hardening_numbers import make_run
-
     from joulescore.bench.session import finish
+    from joulescore.store.rows import RowExtra
     from joulescore.store.sqlite import ResultRow
+    from tests.store.test_hardening_numbers import make_run
 
     db = tmp_path / "r.db"
     make_run(db, "empty", stored=0)
@@ -305,7 +305,7 @@ def test_project_refuses_a_run_with_no_answered_prompt(tmp_path: Path, cli_case:
         with Store(db) as store:
             for i in range(4):
                 store.add_result("empty", ResultRow(i, f"p{i}", False, "RuntimeError: engine fell over", None, 0, 0,
-                                                    0.1, 0.0, 0.5, 0.0, 0.4, 0.6, {"cpu": 0.5}, "", {}))
+                                                    0.1, 0.0, 0.5, 0.0, 0.4, 0.6, {"cpu": 0.5}, "", RowExtra()))
             finish(store, "empty", None)
     impact = cli_in_process("impact", "empty", db=db)
     assert_one_line_error(impact, "run empty has no answered queries")

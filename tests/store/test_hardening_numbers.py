@@ -70,9 +70,9 @@ def make_orphan(db: Path, run_id: str, stored: int) -> None:
     """A run stored by a process that then died without finishing it (status left at 'running')."""
     code = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]  # the tests package, and its conftest
         from pathlib import Path
-        from test_hardening_numbers import make_run
+        from tests.store.test_hardening_numbers import make_run
         make_run(Path({str(db)!r}), {run_id!r}, stored={stored}, finish=False)
     """)
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

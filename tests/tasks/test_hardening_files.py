@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli, assert_one_line_error, cli, cli_in_process
-from test_impact import make_run
 
 from joulescore.tasks.spec import load_spec, task_names
+from tests.impact.test_impact import make_run
 
 #: a model path that does not exist: a check that comes first answers before this is ever looked at
 NO_MODEL = "/nonexistent/model.gguf"
