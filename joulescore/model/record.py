@@ -15,6 +15,7 @@ from pydantic import ValidationInfo, model_validator
 from joulescore.model.sections import (
     BUILDING,
     Hardware,
+    InterleaveLink,
     Meter,
     ModelInfo,
     ReasoningApplied,
@@ -276,6 +277,8 @@ class RunRecord(Section):
     errors: list[str] = []
     #: the sweep this run is a variant of
     sweep: Optional[SweepLink] = None
+    #: the run made beside it in alternating blocks, where it was (``compare --interleave``)
+    interleave: Optional[InterleaveLink] = None
     #: the run's stars among its stored peers, or why it has none (filled when shown)
     stars: Optional[str] = None
     #: the run on the published AI Energy Score scale: comparable, PROJECTED or none, and why (filled when shown)

@@ -177,3 +177,20 @@ class ReasoningApplied(Section):
 class SweepLink(Section):
     id: str
     variant: str
+
+
+class InterleaveLink(Section):
+    """The run was made beside another in alternating blocks on the same machine (``compare --interleave``)."""
+
+    #: the other side's run id (stored as ``with``)
+    partner: str
+    #: how many blocks each side's prompts were cut into
+    blocks: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerate(cls, data: Any, info: ValidationInfo) -> Any:
+        """The stored name first (``with`` is a Python keyword), then the sections' rule for unknown keys."""
+        if isinstance(data, dict) and "with" in data:
+            data = {"partner": data["with"], **{k: v for k, v in data.items() if k != "with"}}
+        return Section._tolerate.__func__(cls, data, info)  # the parent's rule

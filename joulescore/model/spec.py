@@ -17,6 +17,7 @@ from joulescore.model.config import RunConfig
 from joulescore.model.sections import (
     BUILDING,
     Hardware,
+    InterleaveLink,
     Meter,
     ModelInfo,
     ReasoningApplied,
@@ -65,6 +66,8 @@ class RunSpec(BaseModel):
     #: what the machine was doing at the start (``store.interference.StartFacts``, which lives above this layer)
     interference: Optional[dict[str, Any]] = None
     sweep: Optional[SweepLink] = None
+    #: the run made beside it in alternating blocks (``compare --interleave``); set after the run is created
+    interleave: Optional[InterleaveLink] = None
     #: a ``--precision`` run's population of prompts
     population: Optional[SamplePopulation] = None
     #: the machine speed probe timed before and after the run; set again after the run

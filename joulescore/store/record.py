@@ -357,6 +357,7 @@ def build_record(run: RunRow, results: list[ResultRow], tool_version: str) -> Ru
         "interference": interference_of(spec, results),
         "errors": sorted({r.error for r in results if r.error})[:10],
         "sweep": spec.sweep,
+        "interleave": spec.interleave,
         "probe": spec.probe.model_dump(mode="json", exclude_unset=True) if spec.probe else None,
     })
 

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from conftest import assert_one_line_error, cli
 
+from joulescore.store.sqlite import Store
+
 FAST = ("--limit", "6", "--warmup", "1", "--threads", "1", "--no-progress", "--json")
 
 
@@ -147,6 +149,9 @@ def test_interleave_reruns_both_settings_in_alternating_blocks(runs: dict[str, A
     assert specs[new_a]["interleave"] == {"with": new_b, "blocks": 2}
     assert specs[new_b]["config"]["max_new_tokens"] == 30
     assert len(specs[new_a]["probe"]["cpu_s"]) == 2  # timed before and after
+    with Store(runs["db"]) as store:  # the record says how the run was made, and beside which
+        link = store.record(new_b).interleave
+    assert link is not None and (link.partner, link.blocks) == (new_a, 2)
 
 
 @pytest.mark.parametrize(("key", "change", "named"), [
