@@ -9,7 +9,11 @@ network; a hub id is read from the hub cache and fetched through
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +108,32 @@ def resolve(model: str, trust_remote_code: bool = False, gguf: bool = True) -> C
     return ckpt
 
 
+#: held while a load has gguf's reader and name map swapped (see :func:`gguf_parsed_once`)
+_GGUF_SWAP = threading.Lock()
+
+
+@contextlib.contextmanager
+def gguf_parsed_once() -> Iterator[None]:
+    """transformers parsing a GGUF file once for a whole load, not once for each of its loaders.
+
+    Its tokenizer, config (twice) and weight loaders each build a new ``gguf.GGUFReader`` over the file
+    (~3 s of CPU each for SmolLM2), and the weight loader rebuilds gguf's tensor-name map for every module
+    it walks (~400 times, ~5 s).  Within this block both are one per argument: the reader is read-only
+    (memory-mapped) and the map is only looked up, so what loads is the same; the file is let go after.
+    """
+    import gguf
+
+    with _GGUF_SWAP:
+        saved = {name: getattr(gguf, name) for name in ("GGUFReader", "get_tensor_name_map")}
+        for name, original in saved.items():
+            setattr(gguf, name, functools.cache(original))
+        try:
+            yield
+        finally:
+            for name, original in saved.items():
+                setattr(gguf, name, original)
+
+
 @dataclass
 class Loaded:
     """A transformers model and tokenizer read from a checkpoint."""
@@ -131,12 +161,13 @@ def load_checkpoint(ckpt: Checkpoint, dtype: Any = None, weights: bool = True) -
     source, kwargs = ckpt.source()
     what = ckpt.repo_id if ckpt.kind == "hub" else ckpt.path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        config = AutoConfig.from_pretrained(source, **kwargs)
-        net = None
-        if weights:
-            net = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **kwargs)
-            net.eval()
+        with gguf_parsed_once() if ckpt.kind == "gguf" else contextlib.nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            config = AutoConfig.from_pretrained(source, **kwargs)
+            net = None
+            if weights:
+                net = AutoModelForCausalLM.from_pretrained(source, dtype=dtype or torch.float32, **kwargs)
+                net.eval()
     except load_errors() as exc:
         raise ModelError(f"transformers cannot load {what}: {one_line(exc)}") from None
     eos: set[int] = set()

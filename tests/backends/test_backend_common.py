@@ -111,3 +111,30 @@ def test_an_engine_not_installed_is_one_line_naming_what_to_install(monkeypatch:
     with pytest.raises(Exception, match=r"^backend 'vllm' needs vllm: pip install 'joulescore\[vllm\]' \(") as err:
         load_backend("vllm", "some/model")
     assert "\n" not in str(err.value)
+
+
+def test_a_gguf_load_parses_its_file_once_and_puts_gguf_back(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    from joulescore.backends.hf_common import gguf_parsed_once
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", np.arange(8, dtype=np.float32).reshape(2, 4))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with pytest.raises(RuntimeError), gguf_parsed_once():
+        reader = gguf.GGUFReader(str(path))
+        assert gguf.GGUFReader(str(path)) is reader  # the tokenizer, config and weight loaders share one parse
+        assert [t.name for t in reader.tensors] == ["token_embd.weight"]
+        assert reader.tensors[0].data.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        arch = gguf.MODEL_ARCH.LLAMA
+        assert gguf.get_tensor_name_map(arch, 2) is gguf.get_tensor_name_map(arch, 2)
+        raise RuntimeError("a load that fails")
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader_class, name_map)  # put back, even after a failure
+    assert gguf.GGUFReader(str(path)) is not gguf.GGUFReader(str(path))
