@@ -86,6 +86,15 @@ class Measurement:
     detail_j: dict[str, float] = field(default_factory=dict)
 
     @classmethod
+    def between(cls, begin: Reading, end: Reading, provenance: Provenance, name: str = "") -> Measurement:
+        """Two readings' difference as they stand, waiting for nothing: a scraped meter's readings may still be
+        revised (its ``measurement`` waits for that); the proxy's ledger settles them later."""
+        return cls(duration_s=end.timestamp_s - begin.timestamp_s, energy_j=_diff(begin.energy_j, end.energy_j),
+                   low_j=_diff(begin.low_j, end.low_j), high_j=_diff(begin.high_j, end.high_j),
+                   provenance=provenance, name=name,
+                   detail_j={k: v - begin.detail_j.get(k, 0.0) for k, v in end.detail_j.items()})
+
+    @classmethod
     def empty(cls, provenance: Provenance) -> Measurement:
         """No time and no energy: the start of a sum of windows."""
         return cls(0.0, {}, {}, {}, provenance)
@@ -226,15 +235,7 @@ class Meter(ABC):
 
     def measurement(self, begin: Reading, end: Reading, name: str = "") -> Measurement:
         """The energy spent between two readings of this meter."""
-        return Measurement(
-            duration_s=end.timestamp_s - begin.timestamp_s,
-            energy_j=_diff(begin.energy_j, end.energy_j),
-            low_j=_diff(begin.low_j, end.low_j),
-            high_j=_diff(begin.high_j, end.high_j),
-            provenance=self.provenance(),
-            name=name,
-            detail_j={k: v - begin.detail_j.get(k, 0.0) for k, v in end.detail_j.items()},
-        )
+        return Measurement.between(begin, end, self.provenance(), name)
 
     def __enter__(self) -> Meter:
         self.start()

@@ -109,7 +109,7 @@ class Ledger:
     def _close(self) -> float:
         """Close the interval up to now and hand it to idle or to the requests in flight."""
         now = self.meter.read()
-        energy = self.meter.measurement(self._last, now)
+        energy = Measurement.between(self._last, now, self._nothing.provenance)  # provisional: never waits
         span_s = now.timestamp_s - self._last.timestamp_s
         if span_s > 0:
             self.power_w = {d: v / span_s for d, v in energy.energy_j.items()}
@@ -129,7 +129,8 @@ class Ledger:
         """The interval's energy from the meter's final readings, or None while its end is not yet settled."""
         if interval.end.timestamp_s > self.meter.settled_until_s():
             return None
-        return self.meter.measurement(self.meter.revise(interval.begin), self.meter.revise(interval.end))
+        return Measurement.between(self.meter.revise(interval.begin), self.meter.revise(interval.end),
+                                   self._nothing.provenance)
 
     def _settle_idle(self) -> None:
         while self._idle_open:
