@@ -24,6 +24,9 @@ import pytest
 # disturbed by that, unless a test sets its thresholds itself (the interference tests do, with flags).
 os.environ.setdefault("JOULESCORE_DISTURBED_CPU_PCT", "100")
 os.environ.setdefault("JOULESCORE_DISTURBED_STEAL_PCT", "100")
+# Every run watches the machine before it starts (1 s by default): a fifth of that tells the suite's runs apart
+# from an idle machine as well; the tests of busy-machine detection set the watch they need themselves.
+os.environ.setdefault("JOULESCORE_BUSY_PROBE_S", "0.2")
 
 #: /proc/cpuinfo of other machines, for ``--cpu-identity``
 CPUINFO_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cpuinfo"

@@ -32,6 +32,7 @@ def settings_of(run: RunData) -> RunConfig:
         config["reasoning"] = config["reasoning"].get("mode")
     config.pop("disturbed_cpu_pct", None)  # this machine's thresholds now, not the ones stored
     config.pop("disturbed_steal_pct", None)
+    config.pop("busy_probe_s", None)
     if config.get("precision") is not None:
         raise BadInput(f"--interleave reruns every prompt; run {run.source} is a sampled --precision run")
     return RunConfig.model_validate(config)

@@ -55,8 +55,6 @@ from joulescore.tasks.spec import Prompt, TaskSpec
 ProgressFactory = Callable[[int, int, str], ProgressSink]
 #: where a run's warnings go as they arise (the CLI prints them on stderr)
 Notify = Callable[[str], None]
-#: how long the machine is watched before a run (while the model loads) to tell whether it is already busy
-BUSY_PROBE_S = 1.0
 
 
 @dataclass
@@ -106,7 +104,7 @@ def new_run_id() -> str:
 def prepare(config: RunConfig) -> Prepared:
     """Load the task, its prompts, the model and the meter; any problem is a one-line error.
 
-    Also looks at how busy the machine is while the model loads (at least one second): ``busy_warning``
+    Also looks at how busy the machine is while the model loads (at least ``--busy-probe-s``, default 1 s): ``busy_warning``
     says so when it is, and ``--threads auto`` leaves the cores others hold to them.
     """
     check_settings(config)
@@ -130,7 +128,7 @@ def prepare(config: RunConfig) -> Prepared:
     threads = None
     probe: BusyProbe | None = None
     if config.threads == "auto":
-        probe = probe_clock.read(BUSY_PROBE_S)
+        probe = probe_clock.read(config.busy_probe_s)
         kwargs["threads"], why = free_threads(probe, logical_cpus())
         threads = {"requested": "auto", "threads": kwargs["threads"], "reason": why}
     backend = load_backend(config.backend, config.model, **kwargs)
@@ -138,7 +136,7 @@ def prepare(config: RunConfig) -> Prepared:
         backend.check_task(spec)
         check_context(config, backend.info().context_length)
         if probe is None:
-            probe = probe_clock.read(BUSY_PROBE_S)
+            probe = probe_clock.read(config.busy_probe_s)
     except (BadInput, KeyboardInterrupt):
         backend.close()
         raise

@@ -42,6 +42,8 @@ MAX_SWEEP_VARIANTS = 500
 #: defaults of the thresholds above which a run is marked disturbed (a run's config carries the ones it used)
 DEFAULT_OTHERS_CPU_PCT = 10.0
 DEFAULT_STEAL_PCT = 5.0
+#: default of how long the machine is watched before a run (while the model loads) to tell whether it is busy
+DEFAULT_BUSY_PROBE_S = 1.0
 
 
 def _flag(name: str, *extra: str) -> dict[str, Any]:
@@ -61,6 +63,20 @@ def _env_pct(name: str, which: Literal["others_cpu", "steal"]) -> float:
         value = float("nan")
     if not 0.0 <= value <= 100.0:
         raise BadInput(f"${name} must be a percentage between 0 and 100, got {raw!r}")
+    return value
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A duration set once for a machine (``$JOULESCORE_BUSY_PROBE_S``): a number of seconds above 0."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < float("inf"):
+        raise BadInput(f"${name} must be a number of seconds above 0, got {raw!r}")
     return value
 
 
@@ -126,6 +142,11 @@ class RunConfig(BaseModel):
     disturbed_steal_pct: float = Field(default_factory=lambda: _env_pct("JOULESCORE_DISTURBED_STEAL_PCT", "steal"),
                                        ge=0.0, le=100.0, description="mark the run disturbed when steal "
                                        "time is above this % (VMs; default 5, or $JOULESCORE_DISTURBED_STEAL_PCT)")
+    #: the watch before the run (at least this long, counting the model's load) for ``interference.before_run``
+    busy_probe_s: float = Field(default_factory=lambda: _env_seconds("JOULESCORE_BUSY_PROBE_S", DEFAULT_BUSY_PROBE_S),
+                                gt=0.0, description="watch the machine for at least SECONDS before the run (while "
+                                "the model loads) to tell whether it is already busy "
+                                "(default 1, or $JOULESCORE_BUSY_PROBE_S)")
     #: the engine's own settings, by ``backend`` (see joulescore.model.options)
     engine: AnyEngineOptions = Field(default_factory=LlamaCppOptions)
 
@@ -231,8 +252,8 @@ class RunConfig(BaseModel):
     def load(cls, data: Mapping[str, Any]) -> RunConfig:
         """A stored run's settings, whichever joulescore wrote them: never refused, so an old run stays readable.
 
-        Keys this version does not know are left out; a run stored before the disturbance thresholds were kept
-        gets the defaults (not this machine's ``$JOULESCORE_DISTURBED_*``: the record builder always judged such
+        Keys this version does not know are left out; a run stored before the disturbance thresholds (and the
+        busy watch) were kept gets the defaults (not this machine's ``$JOULESCORE_DISTURBED_*``: the record builder always judged such
         runs by the defaults); a setting that no longer validates (an option since renamed, a bound since
         tightened) falls back to its default.  ``--resume`` validates strictly instead: it runs them again.
         """
@@ -269,8 +290,9 @@ class RunConfig(BaseModel):
         return {"threads": self.threads, "n_ctx": self.n_ctx, "seed": self.seed, **own}
 
 
-#: what a stored run without the thresholds was judged by (``RunConfig.load``)
-_STORED_THRESHOLDS = {"disturbed_cpu_pct": DEFAULT_OTHERS_CPU_PCT, "disturbed_steal_pct": DEFAULT_STEAL_PCT}
+#: what a stored run without the thresholds was judged by, and watched for (``RunConfig.load``)
+_STORED_THRESHOLDS = {"disturbed_cpu_pct": DEFAULT_OTHERS_CPU_PCT, "disturbed_steal_pct": DEFAULT_STEAL_PCT,
+                      "busy_probe_s": DEFAULT_BUSY_PROBE_S}
 #: what a check across settings (no one field named) may be failing on, the least telling first
 _CROSS_CHECKED = ("engine", "protocol", "reasoning", "limit", "precision")
 

@@ -58,9 +58,9 @@ def hogs(count: int) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 def _real_run(db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    # the default thresholds, given as flags: the suite raises the environment's defaults (conftest.py)
+    # the default thresholds and watch, given as flags: the suite sets the environment's otherwise (conftest.py)
     return cli("run", "--limit", "6", "--max-new-tokens", "8", *FAST, "--disturbed-cpu-pct", "10",
-               "--disturbed-steal-pct", "5", *extra, db=db)
+               "--disturbed-steal-pct", "5", "--busy-probe-s", "1", *extra, db=db)
 
 
 @pytest.mark.slow

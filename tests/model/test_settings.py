@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error, cli
+from conftest import assert_one_line_error, cli, cli_in_process
 from pydantic import ValidationError
 
 from joulescore.model.config import RunConfig, describe_error, flag_of
@@ -85,3 +85,28 @@ def test_gpu_offload_on_a_cpu_build_of_llama_cpp_is_refused_with_how_to_rebuild(
         pytest.skip("this llama-cpp-python is a GPU build")
     assert_one_line_error(cli("run", "--gpu-layers", "4", "--limit", "1", db=db), "built without GPU support",
                           "CMAKE_ARGS")
+
+
+def test_the_watch_before_a_run_is_a_setting(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--busy-probe-s (or $JOULESCORE_BUSY_PROBE_S): how long the machine is watched before the run, stored with it."""
+    from joulescore.errors import BadInput
+
+    assert_one_line_error(cli("run", "--busy-probe-s", "0", db=db), "--busy-probe-s must be more than 0")
+    assert_one_line_error(cli_in_process("run", "--limit", "1", db=db, env={"JOULESCORE_BUSY_PROBE_S": "soon"}),
+                          "$JOULESCORE_BUSY_PROBE_S must be a number of seconds above 0, got 'soon'")
+    monkeypatch.setenv("JOULESCORE_BUSY_PROBE_S", "2.5")
+    assert RunConfig().busy_probe_s == 2.5 and RunConfig(busy_probe_s=0.5).busy_probe_s == 0.5  # a flag beats it
+    for bad in ("0", "-1", "inf", "nan"):
+        monkeypatch.setenv("JOULESCORE_BUSY_PROBE_S", bad)
+        with pytest.raises(BadInput, match="must be a number of seconds above 0"):
+            RunConfig()
+    monkeypatch.delenv("JOULESCORE_BUSY_PROBE_S")
+    assert RunConfig().busy_probe_s == 1.0
+    # the model loads in well under 1.5 s: the watch before the run is the setting's, and the record says so
+    proc = cli("run", "--busy-probe-s", "1.5", "--limit", "1", "--warmup", "0", "--max-new-tokens", "2", "--json",
+               "--no-progress", "--out", str(tmp_path / "out"), db=db, env={"JOULESCORE_BUSY_PROBE_S": "0.2"})
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["config"]["busy_probe_s"] == 1.5
+    if record["interference"]["before_run"] is not None:  # None only without /proc/stat
+        assert record["interference"]["before_run"]["window_s"] >= 1.5
