@@ -27,7 +27,7 @@ out, the interval is conservative by that factor (5-8% at n = 100-300 of 1,000).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -121,17 +121,27 @@ def bootstrap(energy_j: Sequence[float], ok: Sequence[bool], x: Sequence[float] 
         return None
     use_x = x is not None and x_pop is not None
     xs = np.asarray(x, dtype=float) if use_x else np.zeros_like(y)
-    rng = np.random.default_rng(seed)
-    stats = np.empty(resamples)
-    chunk = max(1, min(resamples, 2_000_000 // n))  # bounded memory for long runs
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        idx = rng.integers(0, n, size=(size, n))
+
+    def stat(idx: np.ndarray) -> np.ndarray:
         mean, _ = _fit(y[idx], xs[idx], x_pop if use_x else None)
         answered = w[idx].mean(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            stats[start:start + size] = np.where(answered > 0, mean / answered, np.nan)
-    return percentile_interval(stats, level)
+            return np.where(answered > 0, mean / answered, np.nan)
+
+    return percentile_interval(resampled(n, resamples, seed, stat, 2_000_000), level)
+
+
+def resampled(n: int, resamples: int, seed: int, stat: Callable[[np.ndarray], np.ndarray],
+              cells: int) -> np.ndarray:
+    """``stat`` of each of ``resamples`` bootstrap resamples of ``n`` items (a row of indices each), drawn in
+    chunks of at most ``cells`` indices so that a long run's resampling stays within bounded memory."""
+    rng = np.random.default_rng(seed)
+    stats = np.empty(resamples)
+    chunk = max(1, min(resamples, cells // n))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        stats[start:start + size] = stat(rng.integers(0, n, size=(size, n)))
+    return stats
 
 
 @dataclass(frozen=True)

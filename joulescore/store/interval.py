@@ -25,7 +25,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from joulescore.model.record import Interval
-from joulescore.store.estimate import PLAIN, Population, percentile_interval, quick_half_pct, sampled_interval
+from joulescore.store.estimate import (
+    PLAIN,
+    Population,
+    percentile_interval,
+    quick_half_pct,
+    resampled,
+    sampled_interval,
+)
 from joulescore.units import J_PER_WH
 
 LEVEL = 0.95
@@ -57,16 +64,13 @@ def bootstrap_ratio(energy_j: Sequence[float], ok: Sequence[bool], level: float 
     n = len(e)
     if n < 2 or w.sum() < 2:
         return None
-    rng = np.random.default_rng(seed)
-    stats = np.empty(resamples)
-    chunk = max(1, min(resamples, 4_000_000 // n))  # bounded memory for long runs
-    for start in range(0, resamples, chunk):
-        size = min(chunk, resamples - start)
-        idx = rng.integers(0, n, size=(size, n))
+
+    def stat(idx: np.ndarray) -> np.ndarray:
         answered = w[idx].sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            stats[start:start + size] = np.where(answered > 0, e[idx].sum(axis=1) / answered, np.nan)
-    return percentile_interval(stats, level)
+            return np.where(answered > 0, e[idx].sum(axis=1) / answered, np.nan)
+
+    return percentile_interval(resampled(n, resamples, seed, stat, 4_000_000), level)
 
 
 def _r(value: float, digits: int = 6) -> float:
