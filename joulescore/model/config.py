@@ -13,7 +13,7 @@ uses it, a test and the docs.  The CLI's flags are made from these fields.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, Literal, Optional, Union
 
@@ -50,34 +50,32 @@ def _flag(name: str, *extra: str) -> dict[str, Any]:
     return {"flags": [name, *extra]}
 
 
-def _env_pct(name: str, which: Literal["others_cpu", "steal"]) -> float:
-    """A disturbance threshold set once for a machine (a shared CI box), instead of a flag on every run.
-
-    Unset, the default is the interference module's own (one source for both thresholds)."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return DEFAULT_OTHERS_CPU_PCT if which == "others_cpu" else DEFAULT_STEAL_PCT
-    try:
-        value = float(raw.rstrip("%"))
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 100.0:
-        raise BadInput(f"${name} must be a percentage between 0 and 100, got {raw!r}")
-    return value
-
-
-def _env_seconds(name: str, default: float) -> float:
-    """A duration set once for a machine (``$JOULESCORE_BUSY_PROBE_S``): a number of seconds above 0."""
+def _env_number(name: str, default: float, valid: Callable[[float], bool], must_be: str,
+                unit: str = "") -> float:
+    """A number set once for a machine in ``$name`` (a shared CI box), instead of a flag on every run; unset, the
+    default.  A value that is not a number (after an optional ``unit`` sign), or not ``valid``, is a one-line
+    error saying what it ``must_be``."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = float(raw.rstrip(unit) if unit else raw)
     except ValueError:
         value = float("nan")
-    if not 0.0 < value < float("inf"):
-        raise BadInput(f"${name} must be a number of seconds above 0, got {raw!r}")
+    if not valid(value):
+        raise BadInput(f"${name} must be {must_be}, got {raw!r}")
     return value
+
+
+def _env_pct(name: str, which: Literal["others_cpu", "steal"]) -> float:
+    """A disturbance threshold; unset, the interference module's own default (one source for both thresholds)."""
+    default = DEFAULT_OTHERS_CPU_PCT if which == "others_cpu" else DEFAULT_STEAL_PCT
+    return _env_number(name, default, lambda v: 0.0 <= v <= 100.0, "a percentage between 0 and 100", unit="%")
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A duration (``$JOULESCORE_BUSY_PROBE_S``): a number of seconds above 0."""
+    return _env_number(name, default, lambda v: 0.0 < v < float("inf"), "a number of seconds above 0")
 
 
 class RunConfig(BaseModel):
